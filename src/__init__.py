@@ -1,0 +1,1 @@
+"""AMMFM: asymmetric multi-modal fusion for multi-label skin lesion classification."""

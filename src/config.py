@@ -1,0 +1,122 @@
+"""Structured config schema for conf/train.yaml and conf/eval.yaml.
+
+The dataclasses are registered in Hydra's ConfigStore and listed first in the defaults of the
+primary configs, so a misspelt key or a value of the wrong type in the typed groups (data,
+backbone, fusion, block, model, paths) fails at compose time with Hydra's own message.
+Trainer, callbacks and logger stay free-form: they are `_target_` nodes for `instantiate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+TTA_VIEW_NAMES = ["identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw"]
+
+
+@dataclass
+class DataConfig:
+    """Where the derm7pt release_v0 folder is and how batches are made."""
+
+    name: str = "derm7pt"
+    root: str = MISSING  # the release_v0 folder (contains meta/ and images/)
+    synthetic: bool = False  # create a synthetic stand-in at `root` on first use
+    synthetic_seed: int = 0
+    image_size: int = 224
+    batch_size: int = 24
+    eval_batch_size: int = 48
+    num_workers: int = 4
+    pin_memory: bool = False
+    drop_duplicate_pairs: bool = False
+    augment: bool = True
+    cache: str = "disk"  # disk | memory | none: decoded, resized images keyed by image size
+    cache_dir: str | None = None  # default: <root>/.cache
+
+
+@dataclass
+class BackboneConfig:
+    """The dermoscopy backbone (and the clinical one, unless the fusion framework overrides it)."""
+
+    name: str = "swinv2_tiny_window8_256"
+    pretrained: bool = True
+    weights: str | None = None  # local .safetensors/.pth file; wins over the hub
+    drop_path_rate: float = 0.0
+
+
+@dataclass
+class FusionConfig:
+    """Fusion framework: which streams exist and which backbone each uses."""
+
+    mode: str = "aff"  # sff | aff | derm_only | clin_only
+    clin_backbone: str | None = "mobilenetv3_small_100"  # aff only; null = same as backbone
+    clin_weights: str | None = None  # local weights for the clinical backbone (aff only)
+
+
+@dataclass
+class BlockConfig:
+    """Fusion block placed between stages of the two streams."""
+
+    type: str = "aab"  # cat | bab | aab
+    stages: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
+    qk_reduction: int = 8  # q/k channels = channels // qk_reduction
+
+
+@dataclass
+class HeadConfig:
+    hidden: list[int] = field(default_factory=lambda: [512, 128])
+    dropout: float = 0.3
+
+
+@dataclass
+class ModelConfig:
+    """Optimisation, schedule, loss and evaluation recipe (paper section 4.1)."""
+
+    optimizer: str = "adam"  # adam | adamw
+    lr: float = 3e-5
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"  # cosine | none
+    swa_epochs: int = 50  # SWA over the last N epochs; 0 disables SWA
+    swa_lr: float = 3e-5
+    head: HeadConfig = field(default_factory=HeadConfig)
+    tta_views: list[str] = field(default_factory=lambda: list(TTA_VIEW_NAMES))
+    weight_grid_step: float = 0.05  # fusion weight search grid over [step, 1]
+    channels_last: bool = False
+    compile: bool = False
+
+
+@dataclass
+class PathsConfig:
+    root_dir: str = MISSING
+    data_dir: str = MISSING
+    log_dir: str = MISSING
+    output_dir: str = MISSING
+
+
+@dataclass
+class TrainConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    block: BlockConfig = field(default_factory=BlockConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    trainer: Any = None
+    callbacks: Any = None
+    logger: Any = None
+    task_name: str = "train"
+    seed: int = 0
+    tags: list[str] = field(default_factory=list)
+    ckpt_path: str | None = None  # a checkpoint to resume from, or "last"
+    train: bool = True
+    test: bool = True
+    skip_complete: bool = True  # in sweeps: skip a run whose metrics.json is already complete
+    extras: Any = None
+
+
+def register_configs() -> None:
+    """Register the schema nodes; called before Hydra composes a config."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
