@@ -1,0 +1,86 @@
+"""What every run leaves in its output directory: metrics.json, predictions.csv, plots.
+
+All files are written atomically, so a crashed run never leaves a half-written result that a
+report or a re-run of a sweep could mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import Tensor
+
+from src.data.schema import ALL_LABELS, TASK_NAMES
+from src.evaluation.plots import save_confusion_matrices, save_roc_curves
+from src.evaluation.probabilities import task_predictions
+from src.utils.io import atomic_path, atomic_write_json
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+ROC_FILE = "roc_curves.png"
+CONFUSION_FILE = "confusion_matrices.png"
+
+# Keys a metrics.json must have to count as a finished run.
+REQUIRED_METRIC_KEYS = (
+    "avg_auc",
+    "avg_acc",
+    "auc",
+    "acc",
+    "branches",
+    "fusion_weights",
+    "params",
+    "seed",
+    "config",
+)
+
+
+def is_complete(run_dir: str | Path) -> bool:
+    """True when the run directory holds a readable metrics.json with every required key."""
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metrics, dict) and all(k in metrics for k in REQUIRED_METRIC_KEYS)
+
+
+def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
+    path = Path(run_dir) / METRICS_FILE
+    atomic_write_json(path, metrics)
+    return path
+
+
+def predictions_frame(
+    case_nums: Sequence[str], probs: dict[str, Tensor], labels: Tensor
+) -> pd.DataFrame:
+    """One row per test case: labels, P_FI predictions, and every branch's probabilities."""
+    frame: dict[str, Any] = {"case_num": list(case_nums)}
+    predicted = task_predictions(probs["final"])
+    for t, task in enumerate(TASK_NAMES):
+        frame[f"label_{task}"] = labels[:, t].tolist()
+        frame[f"pred_{task}"] = predicted[:, t].tolist()
+    for branch, branch_probs in probs.items():
+        for j, label in enumerate(ALL_LABELS):
+            frame[f"{branch}:{label}"] = branch_probs[:, j].tolist()
+    return pd.DataFrame(frame)
+
+
+def write_predictions(
+    run_dir: str | Path, case_nums: Sequence[str], probs: dict[str, Tensor], labels: Tensor
+) -> Path:
+    path = Path(run_dir) / PREDICTIONS_FILE
+    with atomic_path(path) as tmp:
+        predictions_frame(case_nums, probs, labels).to_csv(tmp, index=False, float_format="%.6f")
+    return path
+
+
+def write_plots(run_dir: str | Path, probs: Tensor, labels: Tensor, title: str) -> list[Path]:
+    run_dir = Path(run_dir)
+    return [
+        Path(save_roc_curves(probs, labels, run_dir / ROC_FILE, title)),
+        Path(save_confusion_matrices(probs, labels, run_dir / CONFUSION_FILE, title)),
+    ]

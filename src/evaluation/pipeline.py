@@ -1,0 +1,59 @@
+"""Evaluation recipe: TTA predictions on valid and test, weight search on valid, test metrics.
+
+Fusion weights (Eq. 4) are searched on the validation split only, then frozen and applied to the
+test split: the test split never influences any choice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from torch import Tensor
+
+from src.evaluation.fusion_weights import fuse, search_fusion_weights
+from src.evaluation.metrics import compute_metrics
+
+
+@dataclass
+class Evaluation:
+    """Everything a run reports about its test split."""
+
+    metrics: dict[str, Any]  # P_FI metrics plus "branches", "fusion_weights", "valid"
+    weights: dict[str, float]
+    test_probs: dict[str, Tensor]  # per branch, plus "final" (P_FI)
+    test_labels: Tensor
+
+
+def predict_split(
+    trainer: Trainer, module: LightningModule, dataloader: Any
+) -> tuple[dict[str, Tensor], Tensor]:
+    """TTA probabilities of every branch for one split, in dataloader order."""
+    batches = trainer.predict(module, dataloaders=dataloader)
+    assert batches is not None
+    labels = torch.cat([lbl for _, lbl in batches])
+    branches = batches[0][0].keys()
+    probs = {b: torch.cat([p[b] for p, _ in batches]) for b in branches}
+    return probs, labels
+
+
+def evaluate(
+    trainer: Trainer,
+    module: LightningModule,
+    datamodule: LightningDataModule,
+    weight_grid_step: float,
+) -> Evaluation:
+    """Search the fusion weights on valid, apply them on test, and compute all metrics."""
+    val_probs, val_labels = predict_split(trainer, module, datamodule.val_dataloader())
+    weights = search_fusion_weights(val_probs, val_labels, step=weight_grid_step)
+    test_probs, test_labels = predict_split(trainer, module, datamodule.test_dataloader())
+    final = fuse(test_probs, weights)
+
+    metrics = compute_metrics(final, test_labels)
+    metrics["branches"] = {b: compute_metrics(p, test_labels) for b, p in test_probs.items()}
+    metrics["fusion_weights"] = weights
+    valid = compute_metrics(fuse(val_probs, weights), val_labels)
+    metrics["valid"] = {"avg_acc": valid["avg_acc"], "avg_auc": valid["avg_auc"]}
+    return Evaluation(metrics, weights, {**test_probs, "final": final}, test_labels)

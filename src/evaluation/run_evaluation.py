@@ -1,0 +1,103 @@
+"""Evaluate a trained module and write a run's results (shared by src.train and src.eval)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig
+
+from src.data.datamodule import Derm7ptDataModule
+from src.evaluation.artifacts import write_metrics, write_plots, write_predictions
+from src.evaluation.pipeline import evaluate
+from src.models.module import AMMFMModule
+from src.models.network import clin_backbone_name
+from src.params import count_parameters
+from src.utils.instantiate import log_summary
+from src.utils.run_info import git_commit, machine_info, package_versions
+
+log = logging.getLogger(__name__)
+
+
+def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
+    """The choices that identify a configuration (what a report groups runs by)."""
+    summary: dict[str, Any] = {
+        "fusion": cfg.fusion.mode,
+        "block": cfg.block.type,
+        "backbone": cfg.backbone.name,
+        "clin_backbone": clin_backbone_name(cfg),
+        "block_stages": list(cfg.block.stages),
+        "qk_reduction": cfg.block.qk_reduction,
+        "image_size": cfg.data.image_size,
+        "data": cfg.data.name,
+        "pretrained": cfg.backbone.pretrained,
+        "max_epochs": cfg.trainer.max_epochs,
+        "swa_epochs": cfg.model.swa_epochs,
+    }
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = HydraConfig.get().runtime.choices
+        summary["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra")}
+    except ValueError:  # composed outside a Hydra app (tests, notebooks)
+        pass
+    return summary
+
+
+def build_eval_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
+    """A single-device trainer for prediction, whatever strategy training used."""
+    return L.Trainer(
+        accelerator=cfg.trainer.get("accelerator", "auto"),
+        devices=1,
+        precision=cfg.trainer.get("precision", "32-true"),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.trainer.get("enable_progress_bar", True),
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+
+
+def evaluate_and_save(
+    cfg: DictConfig,
+    module: AMMFMModule,
+    datamodule: Derm7ptDataModule,
+    run_dir: Path,
+    loggers: list[Logger],
+    extra: dict[str, Any],
+    step: int = 0,
+) -> dict[str, Any]:
+    """TTA + validation weight search + test metrics -> metrics.json, predictions.csv, plots."""
+    datamodule.setup("predict")
+    evaluation = evaluate(
+        build_eval_trainer(cfg, run_dir), module, datamodule, cfg.model.weight_grid_step
+    )
+    metrics = {
+        **evaluation.metrics,
+        "params": count_parameters(cfg),
+        "seed": cfg.seed,
+        "config": run_config_summary(cfg),
+        **extra,
+        "git_commit": git_commit(),
+        "packages": package_versions(),
+        "machine": machine_info(),
+        "output_dir": str(run_dir),
+    }
+    case_nums = [c.case_num for c in datamodule.cases("test")]
+    write_predictions(run_dir, case_nums, evaluation.test_probs, evaluation.test_labels)
+    title = f"{cfg.fusion.mode}-{cfg.block.type}-{cfg.backbone.name} seed {cfg.seed}"
+    plots = write_plots(run_dir, evaluation.test_probs["final"], evaluation.test_labels, title)
+    write_metrics(run_dir, metrics)
+    log_summary(loggers, metrics, {p.stem: p for p in plots}, step=step)
+    avg_auc = metrics["avg_auc"]
+    log.info(
+        "test AVG AUC %s  AVG ACC %.4f  fusion weights %s  -> %s",
+        "n/a" if avg_auc is None else f"{avg_auc:.4f}",
+        metrics["avg_acc"],
+        evaluation.weights,
+        run_dir / "metrics.json",
+    )
+    return metrics

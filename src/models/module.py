@@ -1,0 +1,134 @@
+"""LightningModule: the paper's loss (Eq. 2-3), optimiser and schedule, TTA prediction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from src.data.schema import TASK_NAMES
+from src.evaluation.metrics import compute_metrics
+from src.evaluation.probabilities import split_tasks, task_softmax
+from src.evaluation.tta import tta_probabilities
+from src.models.network import build_network
+from src.utils.errors import UserError
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised at the first NaN/inf loss; names where it happened."""
+
+
+def branch_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Sum over the 8 tasks of the cross-entropy (mean over the batch) of one branch (Eq. 3)."""
+    per_task = [
+        F.cross_entropy(task_logits, labels[:, t])
+        for t, task_logits in enumerate(split_tasks(logits))
+    ]
+    return torch.stack(per_task).sum(), per_task
+
+
+class AMMFMModule(LightningModule):
+    """Wraps a FusionNetwork with the paper's training and evaluation recipe.
+
+    The resolved config is stored as plain containers in the checkpoint's hyperparameters, so a
+    checkpoint can be rebuilt with weights-only loading (no pickled objects).
+    """
+
+    def __init__(self, cfg: dict[str, Any] | DictConfig) -> None:
+        super().__init__()
+        if isinstance(cfg, DictConfig):
+            cfg = OmegaConf.to_container(cfg, resolve=True)
+        self.save_hyperparameters({"cfg": cfg})
+        self.cfg = OmegaConf.create(cfg)
+        self.network = build_network(self.cfg)
+        if self.cfg.model.channels_last:
+            self.network = self.network.to(memory_format=torch.channels_last)
+        self._val_outputs: list[tuple[dict[str, Tensor], Tensor]] = []
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        return tuple(self.network.branches)
+
+    def forward(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
+        if self.cfg.model.channels_last:
+            clinic = clinic.contiguous(memory_format=torch.channels_last)
+            derm = derm.contiguous(memory_format=torch.channels_last)
+        return self.network(clinic, derm)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
+        clinic, derm, labels = batch
+        logits = self(clinic, derm)
+        total = torch.zeros((), device=labels.device)
+        for branch, branch_logits in logits.items():
+            loss, per_task = branch_loss(branch_logits.float(), labels)
+            self._check_finite(loss, per_task, branch)
+            self.log(f"train/loss_{branch}", loss, on_step=False, on_epoch=True)
+            total = total + loss
+        self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True)
+        return total
+
+    def _check_finite(self, loss: Tensor, per_task: list[Tensor], branch: str) -> None:
+        if torch.isfinite(loss):
+            return
+        bad = [name for name, v in zip(TASK_NAMES, per_task) if not torch.isfinite(v)]
+        raise NonFiniteLossError(
+            f"non-finite loss at epoch {self.current_epoch}, step {self.global_step}: "
+            f"branch '{branch}', task(s) {', '.join(bad)}; the last good checkpoint is kept "
+            "(lower model.lr or check the inputs)"
+        )
+
+    # ---------------------------------------------------------------- validation
+    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
+        clinic, derm, labels = batch
+        probs = {b: task_softmax(v.float()) for b, v in self(clinic, derm).items()}
+        self._val_outputs.append(({b: p.cpu() for b, p in probs.items()}, labels.cpu()))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._val_outputs:
+            return
+        labels = torch.cat([lbl for _, lbl in self._val_outputs])
+        for branch in self.branches:
+            probs = torch.cat([p[branch] for p, _ in self._val_outputs])
+            metrics = compute_metrics(probs, labels)
+            self.log(f"val/avg_acc_{branch}", metrics["avg_acc"])
+        # Equal-weight average of the branches: a cheap stand-in for P_FI during training.
+        mean_probs = torch.stack(
+            [torch.cat([p[b] for p, _ in self._val_outputs]) for b in self.branches]
+        ).mean(0)
+        metrics = compute_metrics(mean_probs, labels)
+        self.log("val/avg_acc", metrics["avg_acc"], prog_bar=True)
+        if metrics["avg_auc"] is not None:
+            self.log("val/avg_auc", metrics["avg_auc"], prog_bar=True)
+        self._val_outputs.clear()
+
+    # ---------------------------------------------------------------- prediction
+    def predict_step(
+        self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        """TTA-averaged per-task probabilities of every branch, and the labels."""
+        clinic, derm, labels = batch
+        probs = tta_probabilities(self, clinic, derm, list(self.cfg.model.tta_views))
+        return {b: p.float().cpu() for b, p in probs.items()}, labels.cpu()
+
+    # ----------------------------------------------------------------- optimiser
+    def configure_optimizers(self) -> Any:
+        mcfg = self.cfg.model
+        params = [p for p in self.parameters() if p.requires_grad]
+        if mcfg.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
+        elif mcfg.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
+        else:
+            raise UserError(f"model.optimizer={mcfg.optimizer!r}: expected adam or adamw")
+        if mcfg.scheduler == "none":
+            return optimizer
+        if mcfg.scheduler != "cosine":
+            raise UserError(f"model.scheduler={mcfg.scheduler!r}: expected cosine or none")
+        max_epochs = max(int(self.trainer.max_epochs or 1), 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,116 @@
+"""Train and evaluate one configuration: `python -m src.train [overrides]`.
+
+Recipe: seed -> datamodule, module, callbacks, loggers, trainer -> fit (SWA) -> save the final
+averaged weights -> TTA predictions on valid/test -> fusion weight search on valid -> test
+metrics -> metrics.json, predictions.csv, plots. Returns test AVG AUC for sweepers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import register_configs
+from src.utils.errors import UserError, exit_on_user_error
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+register_configs()
+
+log = logging.getLogger(__name__)
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
+    """`ckpt_path=last` resumes this run directory's last checkpoint; a path must exist."""
+    if ckpt_path is None:
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(
+            f"ckpt_path={ckpt_path}: no checkpoint at {path}; give an existing .ckpt file, or "
+            "ckpt_path=last together with hydra.run.dir=<the run's directory>"
+        )
+    return path
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fit one configuration and evaluate it; returns the metrics written to metrics.json."""
+    import lightning as L
+
+    from src.data.datamodule import Derm7ptDataModule
+    from src.evaluation.artifacts import METRICS_FILE, is_complete
+    from src.evaluation.run_evaluation import evaluate_and_save
+    from src.models.module import AMMFMModule
+    from src.models.network import validate_network_config
+    from src.utils.instantiate import (
+        finish_wandb,
+        instantiate_callbacks,
+        instantiate_loggers,
+        resolved_container,
+        swa_callback,
+    )
+    from src.utils.io import atomic_path, atomic_write_text
+
+    run_dir = Path(cfg.paths.output_dir)
+    if cfg.get("skip_complete") and cfg.get("ckpt_path") is None and is_complete(run_dir):
+        log.info("%s has a complete %s: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
+        return json.loads((run_dir / METRICS_FILE).read_text())
+
+    validate_network_config(cfg)  # incompatible choices fail before any data loads
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+
+    L.seed_everything(cfg.seed, workers=True)
+    started = time.time()
+    module = AMMFMModule(cfg)
+    datamodule = Derm7ptDataModule(
+        cfg.data,
+        clin_stats=module.network.norm_stats["clin"],
+        derm_stats=module.network.norm_stats["derm"],
+    )
+    callbacks = instantiate_callbacks(cfg.get("callbacks"))
+    swa = swa_callback(cfg.model, int(cfg.trainer.max_epochs))
+    if swa is not None:
+        callbacks.append(swa)
+    loggers = instantiate_loggers(
+        cfg.get("logger"), run_dir, ckpt_path.parent.parent if ckpt_path else None
+    )
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    try:
+        for logger in loggers:
+            logger.log_hyperparams(resolved_container(cfg))
+        if cfg.train:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            with atomic_path(run_dir / "checkpoints" / "final.ckpt") as tmp:
+                trainer.save_checkpoint(tmp)
+        if not cfg.test:
+            return {}
+        extra = {
+            "epochs_trained": trainer.current_epoch,
+            "wall_time_s": round(time.time() - started, 1),
+            "checkpoint": str(run_dir / "checkpoints" / "final.ckpt"),
+        }
+        return evaluate_and_save(
+            cfg, module, datamodule, run_dir, loggers, extra, step=trainer.global_step
+        )
+    finally:
+        finish_wandb()
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+@exit_on_user_error
+def main(cfg: DictConfig) -> float | None:
+    return train(cfg).get("avg_auc")
+
+
+if __name__ == "__main__":
+    main()
