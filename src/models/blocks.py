@@ -1,0 +1,126 @@
+"""Fusion blocks placed between backbone stages: CAT (none), BAB and AAB.
+
+Both attention blocks use position attention over the N = H*W positions of one stage: 1x1
+convolutions give a query and a key with c/qk_reduction channels and a value with c channels;
+the map A = softmax(q k^T) is N x N with rows summing to one, and output position j is
+sum_i A[j, i] v_i. The scores are not scaled (the paper's softmax(q^T k)). A learnable scalar
+gate, initialised to zero, adds the result to the features, so an untrained block is the
+identity. Because the maps are N x N, the two modalities may have different channel counts;
+only their spatial sizes must match.
+
+- BAB (bidirectional, CAFNet): each modality's value is mixed with the OTHER modality's map
+  and added back to its own features; both streams change.
+- AAB (asymmetric, paper Eq. 1): the map comes from the clinical features, the value from the
+  dermoscopy features: D' = D + g * v_D M_C. The clinical stream passes on unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+BLOCK_TYPES: tuple[str, ...] = ("cat", "bab", "aab")
+
+
+def _positions(x: Tensor) -> Tensor:
+    """[B, C, H, W] -> [B, N, C]."""
+    return x.flatten(2).transpose(1, 2)
+
+
+def attention_map(query: Tensor, key: Tensor) -> Tensor:
+    """The N x N map softmax(q k^T) over positions, [B, N, N]; each row sums to one."""
+    return torch.softmax(_positions(query) @ _positions(key).transpose(1, 2), dim=-1)
+
+
+def attend(value: Tensor, query: Tensor, key: Tensor) -> Tensor:
+    """Mix `value` [B, C, H, W] over positions with the map of (query, key); same shape out.
+
+    Equal to `attention_map(query, key) @ value` per position, computed without storing the
+    N x N map where the backend allows it (N is 3136 at stride 4 of a 224 px image).
+    """
+    b, c, h, w = value.shape
+    if query.shape[-2:] != (h, w) or key.shape[-2:] != (h, w):
+        raise ValueError(
+            f"fusion block inputs differ in spatial size: {tuple(query.shape[-2:])} vs {(h, w)}"
+        )
+    out = F.scaled_dot_product_attention(
+        _positions(query), _positions(key), _positions(value), scale=1.0
+    )
+    return out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class PositionAttention(nn.Module):
+    """Query and key projections of one modality, producing its N x N attention map."""
+
+    def __init__(self, channels: int, qk_reduction: int) -> None:
+        super().__init__()
+        qk_channels = max(1, channels // qk_reduction)
+        self.query = nn.Conv2d(channels, qk_channels, kernel_size=1)
+        self.key = nn.Conv2d(channels, qk_channels, kernel_size=1)
+
+    def map(self, x: Tensor) -> Tensor:
+        return attention_map(self.query(x), self.key(x))
+
+    def mix(self, x: Tensor, value: Tensor) -> Tensor:
+        """Mix `value` with this modality's map of `x`."""
+        return attend(value, self.query(x), self.key(x))
+
+
+class GatedValue(nn.Module):
+    """Value projection plus the zero-initialised residual gate of one refined stream."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.value = nn.Conv2d(channels, channels, kernel_size=1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+
+class BidirectionalAttentionBlock(nn.Module):
+    """BAB: x_c' = x_c + g_c * v_c A_d and x_d' = x_d + g_d * v_d A_c."""
+
+    def __init__(self, clin_channels: int, derm_channels: int, qk_reduction: int = 8) -> None:
+        super().__init__()
+        self.clin_attention = PositionAttention(clin_channels, qk_reduction)
+        self.derm_attention = PositionAttention(derm_channels, qk_reduction)
+        self.clin_value = GatedValue(clin_channels)
+        self.derm_value = GatedValue(derm_channels)
+
+    def forward(self, clin: Tensor, derm: Tensor) -> tuple[Tensor, Tensor]:
+        clin_mixed = self.derm_attention.mix(derm, self.clin_value.value(clin))
+        derm_mixed = self.clin_attention.mix(clin, self.derm_value.value(derm))
+        return clin + self.clin_value.gamma * clin_mixed, derm + self.derm_value.gamma * derm_mixed
+
+    def attention_maps(self, clin: Tensor, derm: Tensor) -> dict[str, Tensor]:
+        return {"clin": self.clin_attention.map(clin), "derm": self.derm_attention.map(derm)}
+
+
+class AsymmetricAttentionBlock(nn.Module):
+    """AAB (paper Eq. 1): D' = D + g * v_D M_C; the clinical features pass on unchanged."""
+
+    def __init__(self, clin_channels: int, derm_channels: int, qk_reduction: int = 8) -> None:
+        super().__init__()
+        self.clin_attention = PositionAttention(clin_channels, qk_reduction)
+        self.derm_value = GatedValue(derm_channels)
+
+    def forward(self, clin: Tensor, derm: Tensor) -> tuple[Tensor, Tensor]:
+        derm_mixed = self.clin_attention.mix(clin, self.derm_value.value(derm))
+        return clin, derm + self.derm_value.gamma * derm_mixed
+
+    def attention_maps(self, clin: Tensor, derm: Tensor) -> dict[str, Tensor]:
+        return {"clin": self.clin_attention.map(clin)}
+
+
+_BLOCKS: dict[str, type[nn.Module] | None] = {
+    "cat": None,
+    "bab": BidirectionalAttentionBlock,
+    "aab": AsymmetricAttentionBlock,
+}
+
+
+def create_block(
+    block_type: str, clin_channels: int, derm_channels: int, qk_reduction: int
+) -> nn.Module | None:
+    """The block of `block_type` for one stage; None for CAT (features pass through)."""
+    cls = _BLOCKS[block_type]
+    return None if cls is None else cls(clin_channels, derm_channels, qk_reduction)

@@ -1,0 +1,289 @@
+"""The two-stream fusion network: backbones, fusion blocks between their stages, three heads.
+
+`validate_network_config` turns the composed config into a `NetworkSpec` (and rejects
+incompatible choices with one line naming the config keys) without building any weights;
+`build_network` builds the `FusionNetwork` it describes.
+
+Fusion frameworks (`fusion.mode`):
+- sff: both streams use `backbone.name`;
+- aff: the clinical stream uses `fusion.clin_backbone` (default: the light MobileNetV3),
+  the dermoscopy stream `backbone.name`;
+- derm_only / clin_only: one stream and one head; the other image is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import timm
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor, nn
+
+from src.config import HeadConfig
+from src.models.backbones import NUM_STAGES, StagedBackbone, create_backbone, stage_reductions
+from src.models.blocks import BLOCK_TYPES, create_block
+from src.models.heads import TaskHead
+from src.utils.errors import UserError
+
+MODES: tuple[str, ...] = ("sff", "aff", "derm_only", "clin_only")
+STREAMS: tuple[str, ...] = ("clin", "derm")
+FUSION = "fusion"
+_MODE_STREAMS = {
+    "sff": STREAMS,
+    "aff": STREAMS,
+    "derm_only": ("derm",),
+    "clin_only": ("clin",),
+}
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """One modality's backbone and where its weights come from."""
+
+    backbone: str
+    pretrained: bool
+    weights: str | None
+    weights_key: str  # the config key that sets `weights`, for error messages
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Everything `build_network` needs, checked for consistency."""
+
+    mode: str
+    streams: tuple[tuple[str, StreamSpec], ...]  # ("clin"|"derm", spec), clinical first
+    block: str
+    stages: tuple[int, ...]  # stages followed by a fusion block (empty for cat)
+    qk_reduction: int
+    image_size: int
+    drop_path_rate: float
+    head_hidden: tuple[int, ...]
+    head_dropout: float
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        names = tuple(name for name, _ in self.streams)
+        return (*names, FUSION) if len(names) == 2 else names
+
+    def describe(self) -> str:
+        parts = " + ".join(f"{name} {spec.backbone}" for name, spec in self.streams)
+        blocks = f"{self.block} after stages {list(self.stages)}" if self.stages else self.block
+        return f"{self.mode}: {parts}; block {blocks}"
+
+
+def _fail(message: str) -> None:
+    raise UserError(message)
+
+
+def _as_dictconfig(cfg: object) -> DictConfig:
+    return cfg if isinstance(cfg, DictConfig) else OmegaConf.structured(cfg)
+
+
+def _mode(cfg: DictConfig) -> str:
+    mode = cfg.fusion.mode
+    if mode not in MODES:
+        _fail(f"fusion.mode={mode} is not one of {', '.join(MODES)}")
+    return mode
+
+
+def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], ...]:
+    backbone, fusion = cfg.backbone, cfg.fusion
+    clin_name = fusion.get("clin_backbone")
+    if mode != "aff" and clin_name:
+        _fail(
+            f"fusion.mode={mode} uses backbone.name for every stream, so fusion.clin_backbone "
+            f"must be null (got {clin_name}); use fusion=aff for a different clinical backbone"
+        )
+    pretrained = bool(backbone.pretrained)
+    main = StreamSpec(backbone.name, pretrained, backbone.get("weights"), "backbone.weights")
+    clin = main
+    if fusion.get("clin_weights"):
+        clin = StreamSpec(
+            clin_name or backbone.name, pretrained, fusion.clin_weights, "fusion.clin_weights"
+        )
+    elif clin_name and clin_name != backbone.name:
+        clin = StreamSpec(clin_name, pretrained, None, "fusion.clin_weights")
+    specs = {"clin": clin, "derm": main}
+    for name in _MODE_STREAMS[mode]:
+        if not timm.is_model(specs[name].backbone):
+            key = "fusion.clin_backbone" if specs[name] is not main else "backbone.name"
+            _fail(f"{key}={specs[name].backbone} is not a timm model name")
+    return tuple((name, specs[name]) for name in _MODE_STREAMS[mode])
+
+
+def _check_block_sizes(spec: NetworkSpec) -> None:
+    """Blocks need equal spatial sizes: compare the two backbones' strides at block stages."""
+    (_, clin), (_, derm) = spec.streams
+    if not spec.stages or clin.backbone == derm.backbone:
+        return
+    clin_red = stage_reductions(clin.backbone, spec.image_size)
+    derm_red = stage_reductions(derm.backbone, spec.image_size)
+    for stage in spec.stages:
+        if clin_red[stage] != derm_red[stage]:
+            _fail(
+                f"block.stages includes {stage}, where fusion.clin_backbone={clin.backbone} has "
+                f"stride {clin_red[stage]} but backbone.name={derm.backbone} has stride "
+                f"{derm_red[stage]}; fusion blocks need equal spatial sizes (change block.stages "
+                "or use block=cat)"
+            )
+
+
+def validate_network_config(cfg: object) -> NetworkSpec:
+    """Check the network part of a composed config; cheap (no weights are built)."""
+    cfg = _as_dictconfig(cfg)
+    mode = _mode(cfg)
+    block = cfg.block.type
+    if block not in BLOCK_TYPES:
+        _fail(f"block.type={block} is not one of {', '.join(BLOCK_TYPES)}")
+    if len(_MODE_STREAMS[mode]) == 1 and block != "cat":
+        _fail(
+            f"fusion.mode={mode} has a single stream, so block.type must be cat (got {block}); "
+            "fusion blocks need fusion=sff or fusion=aff"
+        )
+    stages = [int(s) for s in (cfg.block.get("stages") or [])]
+    if any(s not in range(NUM_STAGES) for s in stages) or len(set(stages)) != len(stages):
+        _fail(f"block.stages={stages} must be distinct stage indices in 0..{NUM_STAGES - 1}")
+    qk_reduction = int(cfg.block.get("qk_reduction", 8))
+    if qk_reduction < 1:
+        _fail(f"block.qk_reduction={qk_reduction} must be a positive integer")
+    image_size = int(cfg.data.image_size)
+    if image_size < 32 or image_size % 32:
+        _fail(f"data.image_size={image_size} must be a positive multiple of 32 (stride-32 stages)")
+    head = OmegaConf.select(cfg, "model.head", default=None) or OmegaConf.structured(HeadConfig)
+    hidden = tuple(int(h) for h in head.hidden)
+    if any(h < 1 for h in hidden):
+        _fail(f"model.head.hidden={list(hidden)} must hold positive widths")
+    if not 0.0 <= float(head.dropout) < 1.0:
+        _fail(f"model.head.dropout={head.dropout} must be in [0, 1)")
+    spec = NetworkSpec(
+        mode=mode,
+        streams=_stream_specs(cfg, mode),
+        block=block,
+        stages=tuple(sorted(stages)) if block != "cat" else (),
+        qk_reduction=qk_reduction,
+        image_size=image_size,
+        drop_path_rate=float(cfg.backbone.get("drop_path_rate", 0.0) or 0.0),
+        head_hidden=hidden,
+        head_dropout=float(head.dropout),
+    )
+    if len(spec.streams) == 2:
+        _check_block_sizes(spec)
+    return spec
+
+
+def clin_backbone_name(cfg: object) -> str | None:
+    """timm name of the clinical stream's backbone; None when the network has no such stream."""
+    cfg = _as_dictconfig(cfg)
+    streams = dict(_stream_specs(cfg, _mode(cfg)))
+    return streams["clin"].backbone if "clin" in streams else None
+
+
+class FusionNetwork(nn.Module):
+    """Clinical and/or dermoscopy streams, fusion blocks between stages, one head per branch.
+
+    forward(clinic, derm) -> {branch: logits [B, 24]} for branches "clin", "derm" and "fusion"
+    (a single-modal network has only its own branch and ignores the other image).
+    """
+
+    def __init__(
+        self,
+        streams: dict[str, StagedBackbone],
+        blocks: dict[int, nn.Module],
+        heads: dict[str, TaskHead],
+    ) -> None:
+        super().__init__()
+        self.streams = nn.ModuleDict({name: streams[name] for name in STREAMS if name in streams})
+        self.blocks = nn.ModuleDict({str(stage): block for stage, block in blocks.items()})
+        self.heads = nn.ModuleDict(heads)
+        self._branches = tuple(name for name in (*STREAMS, FUSION) if name in heads)
+
+    @property
+    def branches(self) -> tuple[str, ...]:
+        return self._branches
+
+    @property
+    def norm_stats(self) -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]]:
+        """Per-modality (mean, std) the backbone was pretrained with; single-modal: its own."""
+        own = {name: stream.norm_stats for name, stream in self.streams.items()}
+        fallback = next(iter(own.values()))
+        return {name: own.get(name, fallback) for name in STREAMS}
+
+    def _run_streams(
+        self, clinic: Tensor, derm: Tensor, keep: list[dict[str, Tensor]] | None = None
+    ) -> dict[str, Tensor]:
+        x = {name: img for name, img in (("clin", clinic), ("derm", derm)) if name in self.streams}
+        for stage in range(NUM_STAGES):
+            x = {name: self.streams[name].forward_stage(stage, feat) for name, feat in x.items()}
+            if str(stage) in self.blocks:
+                x["clin"], x["derm"] = self.blocks[str(stage)](x["clin"], x["derm"])
+            if keep is not None:
+                keep.append(dict(x))
+        return x
+
+    def stage_features(self, clinic: Tensor, derm: Tensor) -> list[dict[str, Tensor]]:
+        """Each stream's NCHW features after every stage (after that stage's fusion block)."""
+        keep: list[dict[str, Tensor]] = []
+        self._run_streams(clinic, derm, keep)
+        return keep
+
+    def forward(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
+        features = self._run_streams(clinic, derm)
+        pooled = {name: self.streams[name].pool(feat) for name, feat in features.items()}
+        logits = {name: self.heads[name](vec) for name, vec in pooled.items()}
+        if FUSION in self.heads:
+            logits[FUSION] = self.heads[FUSION](torch.cat([pooled["clin"], pooled["derm"]], dim=1))
+        return {name: logits[name] for name in self.branches}
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Honest counts, plus the paper's accounting (full timm models, classifiers included)."""
+
+        def count(module: nn.Module) -> int:
+            return sum(p.numel() for p in module.parameters())
+
+        backbones = count(self.streams)
+        blocks, heads = count(self.blocks), count(self.heads)
+        full = sum(stream.full_param_count for stream in self.streams.values())
+        return {
+            "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad),
+            "total": backbones + blocks + heads,
+            "backbones": backbones,
+            "blocks": blocks,
+            "heads": heads,
+            "unused_imagenet_layers": full - backbones,
+            "paper_accounting": full + blocks + heads,
+        }
+
+
+def build_network(cfg: object, *, load_weights: bool = True) -> FusionNetwork:
+    """Build the network a composed config describes (see `validate_network_config`).
+
+    With load_weights=False no pretrained or local weights are loaded (parameter counting).
+    """
+    spec = validate_network_config(cfg)
+    streams = {
+        name: create_backbone(
+            stream.backbone,
+            image_size=spec.image_size,
+            pretrained=stream.pretrained and load_weights,
+            weights=stream.weights if load_weights else None,
+            drop_path_rate=spec.drop_path_rate,
+            weights_key=stream.weights_key,
+        )
+        for name, stream in spec.streams
+    }
+    blocks: dict[int, nn.Module] = {}
+    for stage in spec.stages:
+        block = create_block(
+            spec.block,
+            streams["clin"].channels[stage],
+            streams["derm"].channels[stage],
+            spec.qk_reduction,
+        )
+        if block is not None:
+            blocks[stage] = block
+    dims = {name: stream.out_dim for name, stream in streams.items()}
+    if len(dims) == 2:
+        dims[FUSION] = dims["clin"] + dims["derm"]
+    heads = {name: TaskHead(dim, spec.head_hidden, spec.head_dropout) for name, dim in dims.items()}
+    return FusionNetwork(streams, blocks, heads)

@@ -1,0 +1,91 @@
+"""Fusion blocks: N x N softmax maps, which stream each block refines, parameter counts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from src.models.blocks import (
+    AsymmetricAttentionBlock,
+    BidirectionalAttentionBlock,
+    attend,
+    attention_map,
+    create_block,
+)
+
+
+def _features(channels: int, size: int = 6, seed: int = 0) -> torch.Tensor:
+    return torch.randn(2, channels, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _open_gates(block: torch.nn.Module, value: float = 0.7) -> None:
+    for name, param in block.named_parameters():
+        if name.endswith("gamma"):
+            param.data.fill_(value)
+
+
+def _mix(x: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
+    """Reference: output position j = sum_i A[j, i] v_i, written with an explicit map."""
+    b, c, h, w = x.shape
+    return (x.flatten(2) @ amap.transpose(1, 2)).reshape(b, c, h, w)
+
+
+@pytest.mark.parametrize("block_cls", [AsymmetricAttentionBlock, BidirectionalAttentionBlock])
+def test_attention_maps_are_row_softmax_over_positions(block_cls) -> None:
+    block = block_cls(16, 48, qk_reduction=8)
+    maps = block.attention_maps(_features(16), _features(48, seed=1))
+    assert set(maps) == ({"clin"} if block_cls is AsymmetricAttentionBlock else {"clin", "derm"})
+    for amap in maps.values():
+        assert amap.shape == (2, 36, 36)
+        assert (amap >= 0).all()
+        torch.testing.assert_close(amap.sum(-1), torch.ones(2, 36))
+
+
+def test_attend_equals_the_explicit_map() -> None:
+    q, k, v = _features(4), _features(4, seed=1), _features(24, seed=2)
+    torch.testing.assert_close(attend(v, q, k), _mix(v, attention_map(q, k)))
+
+
+def test_aab_refines_only_dermoscopy_with_the_clinical_map() -> None:
+    block = AsymmetricAttentionBlock(16, 48)
+    clin, derm = _features(16), _features(48, seed=1)
+    out_clin, out_derm = block(clin, derm)
+    assert torch.equal(out_clin, clin) and torch.equal(out_derm, derm)  # zero-init gate
+    _open_gates(block)
+    out_clin, out_derm = block(clin, derm)
+    assert torch.equal(out_clin, clin)
+    value = block.derm_value.value(derm)
+    expected = derm + 0.7 * _mix(value, block.attention_maps(clin, derm)["clin"])
+    torch.testing.assert_close(out_derm, expected)
+
+
+def test_bab_refines_each_stream_with_the_other_map() -> None:
+    block = BidirectionalAttentionBlock(16, 48)
+    clin, derm = _features(16), _features(48, seed=1)
+    _open_gates(block)
+    out_clin, out_derm = block(clin, derm)
+    maps = block.attention_maps(clin, derm)
+    v_clin, v_derm = block.clin_value.value(clin), block.derm_value.value(derm)
+    torch.testing.assert_close(out_clin, clin + 0.7 * _mix(v_clin, maps["derm"]))
+    torch.testing.assert_close(out_derm, derm + 0.7 * _mix(v_derm, maps["clin"]))
+
+
+def test_spatial_mismatch_is_reported() -> None:
+    block = AsymmetricAttentionBlock(16, 48)
+    with pytest.raises(ValueError, match="spatial size"):
+        block(_features(16, size=6), _features(48, size=4))
+
+
+def _per_modality_bab(c: int, r: int = 8) -> int:
+    return 2 * (c * (c // r) + c // r) + c * c + c + 1  # q, k at c/r; v at c; gate
+
+
+@pytest.mark.parametrize(("cc", "cd"), [(96, 96), (16, 96), (576, 768)])
+def test_parameter_counts_follow_the_design(cc: int, cd: int) -> None:
+    def count(m: torch.nn.Module) -> int:
+        return sum(p.numel() for p in m.parameters())
+
+    assert count(create_block("bab", cc, cd, 8)) == _per_modality_bab(cc) + _per_modality_bab(cd)
+    qk = 2 * (cc * (cc // 8) + cc // 8)
+    assert count(create_block("aab", cc, cd, 8)) == qk + cd * cd + cd + 1
+    assert create_block("cat", cc, cd, 8) is None

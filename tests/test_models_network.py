@@ -1,0 +1,154 @@
+"""The fusion network built from the real Hydra config: shapes, gradients, block wiring, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from src.models.network import build_network, clin_backbone_name, validate_network_config
+from src.params import compose_config
+from src.utils.errors import UserError
+
+SIZE = 32  # the smallest input every backbone accepts (stride-32 stages of 1 x 1)
+BACKBONES = ["swin", "swin_v1", "resnet", "convnext", "mobilenet"]
+TWO_STREAM = [(f, b) for f in ("sff", "aff") for b in ("cat", "bab", "aab")]
+ONE_STREAM = [("derm_only", "cat"), ("clin_only", "cat")]
+
+
+def _cfg(*overrides: str):
+    return compose_config(["backbone.pretrained=false", f"data.image_size={SIZE}", *overrides])
+
+
+def _images(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(2, 3, SIZE, SIZE, generator=g), torch.randn(2, 3, SIZE, SIZE, generator=g)
+
+
+def _check_forward_backward(backbone: str, fusion: str, block: str) -> None:
+    torch.manual_seed(0)
+    net = build_network(_cfg(f"backbone={backbone}", f"fusion={fusion}", f"block={block}"))
+    out = net(*_images())
+    expected = {"clin_only": ("clin",), "derm_only": ("derm",)}.get(
+        fusion, ("clin", "derm", "fusion")
+    )
+    assert net.branches == expected and tuple(out) == expected
+    assert all(v.shape == (2, 24) and torch.isfinite(v).all() for v in out.values())
+    sum(v.square().mean() for v in out.values()).backward()
+    for name, stream in net.streams.items():
+        first = next(stream.stages[0].parameters())
+        assert first.grad is not None and first.grad.abs().sum() > 0, name
+    for block_module in net.blocks.values():
+        gates = [p for n, p in block_module.named_parameters() if n.endswith("gamma")]
+        assert gates and all(g.grad is not None and g.grad.abs().sum() > 0 for g in gates)
+    if block != "cat":
+        assert len(net.blocks) == 4
+    assert set(net.norm_stats) == {"clin", "derm"}
+
+
+@pytest.mark.parametrize(("fusion", "block"), TWO_STREAM + ONE_STREAM)
+def test_every_framework_and_block_with_mobilenet(fusion: str, block: str) -> None:
+    _check_forward_backward("mobilenet", fusion, block)
+
+
+@pytest.mark.parametrize("backbone", ["swin", "swin_v1", "resnet", "convnext"])
+def test_every_backbone_in_ammfm(backbone: str) -> None:
+    _check_forward_backward(backbone, "aff", "aab")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize(("fusion", "block"), TWO_STREAM + ONE_STREAM)
+def test_full_combination_matrix(backbone: str, fusion: str, block: str) -> None:
+    _check_forward_backward(backbone, fusion, block)
+
+
+def _open_gates(net: torch.nn.Module) -> None:
+    for name, param in net.named_parameters():
+        if name.endswith("gamma"):
+            param.data.fill_(1.0)
+
+
+@pytest.mark.parametrize(
+    ("block", "clin_changes", "derm_changes"),
+    [("cat", False, False), ("aab", False, True), ("bab", True, True)],
+)
+def test_which_stream_each_block_changes(block: str, clin_changes: bool, derm_changes: bool):
+    torch.manual_seed(0)
+    net = build_network(_cfg("fusion=aff", f"block={block}", "backbone=mobilenet")).eval()
+    _open_gates(net)
+    clinic, derm = _images()
+    with torch.no_grad():
+        fused = net.stage_features(clinic, derm)
+        plain = {"clin": net.streams["clin"](clinic), "derm": net.streams["derm"](derm)}
+    for stage in range(4):
+        for stream, changes in (("clin", clin_changes), ("derm", derm_changes)):
+            same = torch.equal(fused[stage][stream], plain[stream][stage])
+            assert same != changes, (block, stream, stage)
+
+
+@pytest.mark.parametrize(("block", "derm_sees_clinic"), [("cat", False), ("aab", True)])
+def test_dermoscopy_branch_sees_the_clinical_image_only_through_blocks(
+    block: str, derm_sees_clinic: bool
+) -> None:
+    torch.manual_seed(0)
+    net = build_network(_cfg("fusion=sff", f"block={block}", "backbone=mobilenet")).eval()
+    _open_gates(net)
+    clinic, derm = _images()
+    other_clinic, _ = _images(seed=1)
+    with torch.no_grad():
+        a, b = net(clinic, derm), net(other_clinic, derm)
+    assert not torch.equal(a["clin"], b["clin"]) and not torch.equal(a["fusion"], b["fusion"])
+    assert torch.equal(a["derm"], b["derm"]) != derm_sees_clinic
+
+
+def test_single_modal_network_ignores_the_other_image() -> None:
+    net = build_network(_cfg("fusion=derm_only", "block=cat", "backbone=mobilenet")).eval()
+    clinic, derm = _images()
+    with torch.no_grad():
+        torch.testing.assert_close(net(clinic, derm), net(torch.zeros_like(clinic), derm))
+    assert len(net.streams) == 1 and len(net.blocks) == 0
+
+
+def test_fusion_head_takes_both_pooled_vectors() -> None:
+    net = build_network(_cfg("fusion=aff", "block=cat", "backbone=resnet"))
+    assert net.heads["fusion"].mlp[0].in_features == 576 + 2048
+    assert clin_backbone_name(_cfg("fusion=aff")) == "mobilenetv3_small_100"
+    assert clin_backbone_name(_cfg("fusion=derm_only", "block=cat")) is None
+
+
+def test_block_stages_and_width_are_configurable() -> None:
+    net = build_network(
+        _cfg(
+            "fusion=aff",
+            "block=aab",
+            "backbone=mobilenet",
+            "block.stages=[1,3]",
+            "block.qk_reduction=4",
+        )
+    )
+    assert sorted(net.blocks) == ["1", "3"]
+    assert net.blocks["1"].clin_attention.query.out_channels == 24 // 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "keys"),
+    [
+        (["fusion=derm_only", "block=aab"], ["fusion.mode=derm_only", "block.type must be cat"]),
+        (["fusion=clin_only", "block=bab"], ["fusion.mode=clin_only", "block.type"]),
+        (["fusion.mode=late"], ["fusion.mode=late"]),
+        (["block.type=sum"], ["block.type=sum"]),
+        (["block.stages=[0,4]"], ["block.stages"]),
+        (["data.image_size=100"], ["data.image_size=100"]),
+        (["fusion=sff", "fusion.clin_backbone=resnet50"], ["fusion.clin_backbone"]),
+        (["fusion.clin_backbone=no_such_net"], ["fusion.clin_backbone=no_such_net"]),
+        (["fusion.clin_backbone=vit_tiny_patch16_224"], ["block.stages", "stride"]),
+        (["model.head.dropout=1.5"], ["model.head.dropout"]),
+    ],
+)
+def test_incompatible_choices_fail_with_one_line(overrides: list[str], keys: list[str]) -> None:
+    with pytest.raises(UserError) as err:
+        validate_network_config(_cfg(*overrides))
+    message = str(err.value)
+    assert "\n" not in message
+    for key in keys:
+        assert key in message
