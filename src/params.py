@@ -1,0 +1,183 @@
+"""Parameter accounting: honest counts beside the paper's, for any configuration or paper row.
+
+    python -m src.params [overrides...]    e.g. fusion=sff block=bab backbone=swin
+    python -m src.params --paper [--json]  every model row of the paper's Tables 5-10
+
+"trainable" counts the parameters the network really has. "paper_accounting" counts the way
+the paper's totals do: whole timm backbones, including the ImageNet classifier (and, for
+MobileNetV3, the 1024-wide conv_head) that the network never uses, plus heads and blocks.
+Networks are built on the meta device without weights, so counting is fast and offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import TrainConfig, register_configs
+from src.models.network import build_network, clin_backbone_name, validate_network_config
+from src.reference import PaperModel, load_paper_results
+from src.utils.errors import UserError, exit_on_user_error
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+PAPER_IMAGE_SIZE = 224
+_FALLBACK = "params_fallback"
+
+
+def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+    """Compose the project's config with Hydra (as `python -m src.train` would, unresolved).
+
+    Without conf/<config_name>.yaml, composes the schema with the model groups only
+    (backbone=swin fusion=aff block=aab), which is all the network needs.
+    """
+    register_configs()
+    if not (CONF_DIR / f"{config_name}.yaml").exists():
+        defaults = ["train_schema", {"backbone": "swin"}, {"fusion": "aff"}, {"block": "aab"}]
+        ConfigStore.instance().store(name=_FALLBACK, node={"defaults": [*defaults, "_self_"]})
+        config_name = _FALLBACK
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            return compose(config_name, overrides=list(overrides))
+    except Exception as err:  # Hydra's messages (unknown key, bad option, ...), on one line
+        message = " ".join(str(err).split())
+        raise UserError(f"cannot compose the config with {list(overrides)}: {message}") from err
+
+
+def count_parameters(cfg: object) -> dict[str, int]:
+    """{"trainable", "paper_accounting", ...} of the network `cfg` describes; no weights loaded."""
+    with torch.device("meta"):
+        network = build_network(cfg, load_weights=False)
+    return network.parameter_counts()
+
+
+def _millions(n: int) -> float:
+    return round(n / 1e6, 4)
+
+
+def paper_row_config(row: PaperModel) -> DictConfig:
+    """The network part of a paper row's config: schema defaults, its group options, 224 px.
+
+    Reads the group files directly (no Hydra run), so every row uses the paper's heads.
+    """
+    cfg = OmegaConf.structured(TrainConfig)
+    for group in ("backbone", "fusion", "block"):
+        option = CONF_DIR / group / f"{row.choices[group]}.yaml"
+        cfg[group] = OmegaConf.merge(cfg[group], OmegaConf.load(option))
+    if "clin_backbone" in row.choices:
+        cfg.fusion.clin_backbone = row.choices["clin_backbone"]
+    cfg.data.image_size = PAPER_IMAGE_SIZE
+    return cfg
+
+
+_ROW_COUNTS: dict[tuple[str, ...], dict[str, int]] = {}
+
+
+def paper_row_counts(row: PaperModel) -> dict[str, int]:
+    """`count_parameters` of a paper row's configuration (memoised: rows share configurations)."""
+    if row.overrides not in _ROW_COUNTS:
+        _ROW_COUNTS[row.overrides] = count_parameters(paper_row_config(row))
+    return _ROW_COUNTS[row.overrides]
+
+
+def paper_rows() -> list[dict]:
+    """One record per paper model row: our counts at 224 px beside the published number."""
+    records = []
+    for row in load_paper_results().models:
+        counts = paper_row_counts(row)
+        records.append(
+            {
+                "row": row.row,
+                "params_m": _millions(counts["trainable"]),
+                "paper_accounting_m": _millions(counts["paper_accounting"]),
+                "paper_m": row.params_m,
+            }
+        )
+    return records
+
+
+def _signature(cfg: DictConfig) -> tuple:
+    block = cfg.block.type
+    stages = () if block == "cat" else tuple(sorted(cfg.block.stages))
+    return (
+        cfg.fusion.mode,
+        block,
+        stages,
+        cfg.block.qk_reduction,
+        cfg.backbone.name,
+        clin_backbone_name(cfg),
+    )
+
+
+def matching_rows(cfg: DictConfig) -> list[PaperModel]:
+    """Paper rows with the same framework, block (stages, q/k width) and backbones as `cfg`."""
+    mine = _signature(cfg)
+    rows = load_paper_results().models
+    return [row for row in rows if _signature(paper_row_config(row)) == mine]
+
+
+def _diff(ours_m: float, paper_m: float | None) -> str:
+    return "" if paper_m is None else f"{ours_m - paper_m:+.3f}"
+
+
+def _print_table(records: list[dict]) -> None:
+    width = max(len(r["row"]) for r in records)
+    print(f"{'row':<{width}}  {'params M':>9}  {'paper-acct M':>12}  {'paper M':>8}  {'diff M':>7}")
+    for r in records:
+        paper = "-" if r["paper_m"] is None else f"{r['paper_m']:.2f}"
+        print(
+            f"{r['row']:<{width}}  {r['params_m']:>9.3f}  {r['paper_accounting_m']:>12.3f}  "
+            f"{paper:>8}  {_diff(r['paper_accounting_m'], r['paper_m']):>7}"
+        )
+    print("diff = paper accounting - paper; paper accounting counts unused ImageNet classifiers.")
+
+
+def _print_config(cfg: DictConfig) -> None:
+    spec = validate_network_config(cfg)
+    counts = count_parameters(cfg)
+    print(f"configuration: {spec.describe()} ({spec.image_size} px)")
+    trainable = counts["trainable"]
+    print(f"  trainable parameters: {trainable:>12,}  ({_millions(trainable)} M)")
+    for part in ("backbones", "blocks", "heads"):
+        print(f"    {part + ':':<18} {counts[part]:>12,}")
+    acct = counts["paper_accounting"]
+    print(f"  paper accounting:     {acct:>12,}  ({_millions(acct)} M)")
+    for row in matching_rows(cfg):
+        if row.params_m is not None:
+            print(
+                f"  {row.row}: {row.params_m:.2f} M, difference "
+                f"{_diff(_millions(acct), row.params_m)} M"
+            )
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.params", description="Parameter counts beside the paper's."
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. fusion=sff block=bab")
+    parser.add_argument("--paper", action="store_true", help="every model row of Tables 5-10")
+    parser.add_argument("--json", action="store_true", help="with --paper: print a JSON list")
+    args = parser.parse_args(argv)
+    if args.json and not args.paper:
+        parser.error("--json needs --paper")
+    if args.paper and args.overrides:
+        parser.error("--paper builds the paper's own configurations and takes no overrides")
+    if args.paper:
+        records = paper_rows()
+        if args.json:
+            print(json.dumps(records, indent=2))
+        else:
+            _print_table(records)
+        return
+    _print_config(compose_config(args.overrides))
+
+
+if __name__ == "__main__":
+    main()
