@@ -47,6 +47,8 @@ class AMMFMModule(LightningModule):
         self.network = build_network(self.cfg)
         if self.cfg.model.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
+        if self.cfg.model.compile:
+            self.network.compile()  # in place: parameter names, so checkpoints, stay the same
         self._val_outputs: list[tuple[dict[str, Tensor], Tensor]] = []
 
     @property
