@@ -1,0 +1,125 @@
+"""Decoded, resized images kept on disk or in memory, keyed by image size.
+
+Training for 250 epochs would otherwise decode and resize every full-size JPEG 250 times. With
+`mode="disk"` each image is stored once as `<cache_dir>/<size>/<path under images/>.<bytes>-<mtime
+ns>.npy` (a size x size x 3 uint8 array, about 147 KiB at 224 px): the JPEG's size and mtime in
+the name mean a replaced JPEG, or another release sharing the cache folder, never picks up a
+wrong entry. A disk entry that cannot be read back as the right array is rebuilt from the JPEG
+rather than trusted. With `mode="memory"` the arrays live in the process (filled before
+DataLoader workers fork, so they share it); `mode="none"` decodes on every access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from src.data.images import check_decodable, decode_rgb, resize_square
+from src.utils.errors import UserError
+from src.utils.io import atomic_path
+
+log = logging.getLogger(__name__)
+
+CACHE_MODES = ("disk", "memory", "none")
+
+
+def check_cache_mode(mode: str) -> None:
+    if mode not in CACHE_MODES:
+        raise UserError(f"data.cache must be one of {', '.join(CACHE_MODES)}, got {mode!r}")
+
+
+class ImageCache:
+    """`get(path)` returns the image at `path` resized to size x size, uint8 RGB."""
+
+    def __init__(
+        self,
+        size: int,
+        mode: str = "disk",
+        cache_dir: str | os.PathLike[str] | None = None,
+        source_root: str | os.PathLike[str] | None = None,
+    ):
+        check_cache_mode(mode)
+        if mode == "disk" and cache_dir is None:
+            raise ValueError("a disk cache needs a cache_dir")
+        self.size = size
+        self.mode = mode
+        self.dir = Path(cache_dir) / str(size) if cache_dir is not None else None
+        self.source_root = Path(source_root) if source_root is not None else None
+        self._memory: dict[Path, np.ndarray] = {}
+
+    def entry_path(self, path: Path) -> Path:
+        """Where the disk entry of the image at `path`, as it is now, lives."""
+        assert self.dir is not None
+        if self.source_root is not None and path.is_relative_to(self.source_root):
+            rel = path.relative_to(self.source_root).as_posix()
+        else:  # outside the release's images/: a stable name from the absolute path
+            rel = "_abs/" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()
+        try:
+            st = path.stat()
+        except OSError as err:
+            raise UserError(f"cannot read image {path} ({err.strerror})") from None
+        return self.dir / f"{rel}.{st.st_size}-{st.st_mtime_ns}.npy"
+
+    def _build(self, path: Path) -> np.ndarray:
+        return np.ascontiguousarray(resize_square(decode_rgb(path, self.size), self.size))
+
+    def _read_entry(self, entry: Path) -> np.ndarray | None:
+        try:
+            arr = np.load(entry, allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if arr.dtype != np.uint8 or arr.shape != (self.size, self.size, 3):
+            return None
+        return arr
+
+    def _write_entry(self, entry: Path, arr: np.ndarray) -> None:
+        try:
+            with atomic_path(entry) as tmp:
+                np.save(tmp, arr)
+        except OSError as err:
+            raise UserError(
+                f"cannot write the image cache at {entry.parent} ({err.strerror}); set "
+                "data.cache_dir to a writable folder or use data.cache=memory"
+            ) from None
+
+    def get(self, path: Path) -> np.ndarray:
+        if self.mode == "none":
+            return self._build(path)
+        if self.mode == "memory":
+            arr = self._memory.get(path)
+            if arr is None:
+                arr = self._memory[path] = self._build(path)
+            return arr
+        entry = self.entry_path(path)
+        arr = self._read_entry(entry)
+        if arr is None:
+            arr = self._build(path)
+            self._write_entry(entry, arr)
+        return arr
+
+    def warm(self, paths: Iterable[Path], threads: int = 1) -> None:
+        """Fill the cache for `paths` (for mode "none": check that every image decodes).
+
+        Run before DataLoader workers start, so a bad image stops set-up with a one-line error
+        and workers only ever read cached arrays.
+        """
+        unique = sorted(set(paths))
+        start = time.perf_counter()
+        work = check_decodable if self.mode == "none" else self.get
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+            for _ in pool.map(work, unique):
+                pass
+        log.info(
+            "image cache (%s, %d px): %d images ready in %.1f s",
+            self.mode,
+            self.size,
+            len(unique),
+            time.perf_counter() - start,
+        )

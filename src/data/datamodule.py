@@ -1,0 +1,143 @@
+"""LightningDataModule over the official derm7pt splits (real release or synthetic stand-in)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning import LightningDataModule
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from torch.utils.data import DataLoader, get_worker_info
+
+from src.config import DataConfig
+from src.data.cache import ImageCache, check_cache_mode
+from src.data.dataset import PairDataset
+from src.data.derm7pt import Case, Release, load_release
+from src.data.schema import SPLITS
+from src.data.synthetic import generate_synthetic_release
+from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats, eval_transform, train_transform
+from src.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGENET_STATS: Stats = (IMAGENET_MEAN, IMAGENET_STD)
+
+
+def as_data_config(cfg: DataConfig | DictConfig | dict[str, Any]) -> DataConfig:
+    """Validate a data config against the DataConfig schema (defaults fill missing keys)."""
+    if not isinstance(cfg, DataConfig):
+        try:
+            plain = (
+                OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
+            )
+            cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), plain))  # type: ignore[assignment]
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None)
+            where = f"data.{key}" if key else "data config"
+            raise UserError(f"{where}: {str(err).splitlines()[0]}") from None
+    check_cache_mode(cfg.cache)
+    return cfg  # type: ignore[return-value]
+
+
+def ensure_release(cfg: DataConfig) -> Path:
+    """The release folder; a synthetic one is generated first if asked for and not there yet."""
+    root = Path(cfg.root).expanduser()
+    if cfg.synthetic and not root.exists():
+        log.info(
+            "creating the synthetic stand-in dataset at %s (seed %d)", root, cfg.synthetic_seed
+        )
+        generate_synthetic_release(root, seed=cfg.synthetic_seed)
+    return root
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Per-worker seeds derived from the loader's generator: reproducible augmentation."""
+    info = get_worker_info()
+    assert info is not None
+    seed = info.seed % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+    transform = getattr(info.dataset, "transform", None)
+    if transform is not None:
+        transform.set_random_seed(seed)
+
+
+class Derm7ptDataModule(LightningDataModule):
+    """Batches of (clinic float[B,3,S,S], derm float[B,3,S,S], labels long[B,8])."""
+
+    def __init__(
+        self,
+        cfg: DataConfig | DictConfig,
+        clin_stats: Stats = IMAGENET_STATS,
+        derm_stats: Stats = IMAGENET_STATS,
+    ):
+        super().__init__()
+        self.cfg = as_data_config(cfg)
+        self.clin_stats = clin_stats
+        self.derm_stats = derm_stats
+        self.release: Release | None = None
+        self.datasets: dict[str, PairDataset] = {}
+
+    def prepare_data(self) -> None:
+        ensure_release(self.cfg)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.release is not None:
+            return
+        cfg = self.cfg
+        release = load_release(ensure_release(cfg), cfg.drop_duplicate_pairs)
+        cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else release.root / ".cache"
+        images = ImageCache(cfg.image_size, cfg.cache, cache_dir, release.images_dir)
+        paths = [p for cases in release.splits.values() for c in cases for p in (c.clinic, c.derm)]
+        threads = min(max(1, cfg.num_workers), os.cpu_count() or 1)
+        images.warm(paths, threads=threads)
+        size, clin, derm = cfg.image_size, self.clin_stats, self.derm_stats
+        for split, cases in release.splits.items():
+            augment = split == "train" and cfg.augment
+            make = train_transform if augment else eval_transform
+            self.datasets[split] = PairDataset(cases, images, make(size, clin, derm))
+        self.release = release
+
+    def cases(self, split: str) -> list[Case]:
+        """The cases of `split` ("train", "valid", "test") in dataloader order."""
+        if split not in SPLITS:
+            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+        self.setup()
+        return list(self.datasets[split].cases)
+
+    def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader:
+        self.setup()
+        dataset = self.datasets[split]
+        workers = self.cfg.num_workers
+        generator = None
+        if train:
+            generator = torch.Generator()
+            generator.manual_seed(torch.initial_seed())
+            # Seed for loading in the main process; workers reseed from the generator.
+            dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)))
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            drop_last=train and len(dataset) >= batch_size,
+            num_workers=workers,
+            pin_memory=self.cfg.pin_memory,
+            persistent_workers=workers > 0,
+            worker_init_fn=_seed_worker if workers > 0 else None,
+            generator=generator,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.cfg.batch_size, train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("valid", self.cfg.eval_batch_size, train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.cfg.eval_batch_size, train=False)

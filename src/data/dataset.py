@@ -1,0 +1,29 @@
+"""A torch Dataset of derm7pt cases: (clinical image, dermoscopy image, 8 labels)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch.utils.data import Dataset
+
+from src.data.cache import ImageCache
+from src.data.derm7pt import Case
+from src.data.transforms import PairTransform
+
+
+class PairDataset(Dataset):
+    """Item i: (clinic float[3,S,S], derm float[3,S,S], labels long[8]) of `cases[i]`."""
+
+    def __init__(self, cases: Sequence[Case], images: ImageCache, transform: PairTransform):
+        self.cases = list(cases)
+        self.images = images
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        case = self.cases[i]
+        clin, derm = self.transform(self.images.get(case.clinic), self.images.get(case.derm))
+        return clin, derm, torch.tensor(case.labels, dtype=torch.long)

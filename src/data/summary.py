@@ -1,0 +1,80 @@
+"""Summarise a release_v0-style folder (real or synthetic).
+
+    python -m src.data.summary <root> [--json] [--no-verify]
+
+Prints the cases per split, the class counts per task per split, the clinic == derm pairs and
+every image path that had to be resolved case-insensitively. Every image is checked to decode
+unless --no-verify. A broken folder exits with status 2 and a one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from src.data.derm7pt import Release, class_counts, load_release
+from src.data.images import check_decodable
+from src.data.schema import TASKS
+from src.utils.errors import exit_on_user_error
+
+
+def summarize(release: Release) -> dict[str, Any]:
+    """The --json object: splits (n, counts per task and class), duplicate_pairs, path_fixes."""
+    return {
+        "root": str(release.root),
+        "splits": {
+            split: {"n": len(cases), "counts": class_counts(cases)}
+            for split, cases in release.splits.items()
+        },
+        "duplicate_pairs": len(release.duplicate_pairs),
+        "duplicate_pair_cases": [release.cases[i].case_num for i in release.duplicate_pairs],
+        "path_fixes": list(release.path_fixes),
+    }
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    splits = summary["splits"]
+    names = list(splits)
+    total = sum(s["n"] for s in splits.values())
+    lines = [
+        f"release: {summary['root']}",
+        "cases: " + ", ".join(f"{s} {splits[s]['n']}" for s in names) + f" (total {total})",
+        "",
+        f"{'task':<5} {'class':<5}" + "".join(f"{s:>7}" for s in names) + f"{'total':>7}",
+    ]
+    for task in TASKS:
+        for k, cls in enumerate(task.classes):
+            counts = [splits[s]["counts"][task.name][cls] for s in names]
+            label = task.name if k == 0 else ""
+            lines.append(
+                f"{label:<5} {cls:<5}" + "".join(f"{c:>7}" for c in counts) + f"{sum(counts):>7}"
+            )
+    dup = summary["duplicate_pair_cases"]
+    lines += [
+        "",
+        f"clinic == derm pairs: {len(dup)}" + (f" (case_num {', '.join(dup)})" if dup else ""),
+    ]
+    fixes = summary["path_fixes"]
+    lines.append(f"paths resolved case-insensitively: {len(fixes)}")
+    lines += [f"  {fix}" for fix in fixes]
+    return "\n".join(lines)
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", help="the release_v0 folder (contains meta/ and images/)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--no-verify", action="store_true", help="skip decoding every image")
+    args = parser.parse_args(argv)
+    release = load_release(args.root)
+    if not args.no_verify:
+        for path in sorted({p for c in release.cases for p in (c.clinic, c.derm)}):
+            check_decodable(path)
+    summary = summarize(release)
+    print(json.dumps(summary) if args.json else format_summary(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""The LightningDataModule: batches, split order, reproducible shuffling, synthetic creation."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from lightning import seed_everything
+from omegaconf import OmegaConf
+
+import src.data.datamodule as datamodule_module
+from src.config import DataConfig, register_configs
+from src.data.datamodule import Derm7ptDataModule, as_data_config
+from src.data.derm7pt import load_release
+from src.data.schema import SPLIT_SIZES
+from src.utils.errors import UserError
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """One disk cache for the module's datamodules: only the first set-up decodes JPEGs."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def _cfg(root, cache_dir, **overrides) -> DataConfig:
+    values = dict(
+        root=str(root),
+        image_size=32,
+        batch_size=16,
+        eval_batch_size=64,
+        num_workers=0,
+        cache="disk",
+        cache_dir=str(cache_dir),
+    )
+    values.update(overrides)
+    return DataConfig(**values)
+
+
+def _labels(loader) -> torch.Tensor:
+    return torch.cat([y for _, _, y in loader])
+
+
+def test_batches_and_split_order(synthetic_release, cache_dir):
+    dm = Derm7ptDataModule(_cfg(synthetic_release, cache_dir))
+    dm.setup("fit")
+    clin, derm, labels = next(iter(dm.train_dataloader()))
+    assert clin.shape == derm.shape == (16, 3, 32, 32)
+    assert clin.dtype == derm.dtype == torch.float32 and labels.dtype == torch.long
+    assert labels.shape == (16, 8)
+    assert len(dm.train_dataloader()) == SPLIT_SIZES["train"] // 16  # drop_last
+    for split, loader in (("valid", dm.val_dataloader()), ("test", dm.test_dataloader())):
+        expected = torch.tensor([c.labels for c in dm.cases(split)])
+        assert torch.equal(_labels(loader), expected)  # not shuffled, all cases, in order
+        first, again = next(iter(loader)), next(iter(loader))
+        assert torch.equal(first[1], again[1])  # no augmentation
+    release = load_release(synthetic_release)
+    assert dm.cases("test") == release.splits["test"]
+
+
+def test_small_train_split_keeps_its_only_batch(synthetic_release, cache_dir):
+    dm = Derm7ptDataModule(_cfg(synthetic_release, cache_dir, batch_size=500))
+    assert len(dm.train_dataloader()) == 1  # 413 < 500: drop_last would leave nothing
+
+
+def test_shuffling_and_augmentation_are_reproducible(synthetic_release, cache_dir):
+    def first_batches(seed: int, workers: int):
+        seed_everything(seed, workers=True)
+        torch.rand(5)  # model initialisation consumes the global generator
+        dm = Derm7ptDataModule(_cfg(synthetic_release, cache_dir, num_workers=workers))
+        it = iter(dm.train_dataloader())
+        return [next(it) for _ in range(2)]
+
+    a, b, c = first_batches(0, 0), first_batches(0, 0), first_batches(1, 0)
+    for x, y in zip(a, b):
+        assert all(torch.equal(u, v) for u, v in zip(x, y))
+    assert not torch.equal(a[0][2], c[0][2])
+    w1, w2 = first_batches(0, 2), first_batches(0, 2)
+    for x, y in zip(w1, w2):
+        assert all(torch.equal(u, v) for u, v in zip(x, y))
+
+
+def test_epochs_reshuffle(synthetic_release, cache_dir):
+    seed_everything(0)
+    loader = Derm7ptDataModule(_cfg(synthetic_release, cache_dir)).train_dataloader()
+    assert not torch.equal(_labels(loader), _labels(loader))
+
+
+def test_drop_duplicate_pairs(synthetic_release, cache_dir):
+    dm = Derm7ptDataModule(_cfg(synthetic_release, cache_dir, drop_duplicate_pairs=True))
+    cases = [c for s in ("train", "valid", "test") for c in dm.cases(s)]
+    assert len(cases) == sum(SPLIT_SIZES.values()) - 9
+    assert all(c.clinic != c.derm for c in cases)
+
+
+def test_synthetic_release_is_created_once_and_reused(
+    synthetic_release, cache_dir, tmp_path, monkeypatch
+):
+    calls = []
+
+    def generator(root, seed):  # stands in for the generator (tested on its own): a copy
+        calls.append(seed)
+        shutil.copytree(synthetic_release, root)
+        return root
+
+    monkeypatch.setattr(datamodule_module, "generate_synthetic_release", generator)
+    root = tmp_path / "data" / "synthetic_release_v0_seed3"
+    cfg = _cfg(root, cache_dir, synthetic=True, synthetic_seed=3)
+    dm = Derm7ptDataModule(cfg)
+    dm.prepare_data()
+    dm.setup()
+    assert calls == [3] and len(dm.cases("valid")) == SPLIT_SIZES["valid"]
+    again = Derm7ptDataModule(cfg)
+    again.prepare_data()
+    again.setup()
+    assert calls == [3]
+    assert again.cases("test") == dm.cases("test")
+
+
+def test_composed_hydra_config_is_accepted(synthetic_release, cache_dir, tmp_path):
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "data=synthetic",
+                f"data.root={synthetic_release}",
+                "data.image_size=32",
+                "data.num_workers=0",
+                f"data.cache_dir={cache_dir}",
+                f"paths.root_dir={tmp_path}",
+            ],
+            return_hydra_config=False,
+        )
+    dm = Derm7ptDataModule(cfg.data)
+    assert dm.cfg.synthetic and dm.cfg.root == str(synthetic_release)
+    clin, _, _ = next(iter(dm.val_dataloader()))
+    assert clin.shape == (dm.cfg.eval_batch_size, 3, 32, 32)
+
+
+def test_bad_config_is_a_one_line_error(tmp_path):
+    with pytest.raises(UserError, match="root"):
+        as_data_config(OmegaConf.create({"image_size": 32}))
+    with pytest.raises(UserError, match="image_size"):
+        as_data_config(OmegaConf.create({"root": "x", "image_size": "big"}))
+    with pytest.raises(UserError, match=r"data\.cache must be one of"):
+        Derm7ptDataModule(_cfg(tmp_path, tmp_path, cache="ram"))
+
+
+def test_corrupt_jpeg_stops_setup_with_the_file_name(release_copy, tmp_path):
+    bad = load_release(release_copy).splits["valid"][3].derm
+    bad.unlink()
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(UserError) as info:
+        Derm7ptDataModule(_cfg(release_copy, tmp_path / "cache")).setup()
+    assert str(bad) in str(info.value) and "\n" not in str(info.value)

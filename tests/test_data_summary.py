@@ -1,0 +1,68 @@
+"""`python -m src.data.summary`: the JSON shape, the text report, and broken folders."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from src.data.derm7pt import load_release
+from src.data.schema import REAL_CLASS_TOTALS, SPLIT_SIZES, TASKS
+from src.data.summary import format_summary, summarize
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "src.data.summary", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_json_output_shape(synthetic_release):
+    result = _run(str(synthetic_release), "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert list(out["splits"]) == ["train", "valid", "test"]
+    for split, n in SPLIT_SIZES.items():
+        entry = out["splits"][split]
+        assert entry["n"] == n
+        assert list(entry["counts"]) == [t.name for t in TASKS]
+        for task in TASKS:
+            assert list(entry["counts"][task.name]) == list(task.classes)
+            assert sum(entry["counts"][task.name].values()) == n
+    for task in TASKS:
+        totals = [
+            sum(out["splits"][s]["counts"][task.name][c] for s in SPLIT_SIZES) for c in task.classes
+        ]
+        assert tuple(totals) == REAL_CLASS_TOTALS[task.name]
+    assert out["duplicate_pairs"] == 9 and len(out["duplicate_pair_cases"]) == 9
+    assert len(out["path_fixes"]) == 1 and " -> " in out["path_fixes"][0]
+
+
+def test_text_report(synthetic_release):
+    summary = summarize(load_release(synthetic_release))
+    text = format_summary(summary)
+    assert "cases: train 413, valid 203, test 395 (total 1011)" in text
+    assert "DIAG  BCC       19      7     16     42" in text
+    assert "clinic == derm pairs: 9" in text
+    assert summary["path_fixes"][0] in text
+
+
+def test_broken_folder_exits_with_one_line(release_copy):
+    bad = load_release(release_copy).cases[42].clinic
+    bad.unlink()
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    result = _run(str(release_copy), "--json")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert str(bad) in result.stderr
+    assert _run(str(release_copy), "--no-verify").returncode == 0
+
+    missing = _run(str(release_copy / "nope"))
+    assert missing.returncode == 2 and "data=synthetic" in missing.stderr
