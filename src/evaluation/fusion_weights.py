@@ -16,7 +16,8 @@ count is exactly the accuracy of what `fuse` returns for it (same arithmetic, sa
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor
@@ -29,7 +30,7 @@ from src.utils.errors import UserError
 # Branch names of Eq. 4 in search order: dermoscopy (P_D), clinical (P_C), fusion (P_FU).
 BRANCHES: tuple[str, ...] = ("derm", "clin", "fusion")
 
-_CHUNK_ELEMENTS = 1 << 20  # compared values per chunk of candidates (float32: 4 MiB per tensor)
+_CHUNK_ELEMENTS = 1 << 18  # compared values per chunk of candidates (float32: 1 MiB per tensor)
 
 
 def _ordered(branches: Iterable[str]) -> list[str]:
@@ -118,6 +119,21 @@ class _Rivalries:
         return torch.cat(counts)
 
 
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """Run torch ops on one intra-op thread, then restore the previous setting.
+
+    The search is hundreds of small ops; with several threads each op waits for all of them,
+    which on a busy machine (data loader workers, other jobs) made it 5-10x slower, not faster.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _compute_dtype(branch_probs: dict[str, Tensor]) -> torch.dtype:
     dtype = torch.float32
     for p in branch_probs.values():
@@ -145,7 +161,8 @@ def search_fusion_weights(
     dtype = _compute_dtype(branch_probs)
     # Unclamped, exactly as `fuse` sees them.
     probs = [branch_probs[b].detach().cpu().to(dtype) for b in names]
-    correct = _Rivalries(labels_cpu).count_correct(weights.to(dtype), probs)
+    with _single_threaded():
+        correct = _Rivalries(labels_cpu).count_correct(weights.to(dtype), probs)
     best = int(correct.argmax())  # the first maximum
     return {b: float(w) for b, w in zip(names, weights[best])}
 
