@@ -74,6 +74,7 @@ def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     from src.evaluation.run_evaluation import evaluate_and_save
     from src.models.module import AMMFMModule
     from src.utils.io import atomic_write_text
+    from src.utils.logging_setup import route_lightning_logs_to_root
 
     ckpt = read_checkpoint(run_cfg.ckpt_path)
     cfg = checkpoint_config(ckpt["hyper_parameters"]["cfg"], run_cfg)
@@ -84,6 +85,7 @@ def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
+    route_lightning_logs_to_root()
     L.seed_everything(cfg.seed, workers=True)
     started = time.time()
     module = AMMFMModule(cfg)
