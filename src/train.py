@@ -7,6 +7,7 @@ metrics -> metrics.json, predictions.csv, plots. Returns test AVG AUC for sweepe
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import register_configs
@@ -61,7 +64,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("skip_complete") and cfg.get("ckpt_path") is None and is_complete(run_dir):
-        log.info("%s has a complete %s: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
+        check_same_settings(cfg, run_dir)
+        log.info("%s/%s is complete: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
         return json.loads((run_dir / METRICS_FILE).read_text())
 
     validate_network_config(cfg)  # incompatible choices fail before any data loads
@@ -106,9 +110,54 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         finish_wandb()
 
 
+def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
+    """A finished run is reused only if it was trained with the same result-determining settings.
+
+    Guards a stable sweep directory against silently mixing results of different settings (for
+    example a re-run with another learning rate that would otherwise skip every seed).
+    """
+    from src.reporting.run_status import setting_differences
+
+    saved_file = run_dir / "config.yaml"
+    if not saved_file.is_file():
+        return
+    saved = OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    differences = setting_differences(current, saved)  # type: ignore[arg-type]
+    if differences:
+        raise UserError(
+            f"{run_dir} holds a finished run with other settings ({'; '.join(differences)}); "
+            "use another hydra.sweep.dir (or hydra.run.dir), or skip_complete=false to overwrite it"
+        )
+
+
+def run_sweep_job(cfg: DictConfig) -> float | None:
+    """One job of a multirun: a failure is recorded in its run directory, not raised.
+
+    Hydra's launchers stop a sweep at the first job that raises; recording the error in
+    `<run dir>/error.txt` instead lets the other jobs run, and lets `src.report` list it.
+    """
+    from src.reporting.run_status import ERROR_FILE, clear_failure, record_failure
+
+    run_dir = Path(cfg.paths.output_dir)
+    metrics: dict[str, Any] | None = None
+    try:
+        metrics = train(cfg)
+    except Exception as err:
+        line = record_failure(run_dir, err)
+        log.error("job failed, the sweep goes on: %s (traceback in %s)", line, run_dir / ERROR_FILE)
+    if metrics is None:
+        gc.collect()  # free the failed job's model and data before the next job starts
+        return None
+    clear_failure(run_dir)
+    return metrics.get("avg_auc")
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return run_sweep_job(cfg)
     return train(cfg).get("avg_auc")
 
 

@@ -1,0 +1,156 @@
+"""Turn many runs into the paper's tables: `python -m src.report <sweep dir or run dirs...>`.
+
+Reads every run's metrics.json (and error.txt of failed runs) under the given folders, groups
+runs by configuration, and writes into `--out` (default: `<first folder>/report`):
+
+    report.md                    every table below with its notes, and the failures
+    configurations.{md,csv,tex}  every configuration: mean ± std over seeds, n, status
+    table6|7|8|9|10.{md,csv,tex} the paper's tables with the published numbers and Δ
+    table2.{md,csv,tex}          Table 2's 17-label AUC row (best run) beside ours
+    failures.{md,csv,tex}        failed / unfinished / duplicate runs with their error line
+    runs.csv                     one line per run
+    avg_auc_vs_params.png, roc/<configuration>.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from src.reference import load_paper_results
+from src.reporting.aggregate import group_runs
+from src.reporting.naming import describe, setting
+from src.reporting.render import markdown_section, write_table
+from src.reporting.runs import RunRecord, count_by_status, find_runs
+from src.reporting.tables import build_tables
+from src.utils.errors import UserError, exit_on_user_error
+from src.utils.io import atomic_path, atomic_write_text
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # the data modules import it lazily
+log = logging.getLogger(__name__)
+RUN_COLUMNS = ["run", "status", "seed", "configuration", "setting", "avg_auc", "avg_acc", "error"]
+
+
+def runs_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
+    rows = []
+    for r in records:
+        metrics = r.metrics or {}
+        rows.append(
+            {
+                "run": r.source,
+                "status": r.status,
+                "seed": r.seed,
+                "configuration": describe(r.config) if r.config else None,
+                "setting": setting(r.config) if r.config else None,
+                "avg_auc": metrics.get("avg_auc"),
+                "avg_acc": metrics.get("avg_acc"),
+                "error": r.error,
+            }
+        )
+    return pd.DataFrame.from_records(rows, columns=RUN_COLUMNS)
+
+
+def write_report(
+    sources: Sequence[str],
+    records: Sequence[RunRecord],
+    out_dir: Path,
+    seeds: Sequence[int] | None = None,
+    plots: bool = True,
+) -> Path:
+    """Write every table, runs.csv, the figures and report.md into `out_dir`; return report.md."""
+    if not records:
+        raise UserError(
+            f"no runs found in {', '.join(sources)}: give a sweep directory (or run directories) "
+            "containing metrics.json files"
+        )
+    paper = load_paper_results()
+    results, unnamed = group_runs(records, seeds)
+    tables = build_tables(results, unnamed, paper)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        write_table(table, out_dir)
+    with atomic_path(out_dir / "runs.csv") as tmp:
+        runs_frame(records).to_csv(tmp, index=False)
+    figures = []
+    if plots:
+        from src.reporting.figures import write_figures
+
+        figures = write_figures(results, paper, out_dir)
+    counts = count_by_status(records)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    header = [
+        "# Report",
+        "",
+        f"Generated {stamp} by `python -m src.report {' '.join(sources)}`.",
+        "",
+        f"Runs: {len(records)} ({counts['complete']} complete, {counts['failed']} failed, "
+        f"{counts['unfinished']} unfinished) in {len(results)} configuration(s). "
+        "Tables as CSV (numbers) and LaTeX beside this file.",
+        "",
+    ]
+    body = [markdown_section(t) for t in tables]
+    if figures:
+        names = [p.relative_to(out_dir).as_posix() for p in figures]
+        links = "".join(f"- [{name}]({name})\n" for name in names)
+        body.append(f"## Figures\n\n{links}")
+    report = out_dir / "report.md"
+    atomic_write_text(report, "\n".join([*header, *body]))
+    return report
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m src.report",
+        description="Aggregate runs (mean ± std over seeds) into the paper's tables.",
+    )
+    parser.add_argument("paths", nargs="*", help="sweep directories or run directories")
+    parser.add_argument("--out", type=Path, help="output folder (default: <first path>/report)")
+    parser.add_argument(
+        "--seeds", type=int, help="seeds expected per configuration (default: what the sweep asked)"
+    )
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from W&B")
+    parser.add_argument("--no-plots", action="store_true", help="tables only")
+    args = parser.parse_args(argv)
+    if not args.paths and not args.wandb:
+        parser.error("give at least one sweep or run directory (or --wandb ENTITY/PROJECT)")
+    if args.out is None and not args.paths:
+        parser.error("--out is needed when reading only from W&B")
+    if args.seeds is not None and args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    return args
+
+
+@exit_on_user_error
+def main(argv: Sequence[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    records = find_runs(args.paths)
+    sources = list(args.paths)
+    if args.wandb:
+        from src.reporting.wandb_runs import offline_reason, runs_from_wandb
+
+        reason = offline_reason()
+        if reason is None:
+            records += runs_from_wandb(args.wandb)
+            sources.append(f"--wandb {args.wandb}")
+        else:
+            print(f"W&B skipped, offline here ({reason}): run folders only", file=sys.stderr)
+    out_dir = args.out if args.out is not None else Path(args.paths[0]) / "report"
+    seeds = None if args.seeds is None else list(range(args.seeds))
+    report = write_report(sources, records, out_dir, seeds, plots=not args.no_plots)
+    counts = count_by_status(records)
+    print(
+        f"{len(records)} runs ({counts['complete']} complete, {counts['failed']} failed, "
+        f"{counts['unfinished']} unfinished) -> {report}"
+    )
+
+
+if __name__ == "__main__":
+    main()

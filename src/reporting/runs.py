@@ -1,0 +1,178 @@
+"""Find the runs under sweep or run directories and read what each one left behind.
+
+A run directory is any folder with a metrics.json, an error.txt (see `run_status`) or a Hydra
+job folder (`.hydra/config.yaml`). Its status is "complete" (metrics.json with every required
+key), "failed" (error.txt) or "unfinished" (neither: killed, still running, or a damaged
+metrics.json). Failed and unfinished runs still name their configuration and seed, read from
+the config the job saved, so a report can say which cell they are missing from.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf
+
+from src.evaluation.artifacts import METRICS_FILE, PREDICTIONS_FILE, is_complete
+from src.reporting.run_status import ERROR_FILE, read_failure
+from src.utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+COMPLETE, FAILED, UNFINISHED = "complete", "failed", "unfinished"
+RESOLVED_CONFIG = "config.yaml"  # written by src.train before training, interpolations resolved
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"  # written by Hydra when the job starts
+SWEEP_FILE = "multirun.yaml"  # written by Hydra at the root of a sweep
+
+
+@dataclass
+class RunRecord:
+    """One run: where it is, how it ended, and what it measured."""
+
+    source: str  # run directory, or "wandb:<entity/project/id>"
+    status: str
+    seed: int | None
+    config: dict[str, Any] | None  # metrics.json "config" without "choices"; None if unknown
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+    asked_seeds: tuple[int, ...] | None = None  # the seeds its sweep asked for, when known
+
+    @property
+    def predictions(self) -> Path | None:
+        path = Path(self.source) / PREDICTIONS_FILE
+        return path if self.status == COMPLETE and path.is_file() else None
+
+
+def identity(summary: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run's config summary that defines its configuration (not how it was named)."""
+    return {k: v for k, v in summary.items() if k != "choices"}
+
+
+def _load_cfg(run_dir: Path) -> DictConfig | None:
+    for name in (RESOLVED_CONFIG, HYDRA_CONFIG):
+        path = run_dir / name
+        if path.is_file():
+            try:
+                cfg = OmegaConf.load(path)
+            except Exception as err:  # a damaged file: the run is still listed, unnamed
+                log.warning("cannot read %s: %s", path, err)
+                continue
+            if isinstance(cfg, DictConfig):
+                return cfg
+    return None
+
+
+def summary_of(cfg: DictConfig) -> dict[str, Any] | None:
+    """The configuration summary metrics.json would hold for `cfg`; None if it cannot be built."""
+    from src.evaluation.run_evaluation import run_config_summary
+
+    try:
+        return identity(run_config_summary(cfg))
+    except Exception as err:  # an invalid or partial config: the run stays listed, unnamed
+        log.warning("cannot name the configuration of a run: %s", err)
+        return None
+
+
+def _seed_of(cfg: DictConfig | None) -> int | None:
+    try:
+        return None if cfg is None else int(cfg.seed)
+    except Exception:
+        return None
+
+
+def load_run(run_dir: Path) -> RunRecord:
+    """Read one run directory (see the module docstring for the statuses)."""
+    cfg = _load_cfg(run_dir)
+    if is_complete(run_dir):
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        return RunRecord(
+            str(run_dir),
+            COMPLETE,
+            int(metrics["seed"]),
+            identity(metrics["config"]),
+            metrics=metrics,
+        )
+    error = read_failure(run_dir)
+    if error is None and (run_dir / METRICS_FILE).exists():
+        error = f"{METRICS_FILE} is incomplete or unreadable"
+    return RunRecord(
+        str(run_dir),
+        FAILED if (run_dir / ERROR_FILE).exists() else UNFINISHED,
+        _seed_of(cfg),
+        None if cfg is None else summary_of(cfg),
+        error=error,
+    )
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    markers = (METRICS_FILE, ERROR_FILE, str(HYDRA_CONFIG))
+    found = {p.parent for m in markers[:2] for p in root.rglob(m)}
+    found |= {p.parent.parent for p in root.rglob(markers[2])}
+    if any((root / m).exists() for m in markers):
+        found.add(root)
+    return sorted(found)
+
+
+def asked_seeds(sweep_file: Path) -> tuple[int, ...] | None:
+    """The seeds a sweep asked for: its `seed=` command-line override, else its grid's `seed`."""
+    try:
+        sweep = OmegaConf.load(sweep_file)
+        task = [str(o) for o in sweep.hydra.overrides.task]
+        grid = sweep.hydra.sweeper.get("params") or {}
+    except Exception as err:
+        log.warning("cannot read the sweep definition %s: %s", sweep_file, err)
+        return None
+    values = [o.split("=", 1)[1] for o in task if o.split("=", 1)[0].lstrip("+~") == "seed"]
+    if not values and "seed" in grid:
+        values = [str(grid["seed"])]
+    if not values:
+        return None
+    override = OverridesParser.create().parse_override(f"seed={values[-1]}")
+    seeds = override.sweep_iterator() if override.is_sweep_override() else [override.value()]
+    return tuple(sorted(int(s) for s in seeds))  # type: ignore[arg-type]
+
+
+def _sweep_file_of(run_dir: Path, root: Path) -> Path | None:
+    for folder in (run_dir, *run_dir.parents):
+        if (folder / SWEEP_FILE).is_file():
+            return folder / SWEEP_FILE
+        if folder == root:
+            break
+    return None
+
+
+def find_runs(paths: Sequence[str | Path]) -> list[RunRecord]:
+    """Every run under the given sweep or run directories, in path order, each listed once."""
+    records: list[RunRecord] = []
+    seen: set[Path] = set()
+    for given in paths:
+        root = Path(given).resolve()
+        if not root.is_dir():
+            raise UserError(f"{given}: no such directory; give sweep or run directories")
+        dirs = [d for d in _run_dirs(root) if d not in seen]
+        if not dirs:
+            log.warning("%s holds no run (no %s, %s or .hydra)", given, METRICS_FILE, ERROR_FILE)
+        sweeps: dict[Path, tuple[int, ...] | None] = {}
+        for run_dir in dirs:
+            seen.add(run_dir)
+            record = load_run(run_dir)
+            sweep_file = _sweep_file_of(run_dir, root)
+            if sweep_file is not None:
+                if sweep_file not in sweeps:
+                    sweeps[sweep_file] = asked_seeds(sweep_file)
+                record.asked_seeds = sweeps[sweep_file]
+            records.append(record)
+    return records
+
+
+def count_by_status(records: Iterable[RunRecord]) -> dict[str, int]:
+    counts = {COMPLETE: 0, FAILED: 0, UNFINISHED: 0}
+    for record in records:
+        counts[record.status] += 1
+    return counts

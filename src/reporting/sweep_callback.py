@@ -1,0 +1,54 @@
+"""Hydra callback that closes a multirun with the list of its failed jobs.
+
+Jobs of a sweep record their failures instead of raising (see `src.train`), so every other job
+still runs. This callback lists those failures once the sweep is over and makes the command exit
+with status 1, so scripts and schedulers see that the sweep is not complete. Re-running the same
+command retries the failed jobs and skips the finished ones.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from src.reporting.run_status import ERROR_FILE, read_failure
+
+log = logging.getLogger(__name__)
+
+
+class SweepSummary(Callback):
+    def __init__(self) -> None:
+        self._started = 0.0
+        self._sweep_dir: Path | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._started = time.time() - 1.0  # file times may be rounded down to the second
+        self._sweep_dir = Path(str(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self._sweep_dir is None or not self._sweep_dir.is_dir():
+            return
+        failed = sorted(
+            path.parent
+            for path in self._sweep_dir.rglob(ERROR_FILE)
+            if path.stat().st_mtime >= self._started
+        )
+        if not failed:
+            log.info("sweep finished without failed jobs: %s", self._sweep_dir)
+            return
+        for run_dir in failed:
+            log.error("FAILED %s: %s", run_dir.relative_to(self._sweep_dir), read_failure(run_dir))
+        log.error(
+            "%d job(s) of this sweep failed (details in each run's %s); finished runs are kept. "
+            "Fix the cause and re-run the same command: finished runs are skipped. "
+            "`python -m src.report %s` lists them too.",
+            len(failed),
+            ERROR_FILE,
+            self._sweep_dir,
+        )
+        raise SystemExit(1)

@@ -1,0 +1,290 @@
+"""src.report: grouping runs by configuration, mean ± std over seeds, incomplete cells, failures,
+the paper's tables beside the published numbers, rendering and the command line.
+
+Run folders are written in the real formats: metrics.json with the keys src.train writes (its
+"config" built by the real run_config_summary from a composed config), predictions.csv by the
+real writer, .hydra/config.yaml as Hydra saves it, error.txt by the real failure recorder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, NUM_CLASSES, TASK_NAMES
+from src.evaluation.artifacts import write_predictions
+from src.evaluation.probabilities import task_softmax
+from src.params import compose_config
+from src.reference import load_paper_results
+from src.report import main, write_report
+from src.reporting.aggregate import Stat, group_runs
+from src.reporting.render import latex, markdown
+from src.reporting.run_status import record_failure
+from src.reporting.runs import find_runs, summary_of
+from src.reporting.tables import ReportTable
+from src.reporting.wandb_runs import metrics_from_summary
+from src.utils.errors import UserError
+from src.utils.instantiate import log_summary
+
+SCALE = ("data=synthetic", "data.image_size=64", "trainer.max_epochs=6", "backbone.pretrained=false")
+AMMFM = ("fusion=aff", "block=aab", "backbone=swin")
+BASELINE = ("fusion=sff", "block=cat", "backbone=swin")
+CLIN_ST = ("fusion=clin_only", "block=cat", "backbone=swin")
+
+
+@lru_cache(maxsize=None)
+def _config(overrides: tuple[str, ...]) -> Any:
+    return compose_config([*overrides, *SCALE])
+
+
+def _metrics(overrides: tuple[str, ...], seed: int, avg_auc: float) -> dict[str, Any]:
+    """A metrics.json whose 17 label AUCs all equal `avg_auc` (ABS labels 0.5)."""
+    auc = {label: (avg_auc if label in AVG_AUC_LABELS else 0.5) for label in ALL_LABELS}
+    return {
+        "avg_auc": avg_auc,
+        "avg_acc": avg_auc - 0.1,
+        "auc": auc,
+        "acc": dict.fromkeys(TASK_NAMES, avg_auc - 0.1),
+        "branches": {},
+        "fusion_weights": {"derm": 0.5, "clin": 0.25, "fusion": 0.25},
+        "params": {"trainable": 3_200_000, "paper_accounting": 33_000_000},
+        "seed": seed,
+        "config": summary_of(_config(overrides)),
+    }
+
+
+def _hydra_config(run_dir: Path, overrides: tuple[str, ...], seed: int) -> None:
+    cfg = _config(overrides).copy()
+    cfg.seed = seed
+    (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
+    (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+
+
+def complete_run(run_dir: Path, overrides: tuple[str, ...], seed: int, avg_auc: float) -> Path:
+    _hydra_config(run_dir, overrides, seed)
+    (run_dir / "metrics.json").write_text(json.dumps(_metrics(overrides, seed, avg_auc)))
+    return run_dir
+
+
+def failed_run(run_dir: Path, overrides: tuple[str, ...], seed: int, message: str) -> Path:
+    _hydra_config(run_dir, overrides, seed)
+    try:
+        raise FileExistsError(message)
+    except FileExistsError as err:
+        record_failure(run_dir, err)
+    return run_dir
+
+
+def sweep_file(sweep: Path, seeds: str) -> None:
+    """The parts of Hydra's multirun.yaml the report reads."""
+    sweep.mkdir(parents=True, exist_ok=True)
+    (sweep / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      seed: range(10)\n"
+        f"  overrides:\n    task:\n    - experiment=table6\n    - seed={seeds}\n"
+    )
+
+
+def by_name(results: list, fusion: str, block: str) -> Any:
+    (found,) = [r for r in results if (r.config["fusion"], r.config["block"]) == (fusion, block)]
+    return found
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    """AMMFM seeds 0, 1 (80 and 84); baseline seed 0 (70) and seed 1 failed; 2 seeds asked."""
+    root = tmp_path / "sweep"
+    sweep_file(root, "range(2)")
+    complete_run(root / "aff-aab-swin/seed0", AMMFM, 0, 0.80)
+    complete_run(root / "aff-aab-swin/seed1", AMMFM, 1, 0.84)
+    complete_run(root / "sff-cat-swin/seed0", BASELINE, 0, 0.70)
+    failed_run(root / "sff-cat-swin/seed1", BASELINE, 1, "[Errno 17] File exists: 'checkpoints'")
+    return root
+
+
+def test_mean_std_n_per_configuration_and_failed_run_not_averaged(sweep: Path) -> None:
+    results, unnamed = group_runs(find_runs([sweep]))
+    assert unnamed == []
+    ammfm, baseline = by_name(results, "aff", "aab"), by_name(results, "sff", "cat")
+    auc = ammfm.stat(lambda m: m["avg_auc"])
+    assert (auc.n, auc.mean) == (2, pytest.approx(0.82))
+    assert auc.std == pytest.approx(math.sqrt(2 * 0.02**2))  # sample std of 0.80, 0.84
+    assert ammfm.complete and ammfm.status() == "complete"
+    base = baseline.stat(lambda m: m["avg_auc"])
+    assert (base.n, base.mean, base.std) == (1, pytest.approx(0.70), None)
+    assert not baseline.complete
+    assert baseline.status() == "incomplete: 1 of 2 seeds; failed: seed 1"
+    assert baseline.failed[0].error == "FileExistsError: [Errno 17] File exists: 'checkpoints'"
+
+
+def test_report_tables_show_paper_numbers_differences_and_failures(
+    sweep: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "report"
+    write_report([str(sweep)], find_runs([sweep]), out, plots=False)
+    table6 = pd.read_csv(out / "table6.csv").set_index("paper_row")
+    assert table6.loc["t6-aff-aab", "n"] == 2
+    assert table6.loc["t6-aff-aab", "avg_auc_mean"] == pytest.approx(82.0)
+    assert table6.loc["t6-aff-aab", "avg_auc_std"] == pytest.approx(2.83)
+    assert table6.loc["t6-aff-aab", "paper_avg_auc_mean"] == 87.6
+    assert table6.loc["t6-aff-aab", "avg_auc_diff"] == pytest.approx(82.0 - 87.6)
+    assert table6.loc["t6-baseline", "n"] == 1
+    assert table6.loc["t6-baseline", "avg_auc_mean"] == pytest.approx(70.0)
+    assert table6.loc["t6-baseline", "status"].startswith("incomplete: 1 of 2 seeds")
+    assert table6.loc["t6-aff", "status"] == "not run"
+    failures = pd.read_csv(out / "failures.csv")
+    assert failures[["seed", "status"]].values.tolist() == [[1, "failed"]]
+    assert failures.loc[0, "error"].startswith("FileExistsError: [Errno 17]")
+    report = (out / "report.md").read_text()
+    assert "82.0 ± 2.8 (n=2)" in report
+    assert "70.0 (n=1) *" in report  # the incomplete cell is marked, not silently averaged
+    assert "‡" in report  # demo-scale runs are flagged as not at the paper's recipe
+    for name in ("table2", "table7", "table8", "table9", "table10", "configurations"):
+        assert {p.suffix for p in out.glob(f"{name}.*")} == {".md", ".csv", ".tex"}
+    assert not [p for p in out.iterdir() if ".tmp" in p.name]
+
+
+def test_expected_seeds_come_from_the_sweep_or_the_command_line(tmp_path: Path) -> None:
+    root = tmp_path / "sweep"
+    sweep_file(root, "range(3)")
+    complete_run(root / "a/seed0", AMMFM, 0, 0.8)
+    complete_run(root / "a/seed1", AMMFM, 1, 0.8)
+    (result,), _ = group_runs(find_runs([root]))
+    assert result.missing_seeds == [2]
+    assert result.status() == "incomplete: 2 of 3 seeds; not run: seed 2"
+    (result,), _ = group_runs(find_runs([root]), seeds=[0, 1])
+    assert result.complete
+
+
+def test_without_a_sweep_file_cells_expect_the_best_covered_count(tmp_path: Path) -> None:
+    complete_run(tmp_path / "a0", AMMFM, 0, 0.8)
+    complete_run(tmp_path / "a1", AMMFM, 1, 0.8)
+    complete_run(tmp_path / "b0", BASELINE, 0, 0.7)
+    results, _ = group_runs(find_runs([tmp_path]))
+    assert by_name(results, "aff", "aab").complete
+    assert by_name(results, "sff", "cat").status() == "incomplete: 1 of 2 seeds"
+
+
+def test_unfinished_duplicate_and_unreadable_runs_are_listed_not_averaged(tmp_path: Path) -> None:
+    complete_run(tmp_path / "t6/a/seed0", AMMFM, 0, 0.80)
+    complete_run(tmp_path / "t9/a/seed0", AMMFM, 0, 0.60)  # the same seed in another sweep
+    _hydra_config(tmp_path / "t6/a/seed1", AMMFM, 1)  # started, never finished
+    (tmp_path / "t6/broken").mkdir()
+    (tmp_path / "t6/broken/error.txt").write_text("RuntimeError: CUDA out of memory\n\ntrace")
+    records = find_runs([tmp_path])
+    results, unnamed = group_runs(records)
+    (result,) = results
+    assert result.stat(lambda m: m["avg_auc"]) == Stat(0.80, None, 1)
+    assert [Path(r.source).parts[-3:] for r in result.duplicates] == [("t9", "a", "seed0")]
+    assert [r.seed for r in result.unfinished] == [1]
+    assert [r.error for r in unnamed] == ["RuntimeError: CUDA out of memory"]
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], records, out, plots=False)
+    failures = pd.read_csv(out / "failures.csv")
+    assert sorted(failures["status"]) == ["duplicate (ignored)", "failed", "unfinished"]
+    unfinished = failures[failures["status"] == "unfinished"].iloc[0]
+    assert "killed, timed out or still running" in unfinished["error"]
+
+
+def test_per_label_tables_8_and_2(tmp_path: Path) -> None:
+    complete_run(tmp_path / "m0", AMMFM, 0, 0.80)
+    complete_run(tmp_path / "m1", AMMFM, 1, 0.90)
+    complete_run(tmp_path / "c0", CLIN_ST, 0, 0.70)
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], find_runs([tmp_path]), out, plots=False)
+    paper = load_paper_results()
+    table8 = pd.read_csv(out / "table8.csv")
+    ammfm = table8[table8["paper_column"] == "AMMFM (Clin MN, Derm ST)"].set_index("label")
+    assert list(ammfm.index) == [*AVG_AUC_LABELS, "AVG"]
+    assert ammfm.loc["DIAG/SK", "auc_mean"] == pytest.approx(85.0)
+    assert ammfm.loc["DIAG/SK", "n"] == 2
+    paper_sk = next(s for s in paper.label_auc if s.model == "t7-ammfm").values["DIAG/SK"]
+    assert ammfm.loc["DIAG/SK", "paper_auc_mean"] == paper_sk.mean
+    clin = table8[table8["paper_column"] == "Clin (ST)"].set_index("label")
+    assert clin.loc["VS/IR", "auc_mean"] == pytest.approx(70.0)
+    assert table8[table8["paper_column"] == "Derm (ST)"]["n"].eq(0).all()  # not run
+    table2 = pd.read_csv(out / "table2.csv").set_index("label")
+    assert table2.loc["AVG", "best_seed"] == 1  # the run with the highest AVG AUC
+    assert table2.loc["AVG", "best_auc"] == pytest.approx(90.0)
+    assert table2.loc["AVG", "best_auc_diff"] == pytest.approx(90.0 - 88.1)
+    assert table2.loc["PN/TYP", "auc_mean"] == pytest.approx(85.0)
+
+
+def test_markdown_and_latex_escape_their_special_characters() -> None:
+    frame = pd.DataFrame({"Label": ["DIAG_BCC | 50%"], "AVG AUC": ["87.2 ± 0.4"], "Δ": ["+0.1"]})
+    table = ReportTable("t", "A & B", frame, frame, ["note with #"])
+    md = markdown(frame)
+    assert md.splitlines()[2] == r"| DIAG_BCC \| 50% | 87.2 ± 0.4 | +0.1 |"
+    tex = latex(table)
+    assert r"DIAG\_BCC | 50\% & 87.2 $\pm$ 0.4 & +0.1 \\" in tex
+    assert r"\caption{A \& B}" in tex and r"$\Delta$" in tex and r"note with \#" in tex
+
+
+def test_cli_writes_the_report_and_rejects_a_missing_folder(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main([str(sweep), "--no-plots"])
+    assert "4 runs (3 complete, 1 failed, 0 unfinished)" in capsys.readouterr().out
+    assert (sweep / "report" / "report.md").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2
+    assert "error:" in capsys.readouterr().err
+    with pytest.raises(UserError, match="no runs found"):
+        write_report(["empty"], [], tmp_path / "out")
+
+
+def test_wandb_is_skipped_clearly_when_offline(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    main([str(sweep), "--wandb", "me/ammfm", "--no-plots", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert "W&B skipped, offline here (WANDB_MODE=offline)" in err
+
+
+def test_wandb_summary_gives_back_the_metrics_a_run_logged() -> None:
+    class Recorder:
+        logged: dict[str, Any] = {}
+
+        def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
+            self.logged.update(metrics)
+
+    metrics = _metrics(AMMFM, 3, 0.81)
+    metrics["auc"]["VS/IR"] = 0.42
+    recorder = Recorder()
+    log_summary([recorder], metrics, {}, step=0)  # type: ignore[list-item]
+    back = metrics_from_summary(recorder.logged)
+    assert back is not None
+    assert back["avg_auc"] == 0.81 and back["seed"] == 3
+    assert back["auc"] == metrics["auc"] and back["acc"] == metrics["acc"]
+    assert back["params"]["paper_accounting"] == 33_000_000
+    assert metrics_from_summary({"train/loss": 1.0}) is None
+
+
+def test_figures_per_configuration(tmp_path: Path) -> None:
+    from src.reporting.figures import write_figures
+
+    gen = torch.Generator().manual_seed(0)
+    n = 40
+    for seed in (0, 1):
+        run_dir = complete_run(tmp_path / f"m{seed}", AMMFM, seed, 0.8)
+        labels = torch.stack([torch.randint(0, k, (n,), generator=gen) for k in NUM_CLASSES], 1)
+        probs = task_softmax(torch.randn(n, 24, generator=gen))
+        write_predictions(run_dir, [f"c{i}" for i in range(n)], {"final": probs}, labels)
+    complete_run(tmp_path / "b0", BASELINE, 0, 0.7)  # no predictions.csv: no ROC figure
+    results, _ = group_runs(find_runs([tmp_path]))
+    written = write_figures(results, load_paper_results(), tmp_path / "report")
+    names = sorted(p.relative_to(tmp_path / "report").as_posix() for p in written)
+    assert names == [
+        "avg_auc_vs_params.png",
+        "roc/AFF_MN+ST_AAB_synthetic_64px_6ep_SWA50_from_scratch.png",
+    ]
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
