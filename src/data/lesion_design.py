@@ -60,12 +60,10 @@ def _mesh(rng: np.random.Generator, atypical: bool) -> list[Shape]:
         angle = base + family * np.pi / 2 + rng.normal(0, 0.1)
         direction = np.array([np.cos(angle), np.sin(angle)])
         normal = np.array([-direction[1], direction[0]])
-        spacing = 0.2 if not atypical else 0.0
-        offsets = (
-            np.arange(-1.1, 1.1, 0.2) + rng.uniform(0, spacing)
-            if not atypical
-            else np.sort(rng.uniform(-1.1, 1.1, size=rng.integers(7, 12)))
-        )
+        if atypical:
+            offsets = np.sort(rng.uniform(-1.1, 1.1, size=rng.integers(7, 12)))
+        else:
+            offsets = np.arange(-1.1, 1.1, 0.2) + rng.uniform(0, 0.2)
         for off in offsets:
             if atypical:
                 # broken segments of varying thickness
