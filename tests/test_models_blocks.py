@@ -41,9 +41,16 @@ def test_attention_maps_are_row_softmax_over_positions(block_cls) -> None:
         torch.testing.assert_close(amap.sum(-1), torch.ones(2, 36))
 
 
-def test_attend_equals_the_explicit_map() -> None:
-    q, k, v = _features(4), _features(4, seed=1), _features(24, seed=2)
-    torch.testing.assert_close(attend(v, q, k), _mix(v, attention_map(q, k)))
+@pytest.mark.parametrize(("qk", "value"), [(4, 24), (24, 24), (24, 4)])
+def test_attend_equals_the_explicit_map_forward_and_backward(qk: int, value: int) -> None:
+    grads = []
+    for fn in (attend, lambda v, q, k: _mix(v, attention_map(q, k))):
+        q, k, v = (_features(c, seed=s).requires_grad_() for c, s in ((qk, 0), (qk, 1), (value, 2)))
+        out = fn(v, q, k)
+        out.square().sum().backward()
+        grads.append((out.detach(), q.grad, k.grad, v.grad))
+    for ours, explicit in zip(*grads):
+        torch.testing.assert_close(ours, explicit)
 
 
 def test_aab_refines_only_dermoscopy_with_the_clinical_map() -> None:

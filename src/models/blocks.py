@@ -24,8 +24,8 @@ BLOCK_TYPES: tuple[str, ...] = ("cat", "bab", "aab")
 
 
 def _positions(x: Tensor) -> Tensor:
-    """[B, C, H, W] -> [B, N, C]."""
-    return x.flatten(2).transpose(1, 2)
+    """[B, C, H, W] -> [B, N, C], contiguous (fused attention kernels need unit-stride rows)."""
+    return x.flatten(2).transpose(1, 2).contiguous()
 
 
 def attention_map(query: Tensor, key: Tensor) -> Tensor:
@@ -37,17 +37,20 @@ def attend(value: Tensor, query: Tensor, key: Tensor) -> Tensor:
     """Mix `value` [B, C, H, W] over positions with the map of (query, key); same shape out.
 
     Equal to `attention_map(query, key) @ value` per position, computed without storing the
-    N x N map where the backend allows it (N is 3136 at stride 4 of a 224 px image).
+    N x N map where the backend allows it (N is 3136 at stride 4 of a 224 px image). PyTorch's
+    fused kernels need q, k and v of one width, so the narrower side is padded with zero
+    channels, which change neither the scores q.k nor the mixed values.
     """
     b, c, h, w = value.shape
     if query.shape[-2:] != (h, w) or key.shape[-2:] != (h, w):
         raise ValueError(
             f"fusion block inputs differ in spatial size: {tuple(query.shape[-2:])} vs {(h, w)}"
         )
-    out = F.scaled_dot_product_attention(
-        _positions(query), _positions(key), _positions(value), scale=1.0
-    )
-    return out.transpose(1, 2).reshape(b, c, h, w)
+    q, k, v = _positions(query), _positions(key), _positions(value)
+    width = max(q.shape[-1], c)
+    q, k = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k))
+    out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, width - c)), scale=1.0)
+    return out[..., :c].transpose(1, 2).reshape(b, c, h, w)
 
 
 class PositionAttention(nn.Module):
