@@ -49,8 +49,8 @@ def test_attend_equals_the_explicit_map_forward_and_backward(qk: int, value: int
         out = fn(v, q, k)
         out.square().sum().backward()
         grads.append((out.detach(), q.grad, k.grad, v.grad))
-    for ours, explicit in zip(*grads):
-        torch.testing.assert_close(ours, explicit)
+    for ours, explicit in zip(*grads):  # fused kernels sum in another order: float32 noise
+        torch.testing.assert_close(ours, explicit, rtol=1e-4, atol=1e-4)
 
 
 def test_aab_refines_only_dermoscopy_with_the_clinical_map() -> None:
