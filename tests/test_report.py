@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +34,18 @@ from src.reporting.wandb_runs import metrics_from_summary
 from src.utils.errors import UserError
 from src.utils.instantiate import log_summary
 
-SCALE = ("data=synthetic", "data.image_size=64", "trainer.max_epochs=6", "backbone.pretrained=false")
+SCALE = (
+    "data=synthetic",
+    "data.image_size=64",
+    "trainer.max_epochs=6",
+    "backbone.pretrained=false",
+)
 AMMFM = ("fusion=aff", "block=aab", "backbone=swin")
 BASELINE = ("fusion=sff", "block=cat", "backbone=swin")
 CLIN_ST = ("fusion=clin_only", "block=cat", "backbone=swin")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _config(overrides: tuple[str, ...]) -> Any:
     return compose_config([*overrides, *SCALE])
 
@@ -252,7 +257,8 @@ def test_wandb_is_skipped_clearly_when_offline(
 
 def test_wandb_summary_gives_back_the_metrics_a_run_logged() -> None:
     class Recorder:
-        logged: dict[str, Any] = {}
+        def __init__(self) -> None:
+            self.logged: dict[str, Any] = {}
 
         def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
             self.logged.update(metrics)

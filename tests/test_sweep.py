@@ -1,0 +1,197 @@
+"""Sweeps: real `python -m src.train -m` runs in a subprocess. A failing job does not stop the
+others and is recorded with its error line; a re-run skips finished runs (and refuses to reuse
+them under other settings); src.report turns the sweep into mean ± std per configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from src.params import compose_config
+from src.report import main as report_main
+from src.reporting.aggregate import Stat
+from src.reporting.run_status import (
+    ERROR_FILE,
+    clear_failure,
+    error_line,
+    read_failure,
+    record_failure,
+    setting_differences,
+)
+from src.utils.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_sweep(overrides: list[str], sweep_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",  # several torch threads on a shared 2-core machine are slower
+        "NO_ALBUMENTATIONS_UPDATE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "disabled",
+    }
+    command = [sys.executable, "-m", "src.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+
+
+def tiny(release: Path, tmp_path: Path) -> list[str]:
+    """Seconds per job: MobileNet single-stream models, 32 px, 2 batches, one TTA view."""
+    return [
+        "debug=fast",
+        "backbone=mobilenet",
+        f"data.root={release}",
+        "data.synthetic=false",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "model.tta_views=[identity]",
+        "model.weight_grid_step=0.25",
+    ]
+
+
+# ------------------------------------------------------------------------- failure records
+def test_error_line_record_read_and_clear(tmp_path: Path) -> None:
+    try:
+        raise UserError("fusion=derm_only has no clinical stream\nsecond line")
+    except UserError as err:
+        line = record_failure(tmp_path, err)
+    assert line == "UserError: fusion=derm_only has no clinical stream"
+    text = (tmp_path / ERROR_FILE).read_text()
+    assert text.startswith(line + "\n\nTraceback") and "second line" in text
+    assert read_failure(tmp_path) == line
+    assert error_line(RuntimeError()) == "RuntimeError"
+    clear_failure(tmp_path)
+    assert read_failure(tmp_path) is None
+    clear_failure(tmp_path)  # nothing to clear: no error
+
+
+def test_setting_differences_name_result_settings_and_ignore_the_rest() -> None:
+    base = compose_config(["data=synthetic"])
+    saved = OmegaConf.to_container(base)
+    same = OmegaConf.to_container(
+        compose_config(["data=synthetic", "data.num_workers=0", "trainer=gpu", "logger=csv"])
+    )
+    assert setting_differences(same, saved) == []  # type: ignore[arg-type]
+    other = compose_config(["data=synthetic", "model.lr=0.001", "seed=3", "block=bab"])
+    assert setting_differences(OmegaConf.to_container(other), saved) == [  # type: ignore[arg-type]
+        "block.type: aab -> bab",
+        "model.lr: 3e-05 -> 0.001",
+        "seed: 0 -> 3",
+    ]
+
+
+# ------------------------------------------------------------------------- real sweeps
+def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    """Invalid combinations fail before any data loads: both jobs run, both are recorded."""
+    sweep = tmp_path / "sweep"
+    result = run_sweep(
+        ["fusion=derm_only", "block=aab,bab", "backbone=mobilenet", "backbone.pretrained=false"],
+        sweep,
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    for block in ("aab", "bab"):
+        line = read_failure(sweep / f"derm_only-{block}-mobilenet" / "seed0")
+        assert line is not None and line.startswith("UserError: "), result.stderr[-3000:]
+    log = result.stdout + result.stderr
+    assert "2 job(s) of this sweep failed" in log
+    assert "FAILED derm_only-bab-mobilenet/seed0: UserError" in log
+
+
+@pytest.mark.slow
+def test_sweep_report_rerun_skip_and_settings_guard(
+    synthetic_release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """2 configurations x 2 seeds; one job's run folder is broken (its checkpoints folder is a
+    file), so that job fails after training while the three others finish."""
+    sweep = tmp_path / "sweep"
+    overrides = [
+        *tiny(synthetic_release, tmp_path),
+        "+experiment/row=derm_only,clin_only",
+        "seed=0,1",
+    ]
+    broken = sweep / "clin_only-cat-mobilenet" / "seed1"
+    broken.mkdir(parents=True)
+    (broken / "checkpoints").write_text("not a folder")
+
+    first = run_sweep(overrides, sweep)
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "1 job(s) of this sweep failed" in first.stdout + first.stderr
+    finished = sorted(p.parent.relative_to(sweep).as_posix() for p in sweep.rglob("metrics.json"))
+    assert finished == [
+        "clin_only-cat-mobilenet/seed0",
+        "derm_only-cat-mobilenet/seed0",
+        "derm_only-cat-mobilenet/seed1",
+    ]
+    assert read_failure(broken).startswith("FileExistsError: ")  # type: ignore[union-attr]
+
+    report_main([str(sweep)])
+    assert "4 runs (3 complete, 1 failed, 0 unfinished)" in capsys.readouterr().out
+    out = sweep / "report"
+    overview = pd.read_csv(out / "configurations.csv").set_index("configuration")
+    derm_aucs = [
+        json.loads((sweep / f"derm_only-cat-mobilenet/seed{s}/metrics.json").read_text())["avg_auc"]
+        for s in (0, 1)
+    ]
+    expected = Stat.of(derm_aucs).scaled(100)
+    assert overview.loc["derm-only MN", "n"] == 2
+    assert overview.loc["derm-only MN", "avg_auc_mean"] == pytest.approx(expected.mean, abs=0.01)
+    assert overview.loc["derm-only MN", "avg_auc_std"] == pytest.approx(expected.std, abs=0.01)
+    assert overview.loc["derm-only MN", "status"] == "complete"
+    clin_auc = json.loads((sweep / "clin_only-cat-mobilenet/seed0/metrics.json").read_text())
+    assert overview.loc["clin-only MN", "n"] == 1  # the failed seed is not averaged in
+    assert overview.loc["clin-only MN", "avg_auc_mean"] == pytest.approx(
+        clin_auc["avg_auc"] * 100, abs=0.01
+    )
+    assert overview.loc["clin-only MN", "status"] == "incomplete: 1 of 2 seeds; failed: seed 1"
+    failures = pd.read_csv(out / "failures.csv")
+    assert failures["error"].str.startswith("FileExistsError").tolist() == [True]
+    table7 = pd.read_csv(out / "table7.csv").set_index("paper_row")
+    assert table7.loc["t7-derm-mn", "n"] == 2 and table7.loc["t7-clin-mn", "n"] == 1
+    report = (out / "report.md").read_text()
+    assert f"{expected.mean:.1f} ± {expected.std:.1f} (n=2)" in report
+    assert (out / "avg_auc_vs_params.png").is_file() and len(list((out / "roc").glob("*.png"))) == 2
+
+    # Fix the broken folder and re-run the same command: only the failed job trains again.
+    (broken / "checkpoints").unlink()
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")}
+    second = run_sweep(overrides, sweep)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())  # skipped, not retrained
+    assert (broken / "metrics.json").is_file() and read_failure(broken) is None
+    assert (second.stdout + second.stderr).count("is complete: skipped") == 3
+
+    # Re-running into the same folder with another learning rate must not reuse those runs.
+    third = run_sweep([*overrides, "model.lr=0.002"], sweep)
+    assert third.returncode == 1
+    line = read_failure(broken)
+    assert line is not None and "holds a finished run with other settings" in line
+    assert "model.lr: 3e-05 -> 0.002" in line
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_jobs_and_records_failures(
+    synthetic_release: Path, tmp_path: Path
+) -> None:
+    """The submitit code path (as on SLURM) with local processes: one job trains, one fails."""
+    sweep = tmp_path / "sweep"
+    overrides = [
+        *tiny(synthetic_release, tmp_path),
+        "fusion=clin_only",
+        "block=cat,aab",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=15",
+    ]
+    result = run_sweep(overrides, sweep)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert (sweep / "clin_only-cat-mobilenet/seed0/metrics.json").is_file()
+    line = read_failure(sweep / "clin_only-aab-mobilenet/seed0")
+    assert line is not None and line.startswith("UserError: ")
+    assert list((sweep / ".submitit").iterdir())  # submitit's job folders
