@@ -54,6 +54,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from src.models.module import AMMFMModule
     from src.models.network import validate_network_config
     from src.utils.instantiate import (
+        drop_unusable_callbacks,
         finish_wandb,
         instantiate_callbacks,
         instantiate_loggers,
@@ -61,6 +62,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         swa_callback,
     )
     from src.utils.io import atomic_path, atomic_write_text
+    from src.utils.logging_setup import route_lightning_logs_to_root
 
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("skip_complete") and cfg.get("ckpt_path") is None and is_complete(run_dir):
@@ -73,6 +75,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
+    route_lightning_logs_to_root()
     L.seed_everything(cfg.seed, workers=True)
     started = time.time()
     module = AMMFMModule(cfg)
@@ -87,6 +90,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         callbacks.append(swa)
     loggers = instantiate_loggers(
         cfg.get("logger"), run_dir, ckpt_path.parent.parent if ckpt_path else None
+    )
+    callbacks = drop_unusable_callbacks(
+        callbacks, bool(loggers), cfg.trainer.get("enable_progress_bar", True)
     )
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     try:

@@ -133,4 +133,5 @@ class AMMFMModule(LightningModule):
             raise UserError(f"model.scheduler={mcfg.scheduler!r}: expected cosine or none")
         max_epochs = max(int(self.trainer.max_epochs or 1), 1)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        schedule = {"scheduler": scheduler, "interval": "epoch"}
+        return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -9,7 +9,7 @@ from typing import Any
 
 import hydra
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import StochasticWeightAveraging
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, StochasticWeightAveraging
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +25,21 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
     if not callbacks_cfg:
         return []
     return [hydra.utils.instantiate(c) for c in callbacks_cfg.values() if c and "_target_" in c]
+
+
+def drop_unusable_callbacks(
+    callbacks: list[Callback], has_logger: bool, progress_bar: bool
+) -> list[Callback]:
+    """Leave out callbacks the trainer would reject: an LR monitor without a logger
+    (`logger=none`), a progress bar when `trainer.enable_progress_bar=false`."""
+    kept = []
+    for callback in callbacks:
+        if isinstance(callback, LearningRateMonitor) and not has_logger:
+            continue
+        if isinstance(callback, ProgressBar) and not progress_bar:
+            continue
+        kept.append(callback)
+    return kept
 
 
 def swa_callback(model_cfg: DictConfig, max_epochs: int) -> StochasticWeightAveraging | None:

@@ -1,0 +1,122 @@
+"""End-to-end training on the real code paths: Hydra config, Trainer, SWA, TTA, weight search."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, MELANOMA_LABELS, TASK_NAMES
+from src.evaluation.artifacts import REQUIRED_METRIC_KEYS, is_complete
+from src.train import train
+from tests.train_helpers import compose_config
+
+WITH_CHECKPOINTS = ("callbacks=default",)
+
+
+def _check_metric_block(block: dict) -> None:
+    assert set(block["auc"]) == set(ALL_LABELS)
+    assert set(block["acc"]) == set(TASK_NAMES)
+    assert 0.0 <= block["avg_acc"] <= 1.0
+    assert 0.0 <= block["avg_auc"] <= 1.0
+    mean_auc = sum(block["auc"][lbl] for lbl in AVG_AUC_LABELS) / len(AVG_AUC_LABELS)
+    assert block["avg_auc"] == pytest.approx(mean_auc)
+    assert block["avg_acc"] == pytest.approx(sum(block["acc"].values()) / len(TASK_NAMES))
+    assert set(block["melanoma"]) == set(MELANOMA_LABELS)
+
+
+@pytest.fixture(scope="module")
+def trained_run(synthetic_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("run") / "aff-aab"
+    train(compose_config(synthetic_release, run_dir, WITH_CHECKPOINTS))
+    return run_dir
+
+
+def test_run_writes_complete_results(trained_run: Path) -> None:
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert is_complete(trained_run)
+    assert all(key in metrics for key in REQUIRED_METRIC_KEYS)
+    _check_metric_block(metrics)
+    assert set(metrics["branches"]) == {"clin", "derm", "fusion"}
+    for branch in metrics["branches"].values():
+        _check_metric_block(branch)
+    weights = metrics["fusion_weights"]
+    assert set(weights) == {"clin", "derm", "fusion"}
+    assert math.fsum(weights.values()) == pytest.approx(1.0)
+    assert all(w > 0 for w in weights.values())
+    assert metrics["seed"] == 0
+    assert metrics["n"] == 395
+    assert metrics["config"]["fusion"] == "aff" and metrics["config"]["block"] == "aab"
+    assert metrics["params"]["trainable"] > 0
+    assert metrics["params"]["paper_accounting"] > metrics["params"]["trainable"]
+    # SWA over the last epoch adds one BatchNorm-refresh epoch.
+    assert metrics["epochs_trained"] == 3
+
+    predictions = pd.read_csv(trained_run / "predictions.csv")
+    assert len(predictions) == 395
+    for branch in ("final", "clin", "derm", "fusion"):
+        probs = predictions[[f"{branch}:DIAG/{c}" for c in ("BCC", "NEV", "MEL", "MISC", "SK")]]
+        assert probs.sum(axis=1).to_numpy() == pytest.approx(1.0, abs=1e-4)
+    for name in ("roc_curves.png", "confusion_matrices.png", "config.yaml"):
+        assert (trained_run / name).stat().st_size > 0
+    assert (trained_run / "checkpoints" / "final.ckpt").is_file()
+    assert (trained_run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_eval_reproduces_the_run_from_its_checkpoint(trained_run: Path, synthetic_release: Path):
+    from src.eval import evaluate_checkpoint
+
+    eval_dir = trained_run.parent / "eval"
+    cfg = compose_config(
+        synthetic_release,
+        eval_dir,
+        [f"ckpt_path={trained_run / 'checkpoints' / 'final.ckpt'}"],
+        config_name="eval",
+        base=("debug=fast",),
+    )
+    metrics = evaluate_checkpoint(cfg)
+    trained = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["fusion_weights"] == pytest.approx(trained["fusion_weights"])
+    assert metrics["avg_auc"] == pytest.approx(trained["avg_auc"], abs=1e-6)
+    assert metrics["auc"] == pytest.approx(trained["auc"], abs=1e-6)
+    assert json.loads((eval_dir / "metrics.json").read_text())["avg_acc"] == trained["avg_acc"]
+
+
+def test_resume_from_last_checkpoint_continues_training(trained_run: Path, synthetic_release):
+    resumed_dir = trained_run.parent / "resumed"
+    import shutil
+
+    shutil.copytree(trained_run / "checkpoints", resumed_dir / "checkpoints")
+    overrides = [*WITH_CHECKPOINTS, "ckpt_path=last", "trainer.max_epochs=3"]
+    metrics = train(compose_config(synthetic_release, resumed_dir, overrides))
+    # 2 epochs (+1 BN refresh) restored, then 3 + 1 after resuming with a longer schedule.
+    assert metrics["epochs_trained"] == 4
+    assert is_complete(resumed_dir)
+
+
+def test_same_seed_same_metrics_other_seed_differs(synthetic_release: Path, tmp_path: Path):
+    quick = ("model.swa_epochs=0", "trainer.max_epochs=1")
+    first = train(compose_config(synthetic_release, tmp_path / "a", [*quick, "seed=0"]))
+    again = train(compose_config(synthetic_release, tmp_path / "b", [*quick, "seed=0"]))
+    other = train(compose_config(synthetic_release, tmp_path / "c", [*quick, "seed=1"]))
+    assert first["seed"] == 0
+    assert first["auc"] == again["auc"]
+    assert first["fusion_weights"] == again["fusion_weights"]
+    assert first["auc"] != other["auc"]
+
+
+def test_complete_run_is_skipped_not_retrained(trained_run: Path, synthetic_release: Path):
+    before = (trained_run / "metrics.json").stat().st_mtime_ns
+    metrics = train(compose_config(synthetic_release, trained_run, WITH_CHECKPOINTS))
+    assert (trained_run / "metrics.json").stat().st_mtime_ns == before
+    assert metrics["seed"] == 0
+
+
+@pytest.mark.slow
+def test_demo_learns_on_synthetic_data(synthetic_release: Path, tmp_path: Path) -> None:
+    cfg = compose_config(synthetic_release, tmp_path / "demo", base=("experiment=demo",))
+    metrics = train(cfg)
+    assert metrics["avg_auc"] > 0.6, metrics["avg_auc"]
