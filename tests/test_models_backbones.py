@@ -116,18 +116,6 @@ def test_pickled_code_is_refused(tmp_path) -> None:
         create_backbone(MN, image_size=64, weights=str(tmp_path / "p.pth"))
 
 
-def test_hub_failure_names_both_alternatives(tmp_path, monkeypatch) -> None:
-    import huggingface_hub.constants as hf
-
-    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path))  # empty cache: nothing to find
-    with pytest.raises(UserError) as err:
-        create_backbone(MN, image_size=64, pretrained=True)
-    message = str(err.value)
-    assert "backbone.weights=" in message and "backbone.pretrained=false" in message
-    assert "\n" not in message
-
-
 def test_unknown_backbone_name() -> None:
     with pytest.raises(UserError, match="not a timm model"):
         create_backbone("no_such_net", image_size=64)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
+from src.models.backbones import create_timm_model
 from src.models.network import build_network, clin_backbone_name, validate_network_config
 from src.params import compose_config
 from src.utils.errors import UserError
@@ -114,6 +116,32 @@ def test_fusion_head_takes_both_pooled_vectors() -> None:
     assert net.heads["fusion"].mlp[0].in_features == 576 + 2048
     assert clin_backbone_name(_cfg("fusion=aff")) == "mobilenetv3_small_100"
     assert clin_backbone_name(_cfg("fusion=derm_only", "block=cat")) is None
+
+
+@pytest.fixture
+def offline_hub(tmp_path, monkeypatch) -> None:
+    """No network and an empty hub cache: any hub download fails, wherever this runs."""
+    import huggingface_hub.constants as hf
+
+    monkeypatch.setattr(hf, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hf, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+
+def test_pretrained_without_hub_names_the_stream_keys(tmp_path, offline_hub) -> None:
+    with pytest.raises(UserError) as err:
+        build_network(
+            _cfg("fusion=sff", "block=cat", "backbone=mobilenet", "backbone.pretrained=true")
+        )
+    message = str(err.value)
+    assert "backbone.weights=<file" in message and "backbone.pretrained=false" in message
+    assert "\n" not in message
+    # AFF: the dermoscopy stream loads a local file, the clinical MobileNetV3 still needs the hub
+    derm = tmp_path / "resnet18.safetensors"
+    save_file(create_timm_model("resnet18", image_size=SIZE).state_dict(), derm)
+    overrides = ("fusion=aff", "backbone.name=resnet18", f"backbone.weights={derm}")
+    with pytest.raises(UserError, match=r"fusion\.clin_weights=<file.*backbone\.pretrained=false"):
+        build_network(_cfg(*overrides, "backbone.pretrained=true"))
+    build_network(_cfg(*overrides, "backbone.pretrained=false"))  # the local file alone is fine
 
 
 def test_block_stages_and_width_are_configurable() -> None:

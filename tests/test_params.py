@@ -70,6 +70,16 @@ def test_paper_row_config_equals_hydra_composition(row_id: str) -> None:
     assert validate_network_config(paper_row_config(row)) == validate_network_config(composed)
 
 
+def test_compose_without_a_primary_config_uses_the_model_groups() -> None:
+    cfg = compose_config(["fusion=sff", "block=bab"], config_name="no_such_primary")
+    assert (cfg.fusion.mode, cfg.block.type, cfg.backbone.name) == (
+        "sff",
+        "bab",
+        "swinv2_tiny_window8_256",
+    )
+    assert cfg.data.image_size == 224 and list(cfg.model.head.hidden) == [512, 128]
+
+
 def test_count_parameters_of_a_composed_config() -> None:
     counts = count_parameters(compose_config(["fusion=sff", "block=cat", "backbone=mobilenet"]))
     assert counts["backbones"] == 2 * 927_008
