@@ -14,6 +14,7 @@ Fusion frameworks (`fusion.mode`):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 import timm
 import torch
@@ -72,7 +73,7 @@ class NetworkSpec:
         return f"{self.mode}: {parts}; block {blocks}"
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     raise UserError(message)
 
 
@@ -95,6 +96,9 @@ def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], .
             f"fusion.mode={mode} uses backbone.name for every stream, so fusion.clin_backbone "
             f"must be null (got {clin_name}); use fusion=aff for a different clinical backbone"
         )
+    for key, name in (("backbone.name", backbone.name), ("fusion.clin_backbone", clin_name)):
+        if name and not timm.is_model(name):
+            _fail(f"{key}={name} is not a timm model name")
     pretrained = bool(backbone.pretrained)
     main = StreamSpec(backbone.name, pretrained, backbone.get("weights"), "backbone.weights")
     clin = main
@@ -105,10 +109,6 @@ def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], .
     elif clin_name and clin_name != backbone.name:
         clin = StreamSpec(clin_name, pretrained, None, "fusion.clin_weights")
     specs = {"clin": clin, "derm": main}
-    for name in _MODE_STREAMS[mode]:
-        if not timm.is_model(specs[name].backbone):
-            key = "fusion.clin_backbone" if specs[name] is not main else "backbone.name"
-            _fail(f"{key}={specs[name].backbone} is not a timm model name")
     return tuple((name, specs[name]) for name in _MODE_STREAMS[mode])
 
 
