@@ -87,7 +87,25 @@ def test_shuffling_and_augmentation_are_reproducible(synthetic_release, cache_di
 def test_epochs_reshuffle(synthetic_release, cache_dir):
     seed_everything(0)
     loader = Derm7ptDataModule(_cfg(synthetic_release, cache_dir)).train_dataloader()
-    assert not torch.equal(_labels(loader), _labels(loader))
+    first = _labels(loader)
+    loader.sampler.set_epoch(1)  # what the Trainer does before every epoch
+    assert not torch.equal(first, _labels(loader))
+
+
+def test_an_epoch_replays_identically_in_a_fresh_loader(synthetic_release, cache_dir):
+    """What resuming relies on: epoch k's batches depend on (seed, k), not on history."""
+
+    def epoch_batch(history: int, epoch: int):
+        seed_everything(0)
+        torch.rand(history)  # different amounts of randomness consumed before
+        loader = Derm7ptDataModule(_cfg(synthetic_release, cache_dir)).train_dataloader()
+        loader.sampler.set_epoch(epoch)
+        return next(iter(loader))
+
+    a, b = epoch_batch(history=1, epoch=3), epoch_batch(history=50, epoch=3)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    c = epoch_batch(history=1, epoch=4)
+    assert not torch.equal(a[1], c[1])
 
 
 def test_drop_duplicate_pairs(synthetic_release, cache_dir):

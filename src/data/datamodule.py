@@ -19,6 +19,7 @@ from src.config import DataConfig
 from src.data.cache import ImageCache, check_cache_mode
 from src.data.dataset import PairDataset
 from src.data.derm7pt import Case, Release, load_release
+from src.data.sampling import EpochShuffleSampler
 from src.data.schema import SPLITS
 from src.data.synthetic import generate_synthetic_release
 from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats, eval_transform, train_transform
@@ -57,15 +58,12 @@ def ensure_release(cfg: DataConfig) -> Path:
 
 
 def _seed_worker(worker_id: int) -> None:
-    """Per-worker seeds derived from the loader's generator: reproducible augmentation."""
+    """Seed numpy and `random` in each worker (augmentation is seeded per sample)."""
     info = get_worker_info()
     assert info is not None
     seed = info.seed % 2**32
     np.random.seed(seed)
     random.seed(seed)
-    transform = getattr(info.dataset, "transform", None)
-    if transform is not None:
-        transform.set_random_seed(seed)
 
 
 class Derm7ptDataModule(LightningDataModule):
@@ -115,22 +113,25 @@ class Derm7ptDataModule(LightningDataModule):
         self.setup()
         dataset = self.datasets[split]
         workers = self.cfg.num_workers
-        generator = None
+        sampler = None
         if train:
-            generator = torch.Generator()
-            generator.manual_seed(torch.initial_seed())
-            # Seed for loading in the main process; workers reseed from the generator.
-            dataset.transform.set_random_seed(int(torch.randint(2**31, (1,), generator=generator)))
+            # Order and augmentation depend on (seed, epoch, index) only, so a run resumed
+            # from a checkpoint replays exactly the epochs an uninterrupted run would see.
+            # Workers are not persistent: each epoch's workers get that epoch's dataset state.
+            trainer = self.trainer
+            epoch = trainer.current_epoch if trainer is not None else 0
+            dataset.seed = torch.initial_seed() % 2**31
+            sampler = EpochShuffleSampler(dataset, seed=dataset.seed, epoch=epoch)
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=train,
+            sampler=sampler,
+            shuffle=False,
             drop_last=train and len(dataset) >= batch_size,
             num_workers=workers,
             pin_memory=self.cfg.pin_memory,
-            persistent_workers=workers > 0,
+            persistent_workers=workers > 0 and not train,
             worker_init_fn=_seed_worker if workers > 0 else None,
-            generator=generator,
         )
 
     def train_dataloader(self) -> DataLoader:

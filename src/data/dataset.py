@@ -9,21 +9,35 @@ from torch.utils.data import Dataset
 
 from src.data.cache import ImageCache
 from src.data.derm7pt import Case
+from src.data.sampling import mix_seed
 from src.data.transforms import PairTransform
 
 
 class PairDataset(Dataset):
     """Item i: (clinic float[3,S,S], derm float[3,S,S], labels long[8]) of `cases[i]`."""
 
-    def __init__(self, cases: Sequence[Case], images: ImageCache, transform: PairTransform):
+    def __init__(
+        self,
+        cases: Sequence[Case],
+        images: ImageCache,
+        transform: PairTransform,
+        seed: int | None = None,
+    ):
         self.cases = list(cases)
         self.images = images
         self.transform = transform
+        self.seed = seed  # when set, sample i of epoch e is augmented with seed (seed, e, i)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.cases)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         case = self.cases[i]
+        if self.seed is not None:
+            self.transform.set_random_seed(mix_seed(self.seed, self.epoch, i))
         clin, derm = self.transform(self.images.get(case.clinic), self.images.get(case.derm))
         return clin, derm, torch.tensor(case.labels, dtype=torch.long)

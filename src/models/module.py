@@ -10,6 +10,7 @@ from lightning.pytorch import LightningModule
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from src.data.sampling import mix_seed
 from src.data.schema import TASK_NAMES
 from src.evaluation.metrics import compute_metrics
 from src.evaluation.probabilities import split_tasks, task_softmax
@@ -62,6 +63,11 @@ class AMMFMModule(LightningModule):
         return self.network(clinic, derm)
 
     # ------------------------------------------------------------------ training
+    def on_train_epoch_start(self) -> None:
+        """Dropout and other in-model randomness restart from (seed, epoch) every epoch, so a
+        run resumed from an end-of-epoch checkpoint continues exactly like an uninterrupted one."""
+        torch.manual_seed(mix_seed(int(self.cfg.seed), self.current_epoch))
+
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         clinic, derm, labels = batch
         logits = self(clinic, derm)
