@@ -1,0 +1,269 @@
+"""src.predict: a real checkpoint, the composed predict config, images as evaluation reads them."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from PIL import Image
+
+from src.benchmarks.training import batch_loader, random_batch
+from src.data.datamodule import Derm7ptDataModule
+from src.data.schema import ALL_LABELS, TASKS
+from src.evaluation.fusion_weights import fuse
+from src.models.module import AMMFMModule
+from src.predict import load_predictor, run
+from src.utils.errors import UserError
+from tests.train_helpers import CONF_DIR, compose_config
+
+PROJECT = Path(__file__).resolve().parents[1]
+RUN_WEIGHTS = {"derm": 0.5, "clin": 0.2, "fusion": 0.3}
+
+
+def save_tiny_checkpoint(run_dir: Path, release: Path) -> Path:
+    """A real Lightning checkpoint of the tiny AFF + AAB MobileNet network after one step."""
+    cfg = compose_config(release, run_dir)  # 32 px, TTA views identity + hflip
+    L.seed_everything(0)
+    module = AMMFMModule(cfg)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+    trainer.fit(module, train_dataloaders=batch_loader(random_batch(4, 32), 1))
+    path = run_dir / "checkpoints" / "final.ckpt"
+    trainer.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path) -> Path:
+    """final.ckpt in a run directory whose metrics.json holds the searched fusion weights."""
+    run_dir = tmp_path_factory.mktemp("predict") / "run"
+    path = save_tiny_checkpoint(run_dir, synthetic_release)
+    (run_dir / "metrics.json").write_text(json.dumps({"fusion_weights": RUN_WEIGHTS}))
+    return path
+
+
+def predict_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose("predict", overrides=list(overrides))
+
+
+def _pairs(release: Path, n: int = 3) -> list[tuple[str, Path, Path]]:
+    from src.data.derm7pt import load_release
+
+    cases = load_release(release).splits["test"][:n]
+    return [(c.case_num, c.clinic, c.derm) for c in cases]
+
+
+def _check_document(doc: dict, n: int) -> None:
+    assert doc["fusion_weights"] == pytest.approx(RUN_WEIGHTS)
+    assert doc["tta_views"] == ["identity", "hflip"]
+    assert len(doc["predictions"]) == n
+    for pred in doc["predictions"]:
+        assert list(pred["tasks"]) == [t.name for t in TASKS]
+        for task in TASKS:
+            result = pred["tasks"][task.name]
+            probs = result["probabilities"]
+            assert list(probs) == list(task.classes)
+            assert sum(probs.values()) == pytest.approx(1.0, abs=1e-5)
+            assert result["predicted"] == max(probs, key=probs.get)
+
+
+def test_single_pair_json(ckpt: Path, synthetic_release: Path, capsys) -> None:
+    _, clinic, derm = _pairs(synthetic_release, 1)[0]
+    cfg = predict_cfg(f"ckpt_path={ckpt}", f"clinic={clinic}", f"derm={derm}", "json=true")
+    doc = run(cfg)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(json.dumps(doc))
+    _check_document(printed, 1)
+    assert printed["predictions"][0]["clinic"] == str(clinic)
+
+
+def test_text_output_names_every_task(ckpt: Path, synthetic_release: Path, capsys) -> None:
+    _, clinic, derm = _pairs(synthetic_release, 1)[0]
+    run(predict_cfg(f"ckpt_path={ckpt}", f"clinic={clinic}", f"derm={derm}"))
+    out = capsys.readouterr().out
+    assert "identity, hflip" in out
+    for task in TASKS:
+        assert f"  {task.name:<4} -> " in out
+
+
+def test_same_preprocessing_tta_and_weights_as_evaluation(
+    ckpt: Path, synthetic_release: Path, tmp_path: Path
+) -> None:
+    """Inputs equal the evaluation dataset's tensors; P_FI equals the module's TTA prediction
+    (predict_step) fused with the run's weights."""
+    predictor = load_predictor(ckpt)
+    module = predictor.model.module
+    datamodule = Derm7ptDataModule(
+        compose_config(synthetic_release, tmp_path, ["data.cache=none"]).data,
+        clin_stats=module.network.norm_stats["clin"],
+        derm_stats=module.network.norm_stats["derm"],
+    )
+    datamodule.setup()
+    dataset = datamodule.datasets["test"]
+    from src.predict import ImagePair
+
+    cases = dataset.cases[:4]
+    pairs = [ImagePair(c.case_num, c.clinic, c.derm) for c in cases]
+    clinic, derm = predictor.load(pairs)
+    items = [dataset[i] for i in range(4)]
+    assert torch.equal(clinic, torch.stack([x[0] for x in items]))
+    assert torch.equal(derm, torch.stack([x[1] for x in items]))
+
+    labels = torch.stack([x[2] for x in items])
+    branch_probs, _ = module.predict_step((clinic, derm, labels), 0)
+    expected = fuse(branch_probs, RUN_WEIGHTS)
+    got = predictor.predict(pairs, batch_size=3)  # two batches: 3 + 1
+    assert torch.allclose(got, expected, atol=1e-6)
+    # P_FI is linear in the branch probabilities: the mean over the two views of each view's P_FI.
+    identity = load_predictor(ckpt, tta_views=["identity"]).predict(pairs)
+    hflip = load_predictor(ckpt, tta_views=["hflip"]).predict(pairs)
+    assert not torch.equal(identity, hflip)
+    assert torch.allclose(got, (identity + hflip) / 2, atol=1e-6)
+
+
+def test_folder_and_csv_batches_agree(
+    ckpt: Path, synthetic_release: Path, tmp_path: Path, capsys
+) -> None:
+    pairs = _pairs(synthetic_release, 3)
+    folder = tmp_path / "pairs"
+    rows = []
+    for case, clinic, derm in pairs:
+        (folder / case).mkdir(parents=True)
+        shutil.copy(clinic, folder / case / "clinic.jpg")
+        shutil.copy(derm, folder / case / "derm.JPG")
+        rows.append({"id": case, "clinic": f"pairs/{case}/clinic.jpg", "derm": str(derm)})
+    table = tmp_path / "pairs.csv"
+    with table.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["id", "clinic", "derm"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+    out_csv = tmp_path / "out" / "preds.csv"
+    from_folder = run(predict_cfg(f"ckpt_path={ckpt}", f"pairs={folder}", f"out={out_csv}"))
+    from_csv = run(predict_cfg(f"ckpt_path={ckpt}", f"pairs={table}", "json=true"))
+    _check_document(from_folder, 3)
+    assert [p["id"] for p in from_folder["predictions"]] == sorted(c for c, _, _ in pairs)
+    by_id = {p["id"]: p["tasks"] for p in from_csv["predictions"]}
+    for pred in from_folder["predictions"]:
+        assert pred["tasks"] == by_id[pred["id"]]
+
+    with out_csv.open() as fh:
+        written = list(csv.DictReader(fh))
+    assert [r["id"] for r in written] == [p["id"] for p in from_folder["predictions"]]
+    assert set(ALL_LABELS) <= set(written[0])
+    first = from_folder["predictions"][0]["tasks"]
+    assert written[0]["pred_DIAG"] == first["DIAG"]["predicted"]
+    assert float(written[0]["DIAG/MEL"]) == pytest.approx(
+        first["DIAG"]["probabilities"]["MEL"], abs=1e-5
+    )
+
+
+def test_explicit_weights_win_and_are_normalised(ckpt: Path, synthetic_release: Path) -> None:
+    _, clinic, derm = _pairs(synthetic_release, 1)[0]
+    cfg = predict_cfg(
+        f"ckpt_path={ckpt}",
+        f"clinic={clinic}",
+        f"derm={derm}",
+        "fusion_weights={derm: 2, clin: 1, fusion: 1}",
+    )
+    assert run(cfg)["fusion_weights"] == pytest.approx({"derm": 0.5, "clin": 0.25, "fusion": 0.25})
+    with pytest.raises(UserError, match="fusion_weights: fusion weights must name"):
+        run(
+            predict_cfg(
+                f"ckpt_path={ckpt}",
+                f"clinic={clinic}",
+                f"derm={derm}",
+                "fusion_weights={derm: 1, clin: 1}",
+            )
+        )
+
+
+def test_no_fusion_weights_is_an_error(tmp_path: Path, ckpt: Path, synthetic_release: Path) -> None:
+    lone = tmp_path / "elsewhere" / "checkpoints" / "final.ckpt"
+    lone.parent.mkdir(parents=True)
+    shutil.copy(ckpt, lone)
+    _, clinic, derm = _pairs(synthetic_release, 1)[0]
+    with pytest.raises(UserError, match=r"no fusion weights: .*metrics\.json does not exist"):
+        run(predict_cfg(f"ckpt_path={lone}", f"clinic={clinic}", f"derm={derm}"))
+
+
+def _jpeg(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((40, 50, 3), 120, np.uint8)).save(path)
+    return path
+
+
+def test_bad_inputs_are_one_line_errors_naming_the_file(ckpt: Path, tmp_path: Path) -> None:
+    good = _jpeg(tmp_path / "good.jpg")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(good.read_bytes()[:60])
+    cases = {
+        "missing": ([f"clinic={tmp_path / 'nope.jpg'}", f"derm={good}"], "nope.jpg"),
+        "corrupt": ([f"clinic={good}", f"derm={corrupt}"], "corrupt.jpg"),
+        "half pair": ([f"clinic={good}"], "both clinic"),
+        "pair and pairs": ([f"clinic={good}", f"derm={good}", f"pairs={tmp_path}"], "either"),
+    }
+    for name, (args, expected) in cases.items():
+        with pytest.raises(UserError) as info:
+            run(predict_cfg(f"ckpt_path={ckpt}", *args))
+        message = str(info.value)
+        assert expected in message and "\n" not in message, name
+
+
+def test_bad_batches_name_the_row_or_folder(ckpt: Path, tmp_path: Path) -> None:
+    _jpeg(tmp_path / "a.jpg")
+    no_column = tmp_path / "no_column.csv"
+    no_column.write_text("clinic,dermoscopy\na.jpg,a.jpg\n")
+    missing_file = tmp_path / "missing_file.csv"
+    missing_file.write_text("clinic,derm\na.jpg,a.jpg\na.jpg,b.jpg\n")
+    folder = tmp_path / "cases"
+    _jpeg(folder / "c1" / "clinic.jpg")
+    cases = {
+        no_column: r"missing column\(s\) \['derm'\]",
+        missing_file: r"line 3: image .*b\.jpg does not exist",
+        folder: r"c1: no 'derm' image",
+        tmp_path / "absent.csv": "no such folder or CSV file",
+    }
+    for source, pattern in cases.items():
+        with pytest.raises(UserError, match=pattern):
+            run(predict_cfg(f"ckpt_path={ckpt}", f"pairs={source}"))
+
+
+@pytest.mark.slow  # a fresh interpreter: mostly import time
+def test_command_line_error_exit(ckpt: Path, tmp_path: Path) -> None:
+    """The real entry point: a missing image is one `error:` line and exit status 2."""
+    good = _jpeg(tmp_path / "good.jpg")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "src.predict",
+            f"ckpt_path={ckpt}",
+            f"clinic={good}",
+            f"derm={tmp_path / 'absent.jpg'}",
+        ],
+        cwd=PROJECT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: derm: image ")
+    assert "absent.jpg" in proc.stderr and proc.stdout == ""
