@@ -1,0 +1,82 @@
+"""Clocks, memory and machine state for the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+
+def synchronize(device: torch.device | str | None) -> None:
+    """Wait for queued GPU work, so a clock reading covers it (no-op on CPU)."""
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def summarize(seconds: Sequence[float]) -> dict[str, float | int]:
+    """Median, quartiles and extremes of per-call times, in seconds."""
+    values = sorted(seconds)
+    if not values:
+        raise ValueError("no timings to summarise")
+    q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (values[0],) * 3
+    return {
+        "median_s": statistics.median(values),
+        "q1_s": q1,
+        "q3_s": q3,
+        "min_s": values[0],
+        "max_s": values[-1],
+        "n": len(values),
+    }
+
+
+def time_calls(
+    fn: Callable[[], Any], warmup: int, runs: int, device: torch.device | str | None = None
+) -> dict[str, float | int]:
+    """Call `fn` `warmup` times untimed, then `runs` times timed; summary of the timed calls."""
+    if runs < 1:
+        raise ValueError("runs must be >= 1")
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return summarize(times)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / (2**20 if platform.system() == "Darwin" else 2**10)
+
+
+def load_average() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def memory_total_gib() -> float | None:
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return round(pages * page_size / 2**30, 1)
