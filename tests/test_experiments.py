@@ -20,8 +20,8 @@ from omegaconf import DictConfig
 
 from src.config import register_configs
 from src.reference import load_paper_results
+from src.reporting.matching import architecture, paper_architectures
 from src.reporting.runs import summary_of
-from src.reporting.tables import architecture, paper_architectures
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

@@ -26,10 +26,10 @@ from src.params import compose_config
 from src.reference import load_paper_results
 from src.report import main, write_report
 from src.reporting.aggregate import Stat, group_runs
+from src.reporting.cells import ReportTable
 from src.reporting.render import latex, markdown
 from src.reporting.run_status import record_failure
 from src.reporting.runs import find_runs, summary_of
-from src.reporting.tables import ReportTable
 from src.reporting.wandb_runs import metrics_from_summary
 from src.utils.errors import UserError
 from src.utils.instantiate import log_summary

@@ -18,8 +18,8 @@ from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, TASK_NAMES
 from src.evaluation.plots import mean_roc_curve
 from src.reference import PaperResults
 from src.reporting.aggregate import ConfigResult
+from src.reporting.cells import PCT, avg_auc
 from src.reporting.naming import describe, setting, slug
-from src.reporting.tables import AVG_AUC, PCT
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
 
@@ -49,7 +49,7 @@ def auc_vs_params(results: Sequence[ConfigResult], paper: PaperResults, path: Pa
     for where in sorted({setting(r.config) for r in results}):
         group = [r for r in results if setting(r.config) == where and r.n > 0]
         xs = [r.stat(lambda m: m["params"]["paper_accounting"]).mean / 1e6 for r in group]
-        stats = [AVG_AUC(r) for r in group]
+        stats = [avg_auc(r) for r in group]
         ys = [s.mean for s in stats]
         errs = [s.std or 0.0 for s in stats]
         ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=3, label=f"ours: {where}")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from src.reporting.tables import ReportTable
+from src.reporting.cells import ReportTable
 from src.utils.io import atomic_path, atomic_write_text
 
 _LATEX_SPECIAL = {

@@ -86,13 +86,17 @@ def _seed_of(cfg: DictConfig | None) -> int | None:
         return None
 
 
-def load_run(run_dir: Path) -> RunRecord:
-    """Read one run directory (see the module docstring for the statuses)."""
+def load_run(run_dir: Path, name: str | None = None) -> RunRecord:
+    """Read one run directory (see the module docstring for the statuses).
+
+    `name` is how the report shows it (default: the path as given).
+    """
+    name = str(run_dir) if name is None else name
     cfg = _load_cfg(run_dir)
     if is_complete(run_dir):
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
         return RunRecord(
-            str(run_dir),
+            name,
             COMPLETE,
             int(metrics["seed"]),
             identity(metrics["config"]),
@@ -102,7 +106,7 @@ def load_run(run_dir: Path) -> RunRecord:
     if error is None and (run_dir / METRICS_FILE).exists():
         error = f"{METRICS_FILE} is incomplete or unreadable"
     return RunRecord(
-        str(run_dir),
+        name,
         FAILED if (run_dir / ERROR_FILE).exists() else UNFINISHED,
         _seed_of(cfg),
         None if cfg is None else summary_of(cfg),
@@ -161,7 +165,7 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunRecord]:
         sweeps: dict[Path, tuple[int, ...] | None] = {}
         for run_dir in dirs:
             seen.add(run_dir)
-            record = load_run(run_dir)
+            record = load_run(run_dir, str(Path(given) / run_dir.relative_to(root)))
             sweep_file = _sweep_file_of(run_dir, root)
             if sweep_file is not None:
                 if sweep_file not in sweeps:

@@ -1,0 +1,59 @@
+"""Which paper rows a configuration reproduces: the same architecture, at any setting.
+
+A paper row fixes the fusion framework, the block (with its stages and q/k width) and both
+backbones; the data, image size, epochs and weights a run used are shown beside it instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from src.reference import PaperModel, PaperResults
+from src.reporting.aggregate import ConfigResult, config_key
+
+
+def architecture(config: dict[str, Any]) -> tuple:
+    """(fusion, block, dermoscopy backbone, clinical backbone, (block stages, q/k width))."""
+    block = config["block"]
+    attention = () if block == "cat" else (tuple(config["block_stages"]), config["qk_reduction"])
+    return (config["fusion"], block, config["backbone"], config.get("clin_backbone"), attention)
+
+
+@lru_cache(maxsize=1)
+def paper_architectures() -> dict[str, tuple]:
+    """paper row id -> architecture of the config its overrides compose (as src.train would)."""
+    from src.params import compose_config
+    from src.reference import load_paper_results
+    from src.reporting.runs import summary_of
+
+    rows = load_paper_results().models
+    by_overrides: dict[tuple[str, ...], tuple | None] = {}
+    for row in rows:
+        if row.overrides not in by_overrides:
+            summary = summary_of(compose_config(row.overrides))
+            by_overrides[row.overrides] = None if summary is None else architecture(summary)
+    return {row.id: by_overrides[row.overrides] for row in rows if by_overrides[row.overrides]}
+
+
+class PaperMatches:
+    """Configurations and paper rows, matched both ways."""
+
+    def __init__(self, results: Sequence[ConfigResult], paper: PaperResults) -> None:
+        rows = paper_architectures()
+        self.paper = paper
+        self._ids = {
+            config_key(r.config): [i for i, arch in rows.items() if arch == architecture(r.config)]
+            for r in results
+        }
+        self._results = list(results)
+
+    def rows_of(self, result: ConfigResult) -> list[PaperModel]:
+        return [self.paper.model(i) for i in self._ids[config_key(result.config)]]
+
+    def results_for(self, model_id: str) -> list[ConfigResult]:
+        return [r for r in self._results if model_id in self._ids[config_key(r.config)]]
+
+    def in_table(self, table: int) -> list[ConfigResult]:
+        return [r for r in self._results if any(m.table == table for m in self.rows_of(r))]
