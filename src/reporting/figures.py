@@ -16,9 +16,10 @@ from matplotlib.figure import Figure
 
 from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, TASK_NAMES
 from src.evaluation.plots import mean_roc_curve
-from src.reference import PaperResults
+from src.reference import PaperModel, PaperResults
 from src.reporting.aggregate import ConfigResult
-from src.reporting.cells import PCT, avg_auc
+from src.reporting.cells import PCT, avg_auc, params_m
+from src.reporting.matching import paper_summaries
 from src.reporting.naming import describe, setting, slug
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
@@ -47,32 +48,47 @@ def auc_vs_params(results: Sequence[ConfigResult], paper: PaperResults, path: Pa
     fig = _figure(9, 6)
     ax = fig.add_subplot()
     for where in sorted({setting(r.config) for r in results}):
-        group = [r for r in results if setting(r.config) == where and r.n > 0]
-        xs = [r.stat(lambda m: m["params"]["paper_accounting"]).mean / 1e6 for r in group]
-        stats = [avg_auc(r) for r in group]
+        points = [
+            (params_m(r, "paper_accounting"), avg_auc(r), describe(r.config))
+            for r in results
+            if setting(r.config) == where
+        ]
+        points = [(x, auc, name) for x, auc, name in points if x is not None and auc.mean]
+        if not points:
+            continue
+        xs, stats, names = zip(*points)
         ys = [s.mean for s in stats]
-        errs = [s.std or 0.0 for s in stats]
-        ax.errorbar(xs, ys, yerr=errs, fmt="o", capsize=3, label=f"ours: {where}")
-        for x, y, result in zip(xs, ys, group):
-            ax.annotate(
-                describe(result.config),
-                (x, y),
-                fontsize=7,
-                xytext=(4, 3),
-                textcoords="offset points",
-            )
-    rows = [m for m in paper.models if m.params_m is not None and m.avg_auc is not None]
-    if rows:
         ax.errorbar(
-            [m.params_m for m in rows],
-            [m.avg_auc.mean for m in rows],  # type: ignore[union-attr]
-            yerr=[m.avg_auc.std or 0.0 for m in rows],  # type: ignore[union-attr]
+            xs, ys, yerr=[s.std or 0.0 for s in stats], fmt="o", capsize=3, label=f"ours: {where}"
+        )
+        for x, y, name in zip(xs, ys, names):
+            ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    published: dict[tuple[float, float], PaperModel] = {}
+    for row in paper.models:
+        if row.params_m is not None and row.avg_auc is not None:
+            published.setdefault((row.params_m, row.avg_auc.mean), row)
+    if published:
+        rows = list(published.values())
+        ax.errorbar(
+            [r.params_m for r in rows],
+            [r.avg_auc.mean for r in rows],  # type: ignore[union-attr]
+            yerr=[r.avg_auc.std or 0.0 for r in rows],  # type: ignore[union-attr]
             fmt="s",
             mfc="none",
             color="grey",
             capsize=3,
             label="paper (published)",
         )
+        names = paper_summaries()
+        for (x, y), row in published.items():
+            ax.annotate(
+                describe(names[row.id]) if row.id in names else row.description,
+                (x, y),
+                fontsize=6,
+                color="grey",
+                xytext=(4, -8),
+                textcoords="offset points",
+            )
     ax.set(
         xlabel="parameters (M, paper accounting: whole backbones)",
         ylabel="test AVG AUC (%)",

@@ -22,19 +22,24 @@ def architecture(config: dict[str, Any]) -> tuple:
 
 
 @lru_cache(maxsize=1)
-def paper_architectures() -> dict[str, tuple]:
-    """paper row id -> architecture of the config its overrides compose (as src.train would)."""
+def paper_summaries() -> dict[str, dict[str, Any]]:
+    """paper row id -> configuration summary of the config its overrides compose (as src.train
+    would compose them), in the form metrics.json records."""
     from src.params import compose_config
     from src.reference import load_paper_results
     from src.reporting.runs import summary_of
 
     rows = load_paper_results().models
-    by_overrides: dict[tuple[str, ...], tuple | None] = {}
+    by_overrides: dict[tuple[str, ...], dict[str, Any] | None] = {}
     for row in rows:
         if row.overrides not in by_overrides:
-            summary = summary_of(compose_config(row.overrides))
-            by_overrides[row.overrides] = None if summary is None else architecture(summary)
-    return {row.id: by_overrides[row.overrides] for row in rows if by_overrides[row.overrides]}
+            by_overrides[row.overrides] = summary_of(compose_config(row.overrides))
+    return {row.id: s for row in rows if (s := by_overrides[row.overrides]) is not None}
+
+
+def paper_architectures() -> dict[str, tuple]:
+    """paper row id -> architecture."""
+    return {i: architecture(summary) for i, summary in paper_summaries().items()}
 
 
 class PaperMatches:
