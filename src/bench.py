@@ -52,7 +52,7 @@ class Plan:
     rows: tuple[str, ...]
     onnx_rows: tuple[str, ...]
     train_row: str = AMMFM_ROW
-    train_steps: int = 6  # timed steps per loop and round
+    train_steps: int = 4  # timed steps per loop and round
     train_rounds: int = 2
     loader_batches: int = 40
     gpu_steps: int = 10
@@ -281,6 +281,7 @@ def failed_sections(results: dict[str, Any]) -> list[str]:
     ]
     rows = (results.get("inference") or {}).get("rows", [])
     failed += [f"inference:{r['row']}" for r in rows if "error" in r]
+    failed += [f"onnx:{r['row']}" for r in rows if "error" in r.get("onnx", {})]
     return failed
 
 

@@ -264,7 +264,9 @@ def pairs_from_csv(csv_path: Path) -> list[ImagePair]:
 
 
 def _one_image(folder: Path, stem: str) -> Path:
-    found = [p for p in folder.iterdir() if p.stem == stem and p.suffix.lower() in IMAGE_SUFFIXES]
+    found = [
+        p for p in folder.iterdir() if p.stem.lower() == stem and p.suffix.lower() in IMAGE_SUFFIXES
+    ]
     if len(found) != 1:
         what = "no" if not found else f"{len(found)}"
         raise UserError(

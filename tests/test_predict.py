@@ -146,9 +146,9 @@ def test_folder_and_csv_batches_agree(
     rows = []
     for case, clinic, derm in pairs:
         (folder / case).mkdir(parents=True)
-        shutil.copy(clinic, folder / case / "clinic.jpg")
+        shutil.copy(clinic, folder / case / "Clinic.jpeg")
         shutil.copy(derm, folder / case / "derm.JPG")
-        rows.append({"id": case, "clinic": f"pairs/{case}/clinic.jpg", "derm": str(derm)})
+        rows.append({"id": case, "clinic": f"pairs/{case}/Clinic.jpeg", "derm": str(derm)})
     table = tmp_path / "pairs.csv"
     with table.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=["id", "clinic", "derm"])

@@ -126,7 +126,11 @@ def measure(row_id: str, settings: InferenceSettings, onnx_dir: Path | None = No
         },
     }
     if onnx_dir is not None:
-        result["onnx"] = measure_onnx(model, settings, onnx_dir)
+        try:
+            result["onnx"] = measure_onnx(model, settings, onnx_dir)
+        except Exception as err:  # e.g. onnxruntime missing: keep the PyTorch measurements
+            first = (str(err).strip().splitlines() or [""])[0]
+            result["onnx"] = {"error": f"{type(err).__name__}: {first[:300]}"}
     return result
 
 

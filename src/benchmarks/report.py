@@ -123,6 +123,9 @@ def _inference(section: dict[str, Any]) -> list[str]:
         ]
         for r in onnx_rows:
             o = r["onnx"]
+            if "error" in o:
+                lines.append(f"| {r['label']} | failed: {o['error']} ||||")
+                continue
             lines.append(
                 f"| {r['label']} | {o['file_mib']:.1f} | {o['max_abs_diff']:.1e} | "
                 f"{o['latency_b1']['median_s'] * 1e3:.0f} | "
