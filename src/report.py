@@ -26,6 +26,7 @@ import pandas as pd
 
 from src.reference import load_paper_results
 from src.reporting.aggregate import group_runs
+from src.reporting.cells import paper_recipe
 from src.reporting.naming import describe, setting
 from src.reporting.render import markdown_section, write_table
 from src.reporting.runs import RunRecord, count_by_status, find_runs
@@ -90,6 +91,7 @@ def write_report(
         "",
         f"Generated {stamp} by `python -m src.report {' '.join(sources)}`.",
         "",
+        *_data_warning(records),
         f"Runs: {len(records)} ({counts['complete']} complete, {counts['failed']} failed, "
         f"{counts['unfinished']} unfinished) in {len(results)} configuration(s). "
         "Tables as CSV (numbers) and LaTeX beside this file.",
@@ -105,6 +107,19 @@ def write_report(
     return report
 
 
+def _data_warning(records: Sequence[RunRecord]) -> list[str]:
+    """A banner when runs used another dataset than the paper's (e.g. the synthetic stand-in)."""
+    paper_data = paper_recipe().get("data")
+    others = sorted({str(r.config["data"]) for r in records if r.config} - {paper_data})
+    if not others:
+        return []
+    return [
+        f"> **Not the paper's data.** Runs here used `{'`, `'.join(others)}` instead of "
+        f"`{paper_data}`; their numbers test the code, not the paper's claims.",
+        "",
+    ]
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m src.report",
@@ -113,7 +128,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("paths", nargs="*", help="sweep directories or run directories")
     parser.add_argument("--out", type=Path, help="output folder (default: <first path>/report)")
     parser.add_argument(
-        "--seeds", type=int, help="seeds expected per configuration (default: what the sweep asked)"
+        "--seeds",
+        type=int,
+        metavar="N",
+        help="expect seeds 0..N-1 in every configuration (default: the seeds the sweep asked for)",
     )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from W&B")
     parser.add_argument("--no-plots", action="store_true", help="tables only")

@@ -151,6 +151,7 @@ def test_report_tables_show_paper_numbers_differences_and_failures(
     assert "82.0 ± 2.8 (n=2)" in report
     assert "70.0 (n=1) *" in report  # the incomplete cell is marked, not silently averaged
     assert "‡" in report  # demo-scale runs are flagged as not at the paper's recipe
+    assert "**Not the paper's data.** Runs here used `synthetic` instead of `derm7pt`" in report
     for name in ("table2", "table7", "table8", "table9", "table10", "configurations"):
         assert {p.suffix for p in out.glob(f"{name}.*")} == {".md", ".csv", ".tex"}
     assert not [p for p in out.iterdir() if ".tmp" in p.name]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import pandas as pd
 
@@ -32,13 +33,16 @@ class ReportTable:
 
 
 @lru_cache(maxsize=1)
-def paper_setting() -> str:
-    """The setting of the paper's recipe: the project's default training config."""
+def paper_recipe() -> dict[str, Any]:
+    """The configuration summary of the paper's recipe: the project's default training config."""
     from src.params import compose_config
     from src.reporting.runs import summary_of
 
-    summary = summary_of(compose_config([]))
-    return "" if summary is None else setting(summary)
+    return summary_of(compose_config([])) or {}
+
+
+def paper_setting() -> str:
+    return setting(paper_recipe()) if paper_recipe() else ""
 
 
 # ---------------------------------------------------------------------------------- numbers

@@ -75,8 +75,9 @@ def latex(table: ReportTable) -> str:
 
 
 def markdown_section(table: ReportTable, level: int = 2) -> str:
+    section = f"{'#' * level} {table.title}\n\n{markdown(table.display)}"
     notes = "".join(f"- {note}\n" for note in table.notes)
-    return f"{'#' * level} {table.title}\n\n{markdown(table.display)}\n{notes}"
+    return f"{section}\n{notes}" if notes else section
 
 
 def write_table(table: ReportTable, out_dir: Path) -> list[Path]:
