@@ -115,10 +115,10 @@ def load_run(run_dir: Path, name: str | None = None) -> RunRecord:
 
 
 def _run_dirs(root: Path) -> list[Path]:
-    markers = (METRICS_FILE, ERROR_FILE, str(HYDRA_CONFIG))
-    found = {p.parent for m in markers[:2] for p in root.rglob(m)}
-    found |= {p.parent.parent for p in root.rglob(markers[2])}
-    if any((root / m).exists() for m in markers):
+    """Folders under `root` (itself included) holding a metrics.json, error.txt or .hydra."""
+    found = {p.parent for name in (METRICS_FILE, ERROR_FILE) for p in root.rglob(name)}
+    found |= {p.parent.parent for p in root.rglob(str(HYDRA_CONFIG))}
+    if any((root / name).exists() for name in (METRICS_FILE, ERROR_FILE, HYDRA_CONFIG)):
         found.add(root)
     return sorted(found)
 
