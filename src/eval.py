@@ -17,35 +17,15 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from src.train import PROJECT_ROOT  # noqa: F401  (sets PROJECT_ROOT, registers the schema)
+from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError, exit_on_user_error
 
 log = logging.getLogger(__name__)
 
+__all__ = ["checkpoint_config", "evaluate_checkpoint", "read_checkpoint"]
+
 # Parts of the configuration that always come from this evaluation run, not the checkpoint.
 RUN_KEYS = ("paths", "logger", "callbacks", "task_name", "ckpt_path", "train", "test")
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a Lightning checkpoint weights-only; one clear error if it is missing or damaged."""
-    import pickle
-    import zipfile
-
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"ckpt_path={path}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"ckpt_path={path}: not a readable checkpoint (truncated or not made by src.train: "
-            f"{first[:160]})"
-        ) from None
-    if "state_dict" not in ckpt or "cfg" not in ckpt.get("hyper_parameters", {}):
-        raise UserError(f"ckpt_path={path}: has no state_dict/config; was it written by src.train?")
-    return ckpt
 
 
 def checkpoint_config(stored: dict[str, Any], run_cfg: DictConfig) -> DictConfig:

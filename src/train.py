@@ -21,6 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import register_configs
+from src.utils.checkpoints import verify_checkpoint
 from src.utils.errors import UserError, exit_on_user_error
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -31,17 +32,27 @@ register_configs()
 log = logging.getLogger(__name__)
 
 
+def last_checkpoint(run_dir: Path) -> Path:
+    """checkpoints/last.ckpt, or the newest epoch checkpoint when the run died while
+    last.ckpt was being re-linked to it."""
+    folder = run_dir / "checkpoints"
+    if (folder / "last.ckpt").is_file():
+        return folder / "last.ckpt"
+    epochs = sorted(folder.glob("epoch*.ckpt"))
+    return epochs[-1] if epochs else folder / "last.ckpt"
+
+
 def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
     """`ckpt_path=last` resumes this run directory's last checkpoint; a path must exist."""
     if ckpt_path is None:
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    path = last_checkpoint(run_dir) if ckpt_path == "last" else Path(ckpt_path)
     if not path.is_file():
         raise UserError(
             f"ckpt_path={ckpt_path}: no checkpoint at {path}; give an existing .ckpt file, or "
             "ckpt_path=last together with hydra.run.dir=<the run's directory>"
         )
-    return path
+    return verify_checkpoint(path)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -99,9 +110,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         for logger in loggers:
             logger.log_hyperparams(resolved_container(cfg))
         if cfg.train:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
             with atomic_path(run_dir / "checkpoints" / "final.ckpt") as tmp:
-                trainer.save_checkpoint(tmp)
+                trainer.save_checkpoint(tmp, weights_only=True)  # averaged weights + config
         if not cfg.test:
             return {}
         extra = {

@@ -118,8 +118,11 @@ class Derm7ptDataModule(LightningDataModule):
             # Order and augmentation depend on (seed, epoch, index) only, so a run resumed
             # from a checkpoint replays exactly the epochs an uninterrupted run would see.
             # Workers are not persistent: each epoch's workers get that epoch's dataset state.
+            # The epoch Lightning will pass to `set_epoch` next (after a resume from an
+            # end-of-epoch checkpoint this is current_epoch + 1): the first batch is prefetched
+            # before that call.
             trainer = self.trainer
-            epoch = trainer.current_epoch if trainer is not None else 0
+            epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
             dataset.seed = torch.initial_seed() % 2**31
             sampler = EpochShuffleSampler(dataset, seed=dataset.seed, epoch=epoch)
         return DataLoader(
@@ -132,6 +135,9 @@ class Derm7ptDataModule(LightningDataModule):
             pin_memory=self.cfg.pin_memory,
             persistent_workers=workers > 0 and not train,
             worker_init_fn=_seed_worker if workers > 0 else None,
+            # A private generator: creating an iterator must not draw from the global RNG,
+            # or dropout would depend on when Lightning happens to create it (fresh vs resumed).
+            generator=torch.Generator().manual_seed(torch.initial_seed() % 2**63),
         )
 
     def train_dataloader(self) -> DataLoader:

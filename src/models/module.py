@@ -19,8 +19,8 @@ from src.models.network import build_network
 from src.utils.errors import UserError
 
 
-class NonFiniteLossError(RuntimeError):
-    """Raised at the first NaN/inf loss; names where it happened."""
+class NonFiniteLossError(UserError):
+    """Raised at the first NaN/inf loss; names where it happened (printed as one line)."""
 
 
 def branch_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, list[Tensor]]:

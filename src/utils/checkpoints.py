@@ -1,0 +1,60 @@
+"""Reading checkpoints safely: weights-only loading and one clear error for damaged files.
+
+Weights-only loading (`torch.load(weights_only=True)`) rebuilds tensors and plain containers
+but never runs code pickled into the file, so a checkpoint from an untrusted place cannot
+execute anything. Checkpoints written by src.train hold only such values (the resolved config
+is stored as plain dicts and lists).
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from src.utils.errors import UserError
+
+
+def _damaged(path: Path, detail: str) -> UserError:
+    return UserError(
+        f"ckpt_path={path}: not a readable checkpoint ({detail}); it may be truncated by a "
+        "crash or copied incompletely: use another checkpoint of the run (checkpoints/)"
+    )
+
+
+def verify_checkpoint(path: str | Path) -> Path:
+    """Check that a file exists and is an intact torch zip archive (CRCs), without loading it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"ckpt_path={path}: no such file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise _damaged(path, str(err) or type(err).__name__) from None
+    if bad is not None:
+        raise _damaged(path, f"corrupt entry {bad}")
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint written by src.train, weights-only."""
+    import torch
+
+    path = verify_checkpoint(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(
+            f"ckpt_path={path}: refused to load objects beyond tensors and plain containers "
+            f"(weights-only loading: {first[:160]}); only load checkpoints written by src.train"
+        ) from None
+    except (RuntimeError, EOFError) as err:
+        raise _damaged(path, (str(err).strip().splitlines() or [""])[0][:160]) from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise UserError(f"ckpt_path={path}: has no state_dict; was it written by src.train?")
+    if "cfg" not in ckpt.get("hyper_parameters", {}):
+        raise UserError(f"ckpt_path={path}: has no stored config; was it written by src.train?")
+    return ckpt

@@ -1,0 +1,220 @@
+"""Crashes, bad configs and bad files: nothing is lost and every failure explains itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from src.models.module import NonFiniteLossError
+from src.train import train
+from src.utils.checkpoints import read_checkpoint
+from src.utils.errors import UserError
+from tests.train_helpers import CONF_DIR, TINY, compose_config
+
+REPO = CONF_DIR.parent
+ENV = {
+    **os.environ,
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "WANDB_MODE": "disabled",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def _train_command(release: Path, run_dir: Path, *overrides: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "src.train",
+        *TINY,
+        f"data.root={release}",
+        "data.synthetic=false",
+        "callbacks=default",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]
+
+
+def _one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+# ----------------------------------------------------------------------------- resume
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_the_same_metrics(synthetic_release: Path, tmp_path: Path):
+    schedule = ("trainer.max_epochs=4", "model.swa_epochs=2")
+    reference = tmp_path / "uninterrupted"
+    subprocess.run(
+        _train_command(synthetic_release, reference, *schedule),
+        env=ENV,
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
+
+    killed = tmp_path / "killed"
+    in_swa_phase = killed / "checkpoints" / "epoch002.ckpt"  # written whole (temp + rename)
+    proc = subprocess.Popen(
+        _train_command(synthetic_release, killed, *schedule),
+        env=ENV,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600
+    while not in_swa_phase.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert in_swa_phase.exists() and not (killed / "metrics.json").exists(), "no kill mid-run"
+
+    resumed = subprocess.run(
+        _train_command(synthetic_release, killed, *schedule, "ckpt_path=last"),
+        env=ENV,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a = json.loads((reference / "metrics.json").read_text())
+    b = json.loads((killed / "metrics.json").read_text())
+    assert b["epochs_trained"] == a["epochs_trained"]
+    assert b["fusion_weights"] == a["fusion_weights"]
+    assert b["auc"] == pytest.approx(a["auc"], abs=1e-6)
+    assert b["avg_acc"] == pytest.approx(a["avg_acc"], abs=1e-9)
+    assert (killed / "wandb_run_id.txt").exists() is False  # no W&B logger in this run
+
+
+def test_resumed_run_reuses_its_wandb_id(tmp_path: Path, synthetic_release: Path):
+    from src.utils.instantiate import instantiate_loggers
+
+    cfg = compose_config(synthetic_release, tmp_path / "run", ["logger=wandb"])
+    first = instantiate_loggers(cfg.logger, tmp_path / "run", None)[0]
+    again = instantiate_loggers(cfg.logger, tmp_path / "elsewhere", tmp_path / "run")[0]
+    stored = (tmp_path / "run" / "wandb_run_id.txt").read_text().strip()
+    assert first._wandb_init["id"] == again._wandb_init["id"] == stored
+    assert first._wandb_init["resume"] == "allow"
+    assert first._wandb_init["group"] == "aff-aab-mobilenet"
+
+
+# ------------------------------------------------------------------------- bad losses
+def test_non_finite_loss_stops_with_location_and_keeps_good_checkpoint(
+    synthetic_release: Path, tmp_path: Path
+):
+    run_dir = tmp_path / "nan"
+    one_epoch = ["callbacks=default", "trainer.max_epochs=1", "model.swa_epochs=0"]
+    train(compose_config(synthetic_release, run_dir, one_epoch))
+    good = run_dir / "checkpoints" / "last.ckpt"
+    good_stamp = good.stat().st_mtime_ns
+    metrics_stamp = (run_dir / "metrics.json").stat().st_mtime_ns
+
+    # Training state gone bad (as after an overflow): one dermoscopy-head weight is NaN.
+    poisoned = read_checkpoint(good)
+    key = next(k for k in poisoned["state_dict"] if k.startswith("network.heads.derm"))
+    poisoned["state_dict"][key].view(-1)[0] = float("nan")
+    torch.save(poisoned, tmp_path / "poisoned.ckpt")
+
+    resume = [
+        "callbacks=default",
+        "trainer.max_epochs=3",
+        "model.swa_epochs=0",
+        f"ckpt_path={tmp_path / 'poisoned.ckpt'}",
+    ]
+    with pytest.raises(NonFiniteLossError) as info:
+        train(compose_config(synthetic_release, run_dir, resume))
+    message = str(info.value)
+    assert "epoch 1, step 2" in message and "branch 'derm'" in message, message
+    assert "\n" not in message
+    assert good.stat().st_mtime_ns == good_stamp  # the last good checkpoint is kept
+    assert (run_dir / "metrics.json").stat().st_mtime_ns == metrics_stamp
+
+
+# ------------------------------------------------------------------------ config errors
+def test_unknown_group_option_lists_valid_options(synthetic_release: Path, tmp_path: Path):
+    with pytest.raises(MissingConfigException) as info:
+        compose_config(synthetic_release, tmp_path, ["backbone=swim"])
+    assert "swin" in str(info.value) and "mobilenet" in str(info.value)
+
+
+@pytest.mark.parametrize("override", ["data.rooot=1", "data.batch_size=abc", "block.stages=3"])
+def test_wrong_key_or_type_fails_at_compose_time(synthetic_release, tmp_path, override):
+    with pytest.raises(ConfigCompositionException):
+        compose_config(synthetic_release, tmp_path, [override])
+
+
+def test_incompatible_choices_fail_in_one_line_before_data_loads(tmp_path: Path):
+    result = subprocess.run(
+        _train_command(
+            tmp_path / "no-such-release", tmp_path / "run", "fusion=derm_only", "block=aab"
+        ),
+        env=ENV,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    line = _one_line_error(result)
+    assert "block" in line and "derm_only" in line
+    assert "no-such-release" not in line  # the config check ran before the data
+
+
+# ------------------------------------------------------------------------------ files
+def test_truncated_checkpoint_gives_one_clear_line(tmp_path: Path):
+    ckpt = tmp_path / "model.ckpt"
+    torch.save({"state_dict": {"w": torch.ones(1000)}, "hyper_parameters": {"cfg": {}}}, ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(UserError, match="not a readable checkpoint"):
+        read_checkpoint(ckpt)
+    with pytest.raises(UserError, match="no such file"):
+        read_checkpoint(tmp_path / "missing.ckpt")
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_checkpoint_with_pickled_code_is_refused_without_running_it(tmp_path: Path):
+    ckpt = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"cfg": _Payload()}}, ckpt)
+    with pytest.raises(UserError, match="weights-only"):
+        read_checkpoint(ckpt)
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+def test_resume_from_truncated_checkpoint_fails_before_training(tmp_path: Path):
+    bad = tmp_path / "last.ckpt"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    result = subprocess.run(
+        _train_command(tmp_path / "release", tmp_path / "run", f"ckpt_path={bad}"),
+        env=ENV,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    assert "not a readable checkpoint" in _one_line_error(result)
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path):
+    from src.utils.io import atomic_path, atomic_write_json
+
+    target = tmp_path / "metrics.json"
+    atomic_write_json(target, {"avg_auc": 0.5})
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text('{"avg_auc": 0.')
+        raise RuntimeError("crash mid-write")
+    assert json.loads(target.read_text()) == {"avg_auc": 0.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
