@@ -49,6 +49,7 @@ def test_inference_measurement_of_one_configuration(tmp_path: Path) -> None:
     assert "onnx" not in single
 
 
+@pytest.mark.slow  # torch.compile on a CPU takes minutes
 def test_gpu_option_code_runs_on_cpu() -> None:
     """The GPU section's code path (precision and memory-format switches) at a tiny size."""
     records = measure_options(

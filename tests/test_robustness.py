@@ -116,11 +116,10 @@ def test_non_finite_loss_stops_with_location_and_keeps_good_checkpoint(
     synthetic_release: Path, tmp_path: Path
 ):
     run_dir = tmp_path / "nan"
-    one_epoch = ["callbacks=default", "trainer.max_epochs=1", "model.swa_epochs=0"]
+    one_epoch = ["callbacks=default", "trainer.max_epochs=1", "model.swa_epochs=0", "test=false"]
     train(compose_config(synthetic_release, run_dir, one_epoch))
     good = run_dir / "checkpoints" / "last.ckpt"
     good_stamp = good.stat().st_mtime_ns
-    metrics_stamp = (run_dir / "metrics.json").stat().st_mtime_ns
 
     # Training state gone bad (as after an overflow): one dermoscopy-head weight is NaN.
     poisoned = read_checkpoint(good)
@@ -140,7 +139,7 @@ def test_non_finite_loss_stops_with_location_and_keeps_good_checkpoint(
     assert "epoch 1, step 2" in message and "branch 'derm'" in message, message
     assert "\n" not in message
     assert good.stat().st_mtime_ns == good_stamp  # the last good checkpoint is kept
-    assert (run_dir / "metrics.json").stat().st_mtime_ns == metrics_stamp
+    assert not (run_dir / "metrics.json").exists()
 
 
 # ------------------------------------------------------------------------ config errors
