@@ -24,8 +24,8 @@ test:  ## fast test suite (excludes tests marked slow)
 test-all:  ## every test, slow ones included
 	WANDB_MODE=disabled $(PY) -m pytest -q
 
-lint:
-	$(VENV)/bin/pre-commit run -a
+lint:  ## pre-commit hooks on every file (ruff lint + format, hygiene), offline
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pre-commit run -a
 
 format:
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
