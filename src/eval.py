@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.train import PROJECT_ROOT  # noqa: F401  (sets PROJECT_ROOT, registers the schema)
 from src.utils.checkpoints import read_checkpoint
-from src.utils.errors import UserError, exit_on_user_error
+from src.utils.errors import exit_on_user_error
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,6 @@ def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
 
     ckpt = read_checkpoint(run_cfg.ckpt_path)
     cfg = checkpoint_config(ckpt["hyper_parameters"]["cfg"], run_cfg)
-    cfg.backbone.pretrained = False  # the checkpoint holds every weight
-    cfg.fusion.clin_weights = None
-    cfg.backbone.weights = None
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
@@ -68,14 +65,7 @@ def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     route_lightning_logs_to_root()
     L.seed_everything(cfg.seed, workers=True)
     started = time.time()
-    module = AMMFMModule(cfg)
-    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        raise UserError(
-            f"ckpt_path={run_cfg.ckpt_path}: weights do not fit the stored network "
-            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
-            f"{(missing or unexpected)[0]})"
-        )
+    module = AMMFMModule.from_trained(cfg, ckpt["state_dict"], run_cfg.ckpt_path)
     datamodule = Derm7ptDataModule(
         cfg.data,
         clin_stats=module.network.norm_stats["clin"],

@@ -66,19 +66,8 @@ def module_from_checkpoint(ckpt_path: str | Path) -> AMMFMModule:
 
     ckpt = read_checkpoint(ckpt_path)
     cfg = OmegaConf.create(ckpt["hyper_parameters"]["cfg"])
-    cfg.backbone.pretrained = False  # the checkpoint holds every weight
-    cfg.backbone.weights = None
-    cfg.fusion.clin_weights = None
     cfg.model.compile = False  # inference and export trace the plain modules
-    module = AMMFMModule(cfg)
-    missing, unexpected = module.load_state_dict(ckpt["state_dict"], strict=False)
-    if missing or unexpected:
-        raise UserError(
-            f"ckpt_path={ckpt_path}: weights do not fit the stored network "
-            f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
-            f"{(missing or unexpected)[0]})"
-        )
-    return module.eval()
+    return AMMFMModule.from_trained(cfg, ckpt["state_dict"], ckpt_path).eval()
 
 
 def run_metrics_file(ckpt_path: str | Path) -> Path | None:

@@ -52,6 +52,26 @@ class AMMFMModule(LightningModule):
             self.network.compile()  # in place: parameter names, so checkpoints, stay the same
         self._val_outputs: list[tuple[dict[str, Tensor], Tensor]] = []
 
+    @classmethod
+    def from_trained(
+        cls, cfg: dict[str, Any] | DictConfig, state_dict: dict[str, Any], source: object
+    ) -> AMMFMModule:
+        """A module rebuilt from a stored config and its trained weights (no pretrained
+        download: the weights come from `state_dict`); `source` names the file in errors."""
+        cfg = OmegaConf.create(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg))
+        cfg.backbone.pretrained = False
+        cfg.backbone.weights = None
+        cfg.fusion.clin_weights = None
+        module = cls(cfg)
+        missing, unexpected = module.load_state_dict(state_dict, strict=False)
+        if missing or unexpected:
+            raise UserError(
+                f"ckpt_path={source}: weights do not fit the stored network "
+                f"({len(missing)} missing, {len(unexpected)} unexpected keys, e.g. "
+                f"{(missing or unexpected)[0]})"
+            )
+        return module
+
     @property
     def branches(self) -> tuple[str, ...]:
         return tuple(self.network.branches)
