@@ -52,8 +52,13 @@ class Plan:
     rows: tuple[str, ...]
     onnx_rows: tuple[str, ...]
     train_row: str = AMMFM_ROW
-    train_steps: int = 4  # timed steps per loop and round
+    train_steps: int = 3  # timed steps per loop and round
     train_rounds: int = 2
+    # A cheap step (MN+MN at 64 px) timed many times: the framework's fixed cost per step in
+    # ms, which a 224 px CPU step of many seconds hides in its noise.
+    probe_row: str = "t7-baseline-mn"
+    probe_image_size: int = 64
+    probe_steps: int = 20
     loader_batches: int = 40
     gpu_steps: int = 10
     sections: tuple[str, ...] = field(default=("inference", "training", "data", "gpu"))
@@ -61,7 +66,7 @@ class Plan:
 
 FULL = Plan(
     mode="full",
-    inference=InferenceSettings(warmup=3, runs=20, batch_runs=3, onnx_runs=20),
+    inference=InferenceSettings(warmup=2, runs=10, batch_runs=2, onnx_runs=10),
     rows=INFERENCE_ROWS,
     onnx_rows=ONNX_ROWS,
 )
@@ -72,6 +77,7 @@ QUICK = Plan(
     onnx_rows=(AMMFM_ROW,),
     train_steps=2,
     train_rounds=1,
+    probe_steps=5,
     loader_batches=10,
     gpu_steps=3,
 )
@@ -125,7 +131,10 @@ def run_training(plan: Plan) -> dict[str, Any]:
     log.info("training: %s, batch %d, %d px", plan.train_row, s.batch, s.image_size)
     cfg = bench_config(plan.train_row, s.image_size, [f"data.batch_size={s.batch}"])
     result = measure_training(cfg, steps=plan.train_steps, rounds=plan.train_rounds)
-    return {"row": plan.train_row, **result}
+    log.info("training probe: %s, %d px", plan.probe_row, plan.probe_image_size)
+    probe_cfg = bench_config(plan.probe_row, plan.probe_image_size, [f"data.batch_size={s.batch}"])
+    probe = measure_training(probe_cfg, steps=plan.probe_steps, rounds=plan.train_rounds)
+    return {"row": plan.train_row, **result, "probe": {"row": plan.probe_row, **probe}}
 
 
 def run_data(plan: Plan, args: argparse.Namespace, model_pairs_per_s: float | None) -> dict:

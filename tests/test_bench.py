@@ -112,6 +112,7 @@ def test_quick_bench_writes_results(tmp_path: Path, release_copy: Path) -> None:
     assert "error" not in saved["inference"]["rows"][0]
     training = saved["training"]
     assert training["lightning"]["n"] == 2 and training["plain"]["n"] == 2
+    assert training["probe"]["image_size"] == 64 and training["probe"]["plain"]["n"] == 5
     assert training["overhead_ratio"] == pytest.approx(
         training["lightning"]["median_s"] / training["plain"]["median_s"] - 1
     )

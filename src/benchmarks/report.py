@@ -158,6 +158,16 @@ def _training(t: dict[str, Any]) -> list[str]:
         "",
         f"Overhead: {t['overhead_ratio']:+.1%} ({t['overhead_ms_per_step']:+.1f} ms per step).",
     ]
+    probe = t.get("probe")
+    if probe:
+        lp, pp = probe["lightning"], probe["plain"]
+        lines += [
+            "",
+            f"Fixed cost per step, measured on a cheap step ({probe['row']}, batch "
+            f"{probe['batch_size']}, {probe['image_size']} px, {lp['n']} steps per loop): "
+            f"Lightning {lp['median_s'] * 1e3:.1f} ms vs plain {pp['median_s'] * 1e3:.1f} ms, "
+            f"{probe['overhead_ms_per_step']:+.1f} ms ({probe['overhead_ratio']:+.1%}) per step.",
+        ]
     return lines
 
 
