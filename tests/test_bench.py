@@ -11,11 +11,14 @@ import torch
 from src.bench import run
 from src.benchmarks.configs import AMMFM_ROW, REFERENCE_ROW, bench_config
 from src.benchmarks.gpu import measure_options
-from src.benchmarks.inference import InferenceSettings, measure
+from src.benchmarks.inference import InferenceSettings, count_flops, measure
 from src.benchmarks.report import evaluate_targets, render_markdown
 from src.benchmarks.timing import summarize
 from src.params import count_parameters
 from src.utils.errors import UserError
+from tests.test_predict import one_thread
+
+__all__ = ["one_thread"]  # the autouse fixture applies to this module too
 
 TINY = InferenceSettings(image_size=32, batch=2, warmup=0, runs=2, batch_runs=1, onnx_runs=1)
 
@@ -24,6 +27,21 @@ def test_summarize_quartiles() -> None:
     stats = summarize([4.0, 1.0, 3.0, 2.0, 100.0])
     assert stats["median_s"] == 3.0 and stats["min_s"] == 1.0 and stats["max_s"] == 100.0
     assert stats["q1_s"] <= stats["median_s"] <= stats["q3_s"] and stats["n"] == 5
+
+
+def test_flops_include_fused_attention() -> None:
+    """The fusion blocks use scaled_dot_product_attention: it must count like its matmuls."""
+    q, v = torch.randn(2, 50, 8), torch.randn(2, 50, 12)
+
+    class Fused(torch.nn.Module):
+        def forward(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.scaled_dot_product_attention(q, q, v, scale=1.0)
+
+    class Explicit(torch.nn.Module):
+        def forward(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return (q @ q.transpose(1, 2)).softmax(-1) @ v
+
+    assert count_flops(Fused(), q, v) == count_flops(Explicit(), q, v) == 2 * 2 * 50 * 50 * 20
 
 
 def test_inference_measurement_of_one_configuration(tmp_path: Path) -> None:
@@ -98,13 +116,14 @@ def test_targets_are_judged_from_the_measurements() -> None:
     assert [t["met"] for t in evaluate_targets({})] == [None, None, None]
 
 
-def test_quick_bench_writes_results(tmp_path: Path, release_copy: Path) -> None:
+def test_quick_bench_writes_results(tmp_path: Path, release_copy: Path, monkeypatch) -> None:
     """The command line end to end at 32 px: a per-configuration process, the Lightning vs
     plain training step, the loader on a (copied) synthetic release, the report."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # --threads sets it for the subprocesses
     out = tmp_path / "bench"
     args = ["--quick", "--image-size", "32", "--batch", "2", "--rows", "t7-derm-mn"]
     args += ["--train-row", "t7-baseline-mn", "--no-onnx", "--workers", "0"]
-    args += ["--data-root", str(release_copy), "--out", str(out)]
+    args += ["--data-root", str(release_copy), "--out", str(out), "--threads", "1"]
     results = run(args)
     saved = json.loads((out / "quick.json").read_text())
     assert saved["mode"] == "quick" and saved["command"].endswith(" ".join(args))

@@ -15,10 +15,11 @@ from src.data.schema import ALL_LABELS
 from src.export import export_onnx, onnx_session, random_inputs, run, run_onnx
 from src.predict import load_predictor
 from src.utils.errors import UserError
-from tests.test_predict import RUN_WEIGHTS, save_tiny_checkpoint
+from tests.test_predict import RUN_WEIGHTS, one_thread, save_tiny_checkpoint
 from tests.train_helpers import CONF_DIR
 
 pytest.importorskip("onnxruntime")
+__all__ = ["one_thread"]  # the autouse fixture applies to this module too
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,16 @@ from tests.train_helpers import CONF_DIR, compose_config
 
 PROJECT = Path(__file__).resolve().parents[1]
 RUN_WEIGHTS = {"derm": 0.5, "clin": 0.2, "fusion": 0.3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and a second thread on a busy 2-core machine can
+    stall every operation; the previous setting is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def save_tiny_checkpoint(run_dir: Path, release: Path) -> Path:
@@ -260,6 +271,7 @@ def test_command_line_error_exit(ckpt: Path, tmp_path: Path) -> None:
             f"derm={tmp_path / 'absent.jpg'}",
         ],
         cwd=PROJECT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,
         timeout=300,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import subprocess
 import sys
 import tempfile
@@ -41,10 +42,26 @@ class InferenceSettings:
     onnx_runs: int = 20  # onnxruntime batch-1 latency calls
 
 
+def _attention_flops(query_shape, key_shape, value_shape, *args: Any, **kwargs: Any) -> int:
+    """scaled_dot_product_attention as computed: q k^T, then the map times v (2 FLOPs/MAC)."""
+    *batch, n_query, width = query_shape
+    n_key, value_width = key_shape[-2], value_shape[-1]
+    pairs = math.prod(batch) * n_query * n_key
+    return 2 * pairs * width + 2 * pairs * value_width
+
+
 def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
-    """FLOPs of one call as torch's FlopCounterMode counts them (matmuls, convolutions,
-    attention; one multiply-add = 2 FLOPs; elementwise ops are not counted)."""
-    counter = FlopCounterMode(display=False)
+    """FLOPs of one call: matmuls, convolutions and attention (one multiply-add = 2 FLOPs;
+    elementwise ops, softmax and norms are not counted).
+
+    torch's FlopCounterMode counts the fused attention kernels of CUDA but not the CPU
+    dispatch of scaled_dot_product_attention (the fusion blocks use it), so that op is counted
+    here, at the widths actually computed.
+    """
+    counter = FlopCounterMode(
+        display=False,
+        custom_mapping={torch.ops.aten.scaled_dot_product_attention: _attention_flops},
+    )
     with counter, torch.inference_mode():
         model(*inputs)
     return int(counter.get_total_flops())
