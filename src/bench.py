@@ -54,10 +54,11 @@ class Plan:
     train_row: str = AMMFM_ROW
     train_steps: int = 3  # timed steps per loop and round
     train_rounds: int = 2
-    # A cheap step (MN+MN at 64 px) timed many times: the framework's fixed cost per step in
-    # ms, which a 224 px CPU step of many seconds hides in its noise.
+    # A cheap step (MN+MN, 32 px, batch 4) timed many times: the framework's fixed cost per
+    # step in ms, which a 224 px CPU step of many seconds hides in its noise.
     probe_row: str = "t7-baseline-mn"
-    probe_image_size: int = 64
+    probe_image_size: int = 32
+    probe_batch: int = 4
     probe_steps: int = 20
     loader_batches: int = 40
     gpu_steps: int = 10
@@ -66,7 +67,7 @@ class Plan:
 
 FULL = Plan(
     mode="full",
-    inference=InferenceSettings(warmup=2, runs=10, batch_runs=2, onnx_runs=10),
+    inference=InferenceSettings(warmup=2, runs=20, batch_runs=2, onnx_runs=20),
     rows=INFERENCE_ROWS,
     onnx_rows=ONNX_ROWS,
 )
@@ -132,7 +133,9 @@ def run_training(plan: Plan) -> dict[str, Any]:
     cfg = bench_config(plan.train_row, s.image_size, [f"data.batch_size={s.batch}"])
     result = measure_training(cfg, steps=plan.train_steps, rounds=plan.train_rounds)
     log.info("training probe: %s, %d px", plan.probe_row, plan.probe_image_size)
-    probe_cfg = bench_config(plan.probe_row, plan.probe_image_size, [f"data.batch_size={s.batch}"])
+    probe_cfg = bench_config(
+        plan.probe_row, plan.probe_image_size, [f"data.batch_size={plan.probe_batch}"]
+    )
     probe = measure_training(probe_cfg, steps=plan.probe_steps, rounds=plan.train_rounds)
     return {"row": plan.train_row, **result, "probe": {"row": plan.probe_row, **probe}}
 

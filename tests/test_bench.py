@@ -31,7 +31,7 @@ def test_summarize_quartiles() -> None:
 
 def test_flops_include_fused_attention() -> None:
     """The fusion blocks use scaled_dot_product_attention: it must count like its matmuls."""
-    q, v = torch.randn(2, 50, 8), torch.randn(2, 50, 12)
+    q, v = torch.randn(2, 1024, 8), torch.randn(2, 1024, 12)  # large enough for fused kernels
 
     class Fused(torch.nn.Module):
         def forward(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -41,7 +41,8 @@ def test_flops_include_fused_attention() -> None:
         def forward(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
             return (q @ q.transpose(1, 2)).softmax(-1) @ v
 
-    assert count_flops(Fused(), q, v) == count_flops(Explicit(), q, v) == 2 * 2 * 50 * 50 * 20
+    expected = 2 * 2 * 1024 * 1024 * 20
+    assert count_flops(Fused(), q, v) == count_flops(Explicit(), q, v) == expected
 
 
 def test_inference_measurement_of_one_configuration(tmp_path: Path) -> None:
@@ -67,9 +68,9 @@ def test_inference_measurement_of_one_configuration(tmp_path: Path) -> None:
     assert "onnx" not in single
 
 
-@pytest.mark.slow  # torch.compile on a CPU takes minutes
 def test_gpu_option_code_runs_on_cpu() -> None:
-    """The GPU section's code path (precision and memory-format switches) at a tiny size."""
+    """The GPU section's code path (precision and memory-format switches; not compile, which
+    takes minutes on a CPU) at a tiny size."""
     records = measure_options(
         ["fp32", "bf16-mixed + channels_last"],
         device="cpu",
@@ -116,7 +117,25 @@ def test_targets_are_judged_from_the_measurements() -> None:
     assert [t["met"] for t in evaluate_targets({})] == [None, None, None]
 
 
-def test_quick_bench_writes_results(tmp_path: Path, release_copy: Path, monkeypatch) -> None:
+def test_bench_command_line_writes_json_and_markdown(tmp_path: Path) -> None:
+    """The command line with the in-process sections only (fast): files, report, targets."""
+    out = tmp_path / "bench"
+    args = ["--quick", "--image-size", "32", "--batch", "2", "--train-row", "t7-baseline-mn"]
+    args += ["--sections", "training,gpu", "--out", str(out)]
+    results = run(args)
+    saved = json.loads((out / "quick.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert "inference" not in saved and "data" not in saved
+    assert saved["training"]["row"] == "t7-baseline-mn" and saved["training"]["image_size"] == 32
+    if not torch.cuda.is_available():
+        assert "skipped" in saved["gpu"]
+    assert [t["met"] for t in saved["targets"]] == [None, saved["targets"][1]["met"], None]
+    assert (out / "quick.md").read_text() == render_markdown(results)
+    assert not (out / "results.json").exists()  # quick results never replace the full ones
+
+
+@pytest.mark.slow  # about 20 s: a fresh process per configuration, the loader's cache
+def test_quick_bench_end_to_end(tmp_path: Path, release_copy: Path, monkeypatch) -> None:
     """The command line end to end at 32 px: a per-configuration process, the Lightning vs
     plain training step, the loader on a (copied) synthetic release, the report."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # --threads sets it for the subprocesses
@@ -131,7 +150,7 @@ def test_quick_bench_writes_results(tmp_path: Path, release_copy: Path, monkeypa
     assert "error" not in saved["inference"]["rows"][0]
     training = saved["training"]
     assert training["lightning"]["n"] == 2 and training["plain"]["n"] == 2
-    assert training["probe"]["image_size"] == 64 and training["probe"]["plain"]["n"] == 5
+    assert training["probe"]["image_size"] == 32 and training["probe"]["plain"]["n"] == 5
     assert training["overhead_ratio"] == pytest.approx(
         training["lightning"]["median_s"] / training["plain"]["median_s"] - 1
     )
@@ -146,7 +165,6 @@ def test_quick_bench_writes_results(tmp_path: Path, release_copy: Path, monkeypa
     markdown = (out / "quick.md").read_text()
     assert markdown == render_markdown(results)
     assert "## Training step" in markdown and "## Data loader" in markdown
-    assert not (out / "results.json").exists()  # quick results never replace the full ones
 
 
 def test_bad_arguments_are_user_errors(tmp_path: Path) -> None:

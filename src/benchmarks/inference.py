@@ -58,9 +58,11 @@ def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
     dispatch of scaled_dot_product_attention (the fusion blocks use it), so that op is counted
     here, at the widths actually computed.
     """
+    sdpa = torch.ops.aten.scaled_dot_product_attention
+    # Keyed by the overload too, so the counter counts the op instead of decomposing it into
+    # the CPU kernel it does not know; the packet key is where the count is filed.
     counter = FlopCounterMode(
-        display=False,
-        custom_mapping={torch.ops.aten.scaled_dot_product_attention: _attention_flops},
+        display=False, custom_mapping={sdpa: _attention_flops, sdpa.default: _attention_flops}
     )
     with counter, torch.inference_mode():
         model(*inputs)

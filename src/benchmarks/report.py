@@ -89,7 +89,9 @@ def _inference(section: dict[str, Any]) -> list[str]:
         "The deployed predictor without TTA (both images in, P_FI out; 6-view TTA costs 6x), "
         f"random weights. Latency: batch 1, median of {s['runs']} calls after {s['warmup']} "
         f"warm-up calls. Throughput: batch {s['batch']}, median of {s['batch_runs']} calls. "
-        "GMACs: torch FlopCounterMode at batch 1 (matmul/conv/attention only). Memory: peak RSS "
+        "GMACs: torch FlopCounterMode at batch 1 (matmul/conv/attention as computed, i.e. the "
+        "fusion blocks' q/k padded to the value width; softmax/norm/elementwise not counted). "
+        "Memory: peak RSS "
         "of a fresh process per configuration, and its growth over the built model during "
         f"inference at batch {s['batch']}. Ratios are to {REFERENCE_ROW} (SFF ST+ST, CAT).",
         "",
@@ -111,6 +113,15 @@ def _inference(section: dict[str, Any]) -> list[str]:
             f"{mem['peak_rss_batch']:.0f} | {mem['inference_batch']:.0f} | "
             f"{_num(r.get('paper_avg_auc'), 1)} |"
         )
+    if ref and AMMFM_ROW in ok:
+        ammfm = ok[AMMFM_ROW]["latency_b1"]
+        lines += [
+            "",
+            f"{AMMFM_ROW} / {REFERENCE_ROW} batch-1 latency: median "
+            f"{ammfm['median_s'] / ref['latency_b1']['median_s']:.3f}, fastest call "
+            f"{ammfm['min_s'] / ref['latency_b1']['min_s']:.3f}; MACs "
+            f"{ok[AMMFM_ROW]['gmacs_b1'] / ref['gmacs_b1']:.3f}.",
+        ]
     onnx_rows = [r for r in ok.values() if "onnx" in r]
     if onnx_rows:
         lines += [
