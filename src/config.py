@@ -79,7 +79,10 @@ class ModelConfig:
     weight_decay: float = 0.0
     scheduler: str = "cosine"  # cosine | none
     swa_epochs: int = 50  # SWA over the last N epochs; 0 disables SWA
-    swa_lr: float = 3e-5
+    # None: the cosine schedule continues while averaging (the authors' code); a number: anneal
+    # to this constant LR over swa_anneal_epochs, then keep it (Izmailov et al.)
+    swa_lr: float | None = None
+    swa_anneal_epochs: int = 10
     head: HeadConfig = field(default_factory=HeadConfig)
     tta_views: list[str] = field(default_factory=lambda: list(TTA_VIEW_NAMES))
     weight_grid_step: float = 0.05  # fusion weight search grid over [step, 1]

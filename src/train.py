@@ -64,13 +64,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from src.evaluation.run_evaluation import evaluate_and_save
     from src.models.module import AMMFMModule
     from src.models.network import validate_network_config
+    from src.models.swa import swa_callback
     from src.utils.instantiate import (
         drop_unusable_callbacks,
         finish_wandb,
         instantiate_callbacks,
         instantiate_loggers,
         resolved_container,
-        swa_callback,
     )
     from src.utils.io import atomic_path, atomic_write_text
     from src.utils.logging_setup import route_lightning_logs_to_root
@@ -96,7 +96,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         derm_stats=module.network.norm_stats["derm"],
     )
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
-    swa = swa_callback(cfg.model, int(cfg.trainer.max_epochs))
+    swa = swa_callback(cfg.model, int(cfg.trainer.max_epochs), int(cfg.seed))
     if swa is not None:
         callbacks.append(swa)
     loggers = instantiate_loggers(
@@ -111,6 +111,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             logger.log_hyperparams(resolved_container(cfg))
         if cfg.train:
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            if swa is not None:
+                swa.apply(trainer, module)  # no-op unless fit had no epoch left to train
             with atomic_path(run_dir / "checkpoints" / "final.ckpt") as tmp:
                 trainer.save_checkpoint(tmp, weights_only=True)  # averaged weights + config
         if not cfg.test:

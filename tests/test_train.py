@@ -15,6 +15,7 @@ from src.train import train
 from tests.train_helpers import compose_config
 
 WITH_CHECKPOINTS = ("callbacks=default",)
+KEEP_EVERY_EPOCH = ("callbacks.model_checkpoint.save_top_k=-1",)
 
 
 def _check_metric_block(block: dict) -> None:
@@ -31,7 +32,7 @@ def _check_metric_block(block: dict) -> None:
 @pytest.fixture(scope="module")
 def trained_run(synthetic_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("run") / "aff-aab"
-    train(compose_config(synthetic_release, run_dir, WITH_CHECKPOINTS))
+    train(compose_config(synthetic_release, run_dir, [*WITH_CHECKPOINTS, *KEEP_EVERY_EPOCH]))
     return run_dir
 
 
@@ -52,8 +53,7 @@ def test_run_writes_complete_results(trained_run: Path) -> None:
     assert metrics["config"]["fusion"] == "aff" and metrics["config"]["block"] == "aab"
     assert metrics["params"]["trainable"] > 0
     assert metrics["params"]["paper_accounting"] > metrics["params"]["trainable"]
-    # SWA over the last epoch adds one BatchNorm-refresh epoch.
-    assert metrics["epochs_trained"] == 3
+    assert metrics["epochs_trained"] == 2  # = trainer.max_epochs: no extra SWA epoch
 
     predictions = pd.read_csv(trained_run / "predictions.csv")
     assert len(predictions) == 395
@@ -85,16 +85,41 @@ def test_eval_reproduces_the_run_from_its_checkpoint(trained_run: Path, syntheti
     assert json.loads((eval_dir / "metrics.json").read_text())["avg_acc"] == trained["avg_acc"]
 
 
-def test_resume_from_last_checkpoint_continues_training(trained_run: Path, synthetic_release):
-    resumed_dir = trained_run.parent / "resumed"
+def test_resume_after_first_epoch_reaches_the_uninterrupted_weights(
+    trained_run: Path, synthetic_release: Path
+):
     import shutil
 
+    import torch
+
+    from src.utils.checkpoints import read_checkpoint
+
+    resumed_dir = trained_run.parent / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    # As if the run had died right after its first epoch: only epoch000.ckpt is there.
+    shutil.copy(trained_run / "checkpoints" / "epoch000.ckpt", resumed_dir / "checkpoints")
+    overrides = [*WITH_CHECKPOINTS, "ckpt_path=last", "test=false", "logger=csv"]
+    train(compose_config(synthetic_release, resumed_dir, overrides))
+    logged = pd.read_csv(resumed_dir / "csv" / "metrics.csv")
+    assert set(logged.dropna(subset=["val/avg_acc"])["epoch"]) == {1}  # resumed, not restarted
+    final = read_checkpoint(trained_run / "checkpoints" / "final.ckpt")["state_dict"]
+    again = read_checkpoint(resumed_dir / "checkpoints" / "final.ckpt")["state_dict"]
+    first_epoch = read_checkpoint(trained_run / "checkpoints" / "epoch000.ckpt")["state_dict"]
+    assert final.keys() == again.keys()
+    assert all(torch.equal(final[k], again[k]) for k in final)
+    assert not all(torch.equal(final[k], first_epoch[k]) for k in final)  # it did train on
+
+
+def test_resume_with_another_swa_schedule_is_refused(trained_run: Path, synthetic_release: Path):
+    import shutil
+
+    from src.utils.errors import UserError
+
+    resumed_dir = trained_run.parent / "longer"
     shutil.copytree(trained_run / "checkpoints", resumed_dir / "checkpoints")
     overrides = [*WITH_CHECKPOINTS, "ckpt_path=last", "trainer.max_epochs=3"]
-    metrics = train(compose_config(synthetic_release, resumed_dir, overrides))
-    # 2 epochs (+1 BN refresh) restored, then 3 + 1 after resuming with a longer schedule.
-    assert metrics["epochs_trained"] == 4
-    assert is_complete(resumed_dir)
+    with pytest.raises(UserError, match="averages weights from epoch 2 on, this run from epoch 3"):
+        train(compose_config(synthetic_release, resumed_dir, overrides))
 
 
 def test_same_seed_same_weights_other_seed_differs(synthetic_release: Path, tmp_path: Path):

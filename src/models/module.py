@@ -15,6 +15,7 @@ from src.data.schema import TASK_NAMES
 from src.evaluation.metrics import compute_metrics
 from src.evaluation.probabilities import split_tasks, task_softmax
 from src.evaluation.tta import tta_probabilities
+from src.models.lr_schedule import lr_factor_schedule
 from src.models.network import build_network
 from src.utils.errors import UserError
 
@@ -158,6 +159,13 @@ class AMMFMModule(LightningModule):
         if mcfg.scheduler != "cosine":
             raise UserError(f"model.scheduler={mcfg.scheduler!r}: expected cosine or none")
         max_epochs = max(int(self.trainer.max_epochs or 1), 1)
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max_epochs)
+        swa_lr = mcfg.get("swa_lr")
+        factor = lr_factor_schedule(
+            max_epochs,
+            swa_epochs=int(mcfg.swa_epochs),
+            swa_lr_ratio=None if swa_lr is None else float(swa_lr) / float(mcfg.lr),
+            anneal_epochs=int(mcfg.get("swa_anneal_epochs", 10)),
+        )
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         schedule = {"scheduler": scheduler, "interval": "epoch"}
         return {"optimizer": optimizer, "lr_scheduler": schedule}

@@ -9,11 +9,10 @@ from typing import Any
 
 import hydra
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar, StochasticWeightAveraging
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
-from src.utils.errors import UserError
 from src.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -40,24 +39,6 @@ def drop_unusable_callbacks(
             continue
         kept.append(callback)
     return kept
-
-
-def swa_callback(model_cfg: DictConfig, max_epochs: int) -> StochasticWeightAveraging | None:
-    """SWA over the last `model.swa_epochs` epochs (paper: 50 of 250), or None when disabled."""
-    swa_epochs = int(model_cfg.swa_epochs)
-    if swa_epochs <= 0:
-        return None
-    if swa_epochs > max_epochs:
-        raise UserError(
-            f"model.swa_epochs={swa_epochs} is more than trainer.max_epochs={max_epochs}; "
-            "lower model.swa_epochs or raise trainer.max_epochs"
-        )
-    return StochasticWeightAveraging(
-        swa_lrs=float(model_cfg.swa_lr),
-        swa_epoch_start=max_epochs - swa_epochs + 1,  # 1-based: the first averaged epoch
-        annealing_epochs=max(1, min(10, swa_epochs // 2)),
-        annealing_strategy="cos",
-    )
 
 
 def wandb_run_id(run_dir: Path, resume_from: Path | None) -> str:
