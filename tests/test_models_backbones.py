@@ -38,16 +38,35 @@ def test_stages_reproduce_timm_features_in_nchw(name: str) -> None:
     assert staged.reductions == (4, 8, 16, 32)
     for got, want in zip(ours, expected):
         torch.testing.assert_close(got, want)
-    assert staged.pool(ours[-1]).shape == (1, staged.out_dim)
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_pooled_vector_is_timms_pre_logits_features(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_timm_model(name, image_size=64).eval()
+    with torch.no_grad():
+        for p in model.parameters():  # norms away from their identity initialisation
+            p.add_(0.1 * torch.randn_like(p))
+    staged = StagedBackbone(model, name).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ours = staged.pool(staged(x)[-1])
+        features = model.forward_features(x)
+        if name == MN:  # pre-logits add the 1024-wide conv_head; the paper's width is 576
+            expected = model.global_pool(features).flatten(1)
+        else:
+            expected = model.forward_head(features, pre_logits=True)
+    assert ours.shape == (2, staged.out_dim) == expected.shape
+    torch.testing.assert_close(ours, expected)
 
 
 @pytest.mark.parametrize(
     ("name", "full", "staged", "dim"),
     [
-        ("swinv2_tiny_window8_256", 28_347_154, 27_576_618, 768),
+        ("swinv2_tiny_window8_256", 28_347_154, 27_578_154, 768),  # + final LayerNorm
         ("mobilenetv3_small_100", 2_542_856, 927_008, 576),
         ("resnet50", 25_557_032, 23_508_032, 2048),
-        ("convnext_tiny", 28_589_128, 27_818_592, 768),
+        ("convnext_tiny", 28_589_128, 27_820_128, 768),  # + head LayerNorm
     ],
 )
 def test_unused_imagenet_layers_are_left_out_but_counted(

@@ -2,10 +2,14 @@
 
 A `StagedBackbone` runs one stage at a time and always speaks NCHW, whatever layout the timm
 model uses inside (Swin works in NHWC). The stages are the model's last four feature levels
-(strides 4/8/16/32 for every supported backbone); the pooled vector is the global average of the
-last stage. Everything after the last stage (final norm, `conv_head`, ImageNet classifier) is left
-out of the module; its parameters are still counted in `full_param_count` because the paper's
-parameter totals include them.
+(strides 4/8/16/32 for every supported backbone). The pooled vector is the backbone's own
+pre-logits features, `forward_head(forward_features(x), pre_logits=True)`: the model's final
+norm on the last stage's map (Swin's LayerNorm, ConvNeXt's `norm_pre`), global average pooling,
+and the head's norm on the pooled vector (ConvNeXt). Where timm's pre-logits add a layer that
+changes the width (MobileNetV3's 1024-wide `conv_head`), the vector is the pooled last stage
+(576 for MobileNetV3-Small), the width the paper's parameter totals fix. Layers after that
+(`conv_head`, ImageNet classifiers) are left out of the module; their parameters are still
+counted in `full_param_count` because the paper's totals include them.
 """
 
 from __future__ import annotations
@@ -74,6 +78,22 @@ def _flat_children(model: nn.Module, ends: list[str]) -> list[tuple[str, nn.Modu
     return flat
 
 
+def _is_norm(module: object) -> bool:
+    return isinstance(module, (nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._BatchNorm))
+
+
+def feature_norms(model: nn.Module) -> tuple[nn.Module, nn.Module]:
+    """(norm of the last stage's map, norm of the pooled vector) that timm applies before its
+    pre-logits output; nn.Identity where the model has none. The map norm is `norm` (Swin) or
+    `norm_pre` (ConvNeXt) in forward_features; the vector norm is a NormMlpClassifierHead's."""
+    map_norm = next(
+        (m for m in (getattr(model, n, None) for n in ("norm", "norm_pre")) if _is_norm(m)),
+        nn.Identity(),
+    )
+    head_norm = getattr(getattr(model, "head", None), "norm", None)
+    return map_norm, head_norm if _is_norm(head_norm) else nn.Identity()
+
+
 class StagedBackbone(nn.Module):
     """The first layers of a timm model up to its stride-32 features, split into four stages."""
 
@@ -100,6 +120,7 @@ class StagedBackbone(nn.Module):
         self.channels: tuple[int, ...] = tuple(int(level["num_chs"]) for level in levels)
         self.reductions: tuple[int, ...] = tuple(int(level["reduction"]) for level in levels)
         self.nhwc = getattr(model, "output_fmt", "NCHW") == "NHWC"
+        self.final_norm, self.pooled_norm = feature_norms(model)
         self.full_param_count = sum(p.numel() for p in model.parameters())
         cfg = model.pretrained_cfg
         self.norm_stats: tuple[tuple[float, ...], tuple[float, ...]] = (
@@ -120,7 +141,12 @@ class StagedBackbone(nn.Module):
         return x.permute(0, 3, 1, 2) if self.nhwc else x
 
     def pool(self, x: Tensor) -> Tensor:
-        return x.mean(dim=(2, 3))
+        """The pre-logits vector [B, C] of the last stage's NCHW map (see the module doc)."""
+        if self.nhwc:  # a LayerNorm over channels, as the model applies it
+            pooled = self.final_norm(x.permute(0, 2, 3, 1)).mean(dim=(1, 2))
+        else:
+            pooled = self.final_norm(x).mean(dim=(2, 3))
+        return self.pooled_norm(pooled[:, :, None, None]).flatten(1)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Stage features without any fusion block (NCHW, strides 4/8/16/32)."""
