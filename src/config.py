@@ -32,6 +32,10 @@ class DataConfig:
     pin_memory: bool = False
     drop_duplicate_pairs: bool = False
     augment: bool = True
+    augment_p: float = 0.5  # probability a training pair is augmented at all (public pipelines)
+    photometric: str = (
+        "clin"  # brightness/contrast on: clin (public pipelines) | derm | both | none
+    )
     cache: str = "disk"  # disk | memory | none: decoded, resized images keyed by image size
     cache_dir: str | None = None  # default: <root>/.cache
 
@@ -62,6 +66,7 @@ class BlockConfig:
     type: str = "aab"  # cat | bab | aab
     stages: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     qk_reduction: int = 8  # q/k channels = channels // qk_reduction
+    gate: str = "none"  # none: Eq. 1 as written (D + v M); zero: D + g v M, g learnable from 0
 
 
 @dataclass

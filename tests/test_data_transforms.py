@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from src.data.images import resize_square
+from src.data.sampling import mix_seed
 from src.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -33,7 +34,7 @@ def _pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_geometry_is_shared_by_the_pair():
     img = _asymmetric_image()
-    transform = train_transform(32, STATS, STATS)
+    transform = train_transform(32, STATS, STATS, augment_p=1.0, photometric="both")
     transform.set_random_seed(0)
     plain = to_tensor(resize_square(img, 32), STATS)
     changed = 0
@@ -64,6 +65,61 @@ def test_seeded_augmentation_is_reproducible():
     for _ in range(5):
         (ca, da), (cb, db) = a(img, img), b(img, img)
         assert torch.equal(ca, cb) and torch.equal(da, db)
+
+
+def _unchanged_fraction(augment_p: float, seeds: int = 200) -> float:
+    img = _asymmetric_image()
+    plain = eval_transform(32, STATS, STATS)(img, img)
+    transform = train_transform(32, STATS, STATS, augment_p=augment_p)
+    same = 0
+    for seed in range(seeds):
+        transform.set_random_seed(seed)
+        clin, derm = transform(img, img)
+        same += torch.equal(clin, plain[0]) and torch.equal(derm, plain[1])
+    return same / seeds
+
+
+def test_outer_probability_leaves_pairs_untouched():
+    assert _unchanged_fraction(0.0) == 1.0
+    # Inside, each of the 5 transforms fires with p=0.5: 1/32 of augmented pairs stay as they are.
+    assert _unchanged_fraction(1.0) < 0.1
+    assert 0.4 < _unchanged_fraction(0.5) < 0.6
+
+
+def test_photometric_augmentation_touches_only_the_chosen_images():
+    img = _asymmetric_image()
+
+    def outputs(photometric: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        transform = train_transform(32, STATS, STATS, augment_p=1.0, photometric=photometric)
+        transform.set_random_seed(seed)
+        return transform(img, img)
+
+    seeds = range(12)
+    for seed in seeds:  # same geometry; lighting only where asked for
+        none, clin_only, derm_only = (
+            outputs("none", seed),
+            outputs("clin", seed),
+            outputs("derm", seed),
+        )
+        assert torch.equal(clin_only[1], none[1]) and torch.equal(derm_only[0], none[0])
+    assert any(not torch.equal(outputs("clin", s)[0], outputs("none", s)[0]) for s in seeds)
+    assert any(not torch.equal(outputs("derm", s)[1], outputs("none", s)[1]) for s in seeds)
+
+
+def test_each_transform_draws_independently_when_seeded():
+    """Both flips fire together only a quarter of the time (they are independent at p=0.5)."""
+    img = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    transform = train_transform(16, STATS, STATS, augment_p=1.0, photometric="none")
+    transform.geometry.transforms = transform.geometry.transforms[:2]  # the two flips only
+    flips = {"v": img[::-1], "h": img[:, ::-1], "vh": img[::-1, ::-1], "": img}
+    counts = dict.fromkeys(flips, 0)
+    for seed in range(400):
+        transform.set_random_seed(mix_seed(5, 0, seed))
+        out = transform(img, img)[0]
+        for name, flipped in flips.items():
+            counts[name] += torch.equal(out, to_tensor(flipped, STATS))
+    assert sum(counts.values()) == 400
+    assert all(60 < n < 140 for n in counts.values()), counts
 
 
 def test_eval_is_resize_only_with_per_modality_stats():

@@ -53,28 +53,38 @@ def test_attend_equals_the_explicit_map_forward_and_backward(qk: int, value: int
         torch.testing.assert_close(ours, explicit, rtol=1e-4, atol=1e-4)
 
 
-def test_aab_refines_only_dermoscopy_with_the_clinical_map() -> None:
+def test_aab_is_eq1_as_written_by_default() -> None:
     block = AsymmetricAttentionBlock(16, 48)
     clin, derm = _features(16), _features(48, seed=1)
     out_clin, out_derm = block(clin, derm)
-    assert torch.equal(out_clin, clin) and torch.equal(out_derm, derm)  # zero-init gate
-    _open_gates(block)
+    assert torch.equal(out_clin, clin)  # the clinical stream passes on unchanged
+    value = block.derm_value.value(derm)
+    expected = derm + _mix(value, block.attention_maps(clin, derm)["clin"])  # D_v M_c + D
+    torch.testing.assert_close(out_derm, expected)
+    assert not torch.allclose(out_derm, derm)
+
+
+def test_zero_gate_starts_as_identity_and_scales_the_refinement() -> None:
+    block = AsymmetricAttentionBlock(16, 48, gate="zero")
+    clin, derm = _features(16), _features(48, seed=1)
     out_clin, out_derm = block(clin, derm)
-    assert torch.equal(out_clin, clin)
+    assert torch.equal(out_clin, clin) and torch.equal(out_derm, derm)
+    _open_gates(block)
     value = block.derm_value.value(derm)
     expected = derm + 0.7 * _mix(value, block.attention_maps(clin, derm)["clin"])
-    torch.testing.assert_close(out_derm, expected)
+    torch.testing.assert_close(block(clin, derm)[1], expected)
 
 
-def test_bab_refines_each_stream_with_the_other_map() -> None:
-    block = BidirectionalAttentionBlock(16, 48)
+@pytest.mark.parametrize(("gate", "scale"), [("none", 1.0), ("zero", 0.7)])
+def test_bab_refines_each_stream_with_the_other_map(gate: str, scale: float) -> None:
+    block = BidirectionalAttentionBlock(16, 48, gate=gate)
     clin, derm = _features(16), _features(48, seed=1)
     _open_gates(block)
     out_clin, out_derm = block(clin, derm)
     maps = block.attention_maps(clin, derm)
     v_clin, v_derm = block.clin_value.value(clin), block.derm_value.value(derm)
-    torch.testing.assert_close(out_clin, clin + 0.7 * _mix(v_clin, maps["derm"]))
-    torch.testing.assert_close(out_derm, derm + 0.7 * _mix(v_derm, maps["clin"]))
+    torch.testing.assert_close(out_clin, clin + scale * _mix(v_clin, maps["derm"]))
+    torch.testing.assert_close(out_derm, derm + scale * _mix(v_derm, maps["clin"]))
 
 
 def test_spatial_mismatch_is_reported() -> None:
@@ -83,16 +93,18 @@ def test_spatial_mismatch_is_reported() -> None:
         block(_features(16, size=6), _features(48, size=4))
 
 
-def _per_modality_bab(c: int, r: int = 8) -> int:
-    return 2 * (c * (c // r) + c // r) + c * c + c + 1  # q, k at c/r; v at c; gate
+def _per_modality_bab(c: int, gated: int, r: int = 8) -> int:
+    return 2 * (c * (c // r) + c // r) + c * c + c + gated  # q, k at c/r; v at c; gate
 
 
+@pytest.mark.parametrize(("gate", "gated"), [("none", 0), ("zero", 1)])
 @pytest.mark.parametrize(("cc", "cd"), [(96, 96), (16, 96), (576, 768)])
-def test_parameter_counts_follow_the_design(cc: int, cd: int) -> None:
+def test_parameter_counts_follow_the_design(cc: int, cd: int, gate: str, gated: int) -> None:
     def count(m: torch.nn.Module) -> int:
         return sum(p.numel() for p in m.parameters())
 
-    assert count(create_block("bab", cc, cd, 8)) == _per_modality_bab(cc) + _per_modality_bab(cd)
+    bab = _per_modality_bab(cc, gated) + _per_modality_bab(cd, gated)
+    assert count(create_block("bab", cc, cd, 8, gate)) == bab
     qk = 2 * (cc * (cc // 8) + cc // 8)
-    assert count(create_block("aab", cc, cd, 8)) == qk + cd * cd + cd + 1
-    assert create_block("cat", cc, cd, 8) is None
+    assert count(create_block("aab", cc, cd, 8, gate)) == qk + cd * cd + cd + gated
+    assert create_block("cat", cc, cd, 8, gate) is None

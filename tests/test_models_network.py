@@ -39,9 +39,15 @@ def _check_forward_backward(backbone: str, fusion: str, block: str) -> None:
     for name, stream in net.streams.items():
         first = next(stream.stages[0].parameters())
         assert first.grad is not None and first.grad.abs().sum() > 0, name
-    for block_module in net.blocks.values():
-        gates = [p for n, p in block_module.named_parameters() if n.endswith("gamma")]
-        assert gates and all(g.grad is not None and g.grad.abs().sum() > 0 for g in gates)
+
+    # Eq. 1 is ungated: every block learns from the first step (a query's gradient is zero
+    # only where the stage is 1x1 and the softmax has a single position).
+    def learns(p: torch.nn.Parameter) -> bool:
+        return p.grad is not None and bool(p.grad.abs().sum() > 0)
+
+    blocks = list(net.blocks.values())
+    assert all(learns(b.derm_value.value.weight) for b in blocks)
+    assert not blocks or any(learns(b.clin_attention.query.weight) for b in blocks)
     if block != "cat":
         assert len(net.blocks) == 4
     assert set(net.norm_stats) == {"clin", "derm"}

@@ -97,9 +97,11 @@ class Derm7ptDataModule(LightningDataModule):
         images.warm(paths, threads=threads)
         size, clin, derm = cfg.image_size, self.clin_stats, self.derm_stats
         for split, cases in release.splits.items():
-            augment = split == "train" and cfg.augment
-            make = train_transform if augment else eval_transform
-            self.datasets[split] = PairDataset(cases, images, make(size, clin, derm))
+            if split == "train" and cfg.augment:
+                transform = train_transform(size, clin, derm, cfg.augment_p, cfg.photometric)
+            else:
+                transform = eval_transform(size, clin, derm)
+            self.datasets[split] = PairDataset(cases, images, transform)
         self.release = release
 
     def cases(self, split: str) -> list[Case]:

@@ -31,6 +31,7 @@ def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
         "clin_backbone": clin_backbone_name(cfg),
         "block_stages": list(cfg.block.stages),
         "qk_reduction": cfg.block.qk_reduction,
+        "block_gate": cfg.block.get("gate", "none"),
         "image_size": cfg.data.image_size,
         "data": cfg.data.name,
         "pretrained": cfg.backbone.pretrained,
@@ -77,6 +78,7 @@ def evaluate_and_save(
     )
     metrics = {
         **evaluation.metrics,
+        "blocks": module.block_summary(datamodule.val_dataloader()),
         "params": count_parameters(cfg),
         "seed": cfg.seed,
         "config": run_config_summary(cfg),

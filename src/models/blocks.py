@@ -3,15 +3,16 @@
 Both attention blocks use position attention over the N = H*W positions of one stage: 1x1
 convolutions give a query and a key with c/qk_reduction channels and a value with c channels;
 the map A = softmax(q k^T) is N x N with rows summing to one, and output position j is
-sum_i A[j, i] v_i. The scores are not scaled (the paper's softmax(q^T k)). A learnable scalar
-gate, initialised to zero, adds the result to the features, so an untrained block is the
-identity. Because the maps are N x N, the two modalities may have different channel counts;
-only their spatial sizes must match.
+sum_i A[j, i] v_i. The scores are not scaled (the paper's softmax(q^T k)). The mixed values are
+added to the features as Eq. 1 writes it, with no coefficient (`gate="none"`), or scaled by a
+learnable scalar initialised to zero (`gate="zero"`, DANet's position attention), which makes an
+untrained block the identity. Because the maps are N x N, the two modalities may have different
+channel counts; only their spatial sizes must match.
 
 - BAB (bidirectional, CAFNet): each modality's value is mixed with the OTHER modality's map
   and added back to its own features; both streams change.
 - AAB (asymmetric, paper Eq. 1): the map comes from the clinical features, the value from the
-  dermoscopy features: D' = D + g * v_D M_C. The clinical stream passes on unchanged.
+  dermoscopy features: D' = D + v_D M_C. The clinical stream passes on unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 BLOCK_TYPES: tuple[str, ...] = ("cat", "bab", "aab")
+GATES: tuple[str, ...] = ("none", "zero")
 
 
 def _positions(x: Tensor) -> Tensor:
@@ -70,45 +72,55 @@ class PositionAttention(nn.Module):
         return attend(value, self.query(x), self.key(x))
 
 
-class GatedValue(nn.Module):
-    """Value projection plus the zero-initialised residual gate of one refined stream."""
+class RefinedValue(nn.Module):
+    """Value projection of one refined stream and how its mixed values join the features:
+    x + mixed (Eq. 1, gate "none") or x + gamma * mixed with gamma learnable from 0 ("zero")."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, gate: str = "none") -> None:
         super().__init__()
+        if gate not in GATES:
+            raise ValueError(f"gate={gate!r}: expected one of {', '.join(GATES)}")
         self.value = nn.Conv2d(channels, channels, kernel_size=1)
-        self.gamma = nn.Parameter(torch.zeros(1))
+        self.gamma = nn.Parameter(torch.zeros(1)) if gate == "zero" else None
+
+    def add(self, x: Tensor, mixed: Tensor) -> Tensor:
+        return x + mixed if self.gamma is None else x + self.gamma * mixed
 
 
 class BidirectionalAttentionBlock(nn.Module):
-    """BAB: x_c' = x_c + g_c * v_c A_d and x_d' = x_d + g_d * v_d A_c."""
+    """BAB: x_c' = x_c + v_c A_d and x_d' = x_d + v_d A_c (each optionally gated)."""
 
-    def __init__(self, clin_channels: int, derm_channels: int, qk_reduction: int = 8) -> None:
+    def __init__(
+        self, clin_channels: int, derm_channels: int, qk_reduction: int = 8, gate: str = "none"
+    ) -> None:
         super().__init__()
         self.clin_attention = PositionAttention(clin_channels, qk_reduction)
         self.derm_attention = PositionAttention(derm_channels, qk_reduction)
-        self.clin_value = GatedValue(clin_channels)
-        self.derm_value = GatedValue(derm_channels)
+        self.clin_value = RefinedValue(clin_channels, gate)
+        self.derm_value = RefinedValue(derm_channels, gate)
 
     def forward(self, clin: Tensor, derm: Tensor) -> tuple[Tensor, Tensor]:
         clin_mixed = self.derm_attention.mix(derm, self.clin_value.value(clin))
         derm_mixed = self.clin_attention.mix(clin, self.derm_value.value(derm))
-        return clin + self.clin_value.gamma * clin_mixed, derm + self.derm_value.gamma * derm_mixed
+        return self.clin_value.add(clin, clin_mixed), self.derm_value.add(derm, derm_mixed)
 
     def attention_maps(self, clin: Tensor, derm: Tensor) -> dict[str, Tensor]:
         return {"clin": self.clin_attention.map(clin), "derm": self.derm_attention.map(derm)}
 
 
 class AsymmetricAttentionBlock(nn.Module):
-    """AAB (paper Eq. 1): D' = D + g * v_D M_C; the clinical features pass on unchanged."""
+    """AAB (paper Eq. 1): D' = D + v_D M_C; the clinical features pass on unchanged."""
 
-    def __init__(self, clin_channels: int, derm_channels: int, qk_reduction: int = 8) -> None:
+    def __init__(
+        self, clin_channels: int, derm_channels: int, qk_reduction: int = 8, gate: str = "none"
+    ) -> None:
         super().__init__()
         self.clin_attention = PositionAttention(clin_channels, qk_reduction)
-        self.derm_value = GatedValue(derm_channels)
+        self.derm_value = RefinedValue(derm_channels, gate)
 
     def forward(self, clin: Tensor, derm: Tensor) -> tuple[Tensor, Tensor]:
         derm_mixed = self.clin_attention.mix(clin, self.derm_value.value(derm))
-        return clin, derm + self.derm_value.gamma * derm_mixed
+        return clin, self.derm_value.add(derm, derm_mixed)
 
     def attention_maps(self, clin: Tensor, derm: Tensor) -> dict[str, Tensor]:
         return {"clin": self.clin_attention.map(clin)}
@@ -122,8 +134,18 @@ _BLOCKS: dict[str, type[nn.Module] | None] = {
 
 
 def create_block(
-    block_type: str, clin_channels: int, derm_channels: int, qk_reduction: int
+    block_type: str, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str = "none"
 ) -> nn.Module | None:
     """The block of `block_type` for one stage; None for CAT (features pass through)."""
     cls = _BLOCKS[block_type]
-    return None if cls is None else cls(clin_channels, derm_channels, qk_reduction)
+    return None if cls is None else cls(clin_channels, derm_channels, qk_reduction, gate)
+
+
+def gate_values(block: nn.Module) -> dict[str, float]:
+    """{"clin"/"derm": gamma} of a gated block's refined streams; empty when ungated."""
+    values = {}
+    for stream in ("clin", "derm"):
+        refined = getattr(block, f"{stream}_value", None)
+        if refined is not None and refined.gamma is not None:
+            values[stream] = float(refined.gamma.detach())
+    return values

@@ -33,6 +33,35 @@ def branch_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, list[Tensor]]:
     return torch.stack(per_task).sum(), per_task
 
 
+class RefinementMeter:
+    """Running mean over samples of each block stage's per-stream relative feature change."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple[int, str], float] = {}
+        self.counts: dict[tuple[int, str], int] = {}
+
+    def update(self, refinement: dict[int, dict[str, Tensor]]) -> None:
+        for stage, streams in refinement.items():
+            for stream, change in streams.items():
+                key = (stage, stream)
+                self.sums[key] = self.sums.get(key, 0.0) + float(change.sum())
+                self.counts[key] = self.counts.get(key, 0) + change.numel()
+
+    def means(self) -> dict[int, dict[str, float]]:
+        out: dict[int, dict[str, float]] = {}
+        for (stage, stream), total in sorted(self.sums.items()):
+            out.setdefault(stage, {})[stream] = total / self.counts[(stage, stream)]
+        return out
+
+    def flat(self, prefix: str) -> dict[str, float]:
+        """{"<prefix>/stage<s>": derm change, "<prefix>/stage<s>_clin": clinical change}."""
+        return {
+            f"{prefix}/stage{stage}" + ("" if stream == "derm" else f"_{stream}"): value
+            for stage, streams in self.means().items()
+            for stream, value in streams.items()
+        }
+
+
 class AMMFMModule(LightningModule):
     """Wraps a FusionNetwork with the paper's training and evaluation recipe.
 
@@ -52,6 +81,7 @@ class AMMFMModule(LightningModule):
         if self.cfg.model.compile:
             self.network.compile()  # in place: parameter names, so checkpoints, stay the same
         self._val_outputs: list[tuple[dict[str, Tensor], Tensor]] = []
+        self._val_refinement = RefinementMeter()
 
     @classmethod
     def from_trained(
@@ -77,11 +107,14 @@ class AMMFMModule(LightningModule):
     def branches(self) -> tuple[str, ...]:
         return tuple(self.network.branches)
 
-    def forward(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
+    def _layout(self, clinic: Tensor, derm: Tensor) -> tuple[Tensor, Tensor]:
         if self.cfg.model.channels_last:
             clinic = clinic.contiguous(memory_format=torch.channels_last)
             derm = derm.contiguous(memory_format=torch.channels_last)
-        return self.network(clinic, derm)
+        return clinic, derm
+
+    def forward(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
+        return self.network(*self._layout(clinic, derm))
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:
@@ -114,8 +147,10 @@ class AMMFMModule(LightningModule):
     # ---------------------------------------------------------------- validation
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         clinic, derm, labels = batch
-        probs = {b: task_softmax(v.float()) for b, v in self(clinic, derm).items()}
+        logits, refinement = self.network.forward_with_refinement(*self._layout(clinic, derm))
+        probs = {b: task_softmax(v.float()) for b, v in logits.items()}
         self._val_outputs.append(({b: p.cpu() for b, p in probs.items()}, labels.cpu()))
+        self._val_refinement.update(refinement)
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
@@ -134,6 +169,41 @@ class AMMFMModule(LightningModule):
         if metrics["avg_auc"] is not None:
             self.log("val/avg_auc", metrics["avg_auc"], prog_bar=True)
         self._val_outputs.clear()
+        for key, value in self._val_refinement.flat("val/refinement").items():
+            self.log(key, value)
+        for stage, gates in self.network.gate_values().items():
+            for stream, value in gates.items():
+                self.log(f"gate/stage{stage}_{stream}", value)
+        self._val_refinement = RefinementMeter()
+
+    @torch.no_grad()
+    def block_summary(self, dataloader: Any) -> dict[str, Any]:
+        """What the fusion blocks do to the features of `dataloader`'s images (no TTA): per
+        block stage the mean relative change ||x_refined - x|| / ||x|| of the dermoscopy
+        features ("refinement"; the clinical ones under "clin_refinement" for BAB), and the
+        gate values when gated."""
+        spec = self.cfg.block
+        meter = RefinementMeter()
+        was_training = self.training
+        self.eval()
+        for clinic, derm, _ in dataloader:
+            inputs = self._layout(clinic.to(self.device), derm.to(self.device))
+            meter.update(self.network.forward_with_refinement(*inputs)[1])
+        self.train(was_training)
+        means = meter.means()
+        summary: dict[str, Any] = {
+            "type": spec.type,
+            "gate": spec.get("gate", "none"),
+            "stages": sorted(int(s) for s in means),
+            "refinement": {str(s): v["derm"] for s, v in means.items() if "derm" in v},
+        }
+        clin = {str(s): v["clin"] for s, v in means.items() if "clin" in v}
+        if clin:
+            summary["clin_refinement"] = clin
+        gates = self.network.gate_values()
+        if gates:
+            summary["gates"] = {str(s): v for s, v in gates.items()}
+        return summary
 
     # ---------------------------------------------------------------- prediction
     def predict_step(

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from src.config import HeadConfig
 from src.models.backbones import NUM_STAGES, StagedBackbone, create_backbone, stage_reductions
-from src.models.blocks import BLOCK_TYPES, create_block
+from src.models.blocks import BLOCK_TYPES, GATES, create_block, gate_values
 from src.models.heads import TaskHead
 from src.utils.errors import UserError
 
@@ -57,6 +57,7 @@ class NetworkSpec:
     block: str
     stages: tuple[int, ...]  # stages followed by a fusion block (empty for cat)
     qk_reduction: int
+    gate: str  # none (Eq. 1) | zero (learnable scalar from 0)
     image_size: int
     drop_path_rate: float
     head_hidden: tuple[int, ...]
@@ -147,6 +148,9 @@ def validate_network_config(cfg: object) -> NetworkSpec:
     qk_reduction = int(cfg.block.get("qk_reduction", 8))
     if qk_reduction < 1:
         _fail(f"block.qk_reduction={qk_reduction} must be a positive integer")
+    gate = str(cfg.block.get("gate", "none"))
+    if gate not in GATES:
+        _fail(f"block.gate={gate} is not one of {', '.join(GATES)}")
     image_size = int(cfg.data.image_size)
     if image_size < 32 or image_size % 32:
         _fail(f"data.image_size={image_size} must be a positive multiple of 32 (stride-32 stages)")
@@ -162,6 +166,7 @@ def validate_network_config(cfg: object) -> NetworkSpec:
         block=block,
         stages=tuple(sorted(stages)) if block != "cat" else (),
         qk_reduction=qk_reduction,
+        gate=gate,
         image_size=image_size,
         drop_path_rate=float(cfg.backbone.get("drop_path_rate", 0.0) or 0.0),
         head_hidden=hidden,
@@ -177,6 +182,12 @@ def clin_backbone_name(cfg: object) -> str | None:
     cfg = _as_dictconfig(cfg)
     streams = dict(_stream_specs(cfg, _mode(cfg)))
     return streams["clin"].backbone if "clin" in streams else None
+
+
+def relative_change(before: Tensor, after: Tensor) -> Tensor:
+    """||after - before|| / ||before|| per sample (norms over all features), float32 [B]."""
+    before, after = before.float().flatten(1), after.float().flatten(1)
+    return (after - before).norm(dim=1) / before.norm(dim=1).clamp_min(1e-12)
 
 
 class FusionNetwork(nn.Module):
@@ -210,13 +221,24 @@ class FusionNetwork(nn.Module):
         return {name: own.get(name, fallback) for name in STREAMS}
 
     def _run_streams(
-        self, clinic: Tensor, derm: Tensor, keep: list[dict[str, Tensor]] | None = None
+        self,
+        clinic: Tensor,
+        derm: Tensor,
+        keep: list[dict[str, Tensor]] | None = None,
+        refinement: dict[int, dict[str, Tensor]] | None = None,
     ) -> dict[str, Tensor]:
         x = {name: img for name, img in (("clin", clinic), ("derm", derm)) if name in self.streams}
         for stage in range(NUM_STAGES):
             x = {name: self.streams[name].forward_stage(stage, feat) for name, feat in x.items()}
             if str(stage) in self.blocks:
-                x["clin"], x["derm"] = self.blocks[str(stage)](x["clin"], x["derm"])
+                before = x
+                x = dict(zip(STREAMS, self.blocks[str(stage)](x["clin"], x["derm"])))
+                if refinement is not None:
+                    refinement[stage] = {
+                        name: relative_change(before[name], x[name])
+                        for name in STREAMS
+                        if x[name] is not before[name]
+                    }
             if keep is not None:
                 keep.append(dict(x))
         return x
@@ -228,7 +250,22 @@ class FusionNetwork(nn.Module):
         return keep
 
     def forward(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
-        features = self._run_streams(clinic, derm)
+        return self._heads(self._run_streams(clinic, derm))
+
+    def forward_with_refinement(
+        self, clinic: Tensor, derm: Tensor
+    ) -> tuple[dict[str, Tensor], dict[int, dict[str, Tensor]]]:
+        """Logits, and per block stage and refined stream the relative change
+        ||x_refined - x|| / ||x|| of every sample's features [B] (how much each block acts)."""
+        refinement: dict[int, dict[str, Tensor]] = {}
+        return self._heads(self._run_streams(clinic, derm, refinement=refinement)), refinement
+
+    def gate_values(self) -> dict[int, dict[str, float]]:
+        """{stage: {stream: gamma}} of gated blocks (block.gate=zero); empty otherwise."""
+        gates = {int(stage): gate_values(block) for stage, block in self.blocks.items()}
+        return {stage: values for stage, values in gates.items() if values}
+
+    def _heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
         pooled = {name: self.streams[name].pool(feat) for name, feat in features.items()}
         logits = {name: self.heads[name](vec) for name, vec in pooled.items()}
         if FUSION in self.heads:
@@ -279,6 +316,7 @@ def build_network(cfg: object, *, load_weights: bool = True) -> FusionNetwork:
             streams["clin"].channels[stage],
             streams["derm"].channels[stage],
             spec.qk_reduction,
+            spec.gate,
         )
         if block is not None:
             blocks[stage] = block
