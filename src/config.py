@@ -47,7 +47,7 @@ class BackboneConfig:
     name: str = "swinv2_tiny_window8_256"
     pretrained: bool = True
     weights: str | None = None  # local .safetensors/.pth file; wins over the hub
-    drop_path_rate: float = 0.0
+    drop_path_rate: float = 0.0  # stochastic depth; each conf/backbone/*.yaml sets its own
 
 
 @dataclass
@@ -57,6 +57,7 @@ class FusionConfig:
     mode: str = "aff"  # sff | aff | derm_only | clin_only
     clin_backbone: str | None = "mobilenetv3_small_100"  # aff only; null = same as backbone
     clin_weights: str | None = None  # local weights for the clinical backbone (aff only)
+    clin_drop_path_rate: float = 0.0  # stochastic depth of the clinical backbone (aff only)
 
 
 @dataclass
@@ -91,6 +92,8 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     tta_views: list[str] = field(default_factory=lambda: list(TTA_VIEW_NAMES))
     weight_grid_step: float = 0.05  # fusion weight search grid over [step, 1]
+    # float32 matmuls: highest (full fp32) | high (TF32 where the GPU has it) | medium (bf16)
+    matmul_precision: str = "high"
     channels_last: bool = False
     compile: bool = False
 

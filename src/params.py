@@ -110,6 +110,7 @@ def _signature(cfg: DictConfig) -> tuple:
         block,
         stages,
         cfg.block.qk_reduction,
+        cfg.block.get("gate", "none") if block != "cat" else "none",
         cfg.backbone.name,
         clin_backbone_name(cfg),
     )

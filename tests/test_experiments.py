@@ -153,3 +153,14 @@ def test_launcher_presets_compose() -> None:
     assert list(slurm.setup) == ["export NO_ALBUMENTATIONS_UPDATE=1"]
     assert joblib._target_.endswith("JoblibLauncher") and joblib.n_jobs == 4
     assert local._target_.endswith("submitit_launcher.LocalLauncher")
+
+
+def test_table7_rows_pin_their_backbones_against_a_backbone_override(
+    table_jobs: dict[str, list[tuple[tuple, str, str]]],
+) -> None:
+    with hydra_conf():
+        jobs = [compose_job(job) for job in expand("table7", ["seed=0", "backbone=resnet"])]
+        overridden = [(architecture(summary_of(cfg)), cfg.hydra.sweep.subdir) for cfg in jobs]
+    plain = [(arch, subdir) for arch, _, subdir in table_jobs["table7"]]
+    assert sorted(overridden) == sorted(plain)  # same models, same run folders
+    assert all(cfg.backbone.name != "resnet50" for cfg in jobs)

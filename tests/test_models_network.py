@@ -186,3 +186,29 @@ def test_incompatible_choices_fail_with_one_line(overrides: list[str], keys: lis
     assert "\n" not in message
     for key in keys:
         assert key in message
+
+
+def _drop_path_rates(module: torch.nn.Module) -> list[float]:
+    """drop_prob of every stochastic-depth layer (timm's DropPath) in `module`."""
+    return [m.drop_prob for m in module.modules() if type(m).__name__ == "DropPath"]
+
+
+def test_configured_drop_path_rate_is_passed_to_every_stream() -> None:
+    net = build_network(_cfg("fusion=aff", "backbone=swin", "block=cat"))
+    derm = _drop_path_rates(net.streams["derm"])
+    assert derm and max(derm) == pytest.approx(0.2)  # conf/backbone/swin.yaml, the last block
+    assert _drop_path_rates(net.streams["clin"]) == []  # MobileNetV3: fusion.clin_drop_path_rate 0
+
+    off = build_network(_cfg("backbone=swin", "backbone.drop_path_rate=0", "block=cat"))
+    assert _drop_path_rates(off) == []  # 0 is passed, not timm's own 0.1
+
+    swapped = build_network(
+        _cfg("+experiment/row=ammfm_clin_st_derm_mn", "fusion.clin_drop_path_rate=0.3")
+    )
+    assert max(_drop_path_rates(swapped.streams["clin"])) == pytest.approx(0.3)
+    assert _drop_path_rates(swapped.streams["derm"]) == []
+
+
+def test_drop_path_rate_out_of_range_is_one_line() -> None:
+    with pytest.raises(UserError, match=r"^backbone.drop_path_rate=1.5 must be in \[0, 1\)$"):
+        validate_network_config(_cfg("backbone.drop_path_rate=1.5"))

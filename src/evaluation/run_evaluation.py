@@ -14,7 +14,7 @@ from src.data.datamodule import Derm7ptDataModule
 from src.evaluation.artifacts import write_metrics, write_plots, write_predictions
 from src.evaluation.pipeline import evaluate
 from src.models.module import AMMFMModule
-from src.models.network import clin_backbone_name
+from src.models.network import clin_backbone_name, validate_network_config
 from src.params import count_parameters
 from src.utils.instantiate import log_summary
 from src.utils.run_info import git_commit, machine_info, package_versions
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
     """The choices that identify a configuration (what a report groups runs by)."""
+    spec = validate_network_config(cfg)
     summary: dict[str, Any] = {
         "fusion": cfg.fusion.mode,
         "block": cfg.block.type,
@@ -37,6 +38,12 @@ def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
         "pretrained": cfg.backbone.pretrained,
         "max_epochs": cfg.trainer.max_epochs,
         "swa_epochs": cfg.model.swa_epochs,
+        "swa_lr": cfg.model.get("swa_lr"),
+        "drop_path_rate": {name: s.drop_path_rate for name, s in spec.streams},
+        "augment_p": cfg.data.get("augment_p"),
+        "photometric": cfg.data.get("photometric"),
+        "precision": str(cfg.trainer.get("precision", "32-true")),
+        "matmul_precision": cfg.model.get("matmul_precision", "high"),
     }
     try:
         from hydra.core.hydra_config import HydraConfig

@@ -47,9 +47,8 @@ def create_timm_model(
     """The complete timm model (ImageNet classifier included), built for `image_size` inputs."""
     if not timm.is_model(name):
         raise UserError(f"backbone {name!r} is not a timm model name (see timm.list_models())")
-    kwargs: dict[str, object] = {"pretrained": pretrained}
-    if drop_path_rate:
-        kwargs["drop_path_rate"] = drop_path_rate
+    # Always passed: timm's own default differs per family (0.1 for Swin), and would apply unseen.
+    kwargs: dict[str, object] = {"pretrained": pretrained, "drop_path_rate": drop_path_rate}
     if _needs_img_size(name):
         kwargs["img_size"] = image_size
     return timm.create_model(name, **kwargs)

@@ -19,6 +19,8 @@ from src.models.lr_schedule import lr_factor_schedule
 from src.models.network import build_network
 from src.utils.errors import UserError
 
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+
 
 class NonFiniteLossError(UserError):
     """Raised at the first NaN/inf loss; names where it happened (printed as one line)."""
@@ -75,6 +77,12 @@ class AMMFMModule(LightningModule):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         self.save_hyperparameters({"cfg": cfg})
         self.cfg = OmegaConf.create(cfg)
+        matmul = self.cfg.model.get("matmul_precision", "high")
+        if matmul not in MATMUL_PRECISIONS:
+            raise UserError(
+                f"model.matmul_precision={matmul}: expected one of {', '.join(MATMUL_PRECISIONS)}"
+            )
+        torch.set_float32_matmul_precision(matmul)  # process-wide, as torch defines it
         self.network = build_network(self.cfg)
         if self.cfg.model.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)

@@ -46,6 +46,7 @@ class StreamSpec:
     pretrained: bool
     weights: str | None
     weights_key: str  # the config key that sets `weights`, for error messages
+    drop_path_rate: float  # stochastic depth of this stream's backbone (always passed to timm)
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,6 @@ class NetworkSpec:
     qk_reduction: int
     gate: str  # none (Eq. 1) | zero (learnable scalar from 0)
     image_size: int
-    drop_path_rate: float
     head_hidden: tuple[int, ...]
     head_dropout: float
 
@@ -89,6 +89,13 @@ def _mode(cfg: DictConfig) -> str:
     return mode
 
 
+def _drop_path_rate(value: object, key: str) -> float:
+    rate = float(value or 0.0)  # type: ignore[arg-type]
+    if not 0.0 <= rate < 1.0:
+        _fail(f"{key}={value} must be in [0, 1)")
+    return rate
+
+
 def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], ...]:
     backbone, fusion = cfg.backbone, cfg.fusion
     clin_name = fusion.get("clin_backbone")
@@ -101,14 +108,22 @@ def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], .
         if name and not timm.is_model(name):
             _fail(f"{key}={name} is not a timm model name")
     pretrained = bool(backbone.pretrained)
-    main = StreamSpec(backbone.name, pretrained, backbone.get("weights"), "backbone.weights")
+    main = StreamSpec(
+        backbone.name,
+        pretrained,
+        backbone.get("weights"),
+        "backbone.weights",
+        _drop_path_rate(backbone.get("drop_path_rate", 0.0), "backbone.drop_path_rate"),
+    )
     clin = main
-    if fusion.get("clin_weights"):
+    if clin_name or fusion.get("clin_weights"):
         clin = StreamSpec(
-            clin_name or backbone.name, pretrained, fusion.clin_weights, "fusion.clin_weights"
+            clin_name or backbone.name,
+            pretrained,
+            fusion.get("clin_weights"),
+            "fusion.clin_weights",
+            _drop_path_rate(fusion.get("clin_drop_path_rate", 0.0), "fusion.clin_drop_path_rate"),
         )
-    elif clin_name and clin_name != backbone.name:
-        clin = StreamSpec(clin_name, pretrained, None, "fusion.clin_weights")
     specs = {"clin": clin, "derm": main}
     return tuple((name, specs[name]) for name in _MODE_STREAMS[mode])
 
@@ -168,7 +183,6 @@ def validate_network_config(cfg: object) -> NetworkSpec:
         qk_reduction=qk_reduction,
         gate=gate,
         image_size=image_size,
-        drop_path_rate=float(cfg.backbone.get("drop_path_rate", 0.0) or 0.0),
         head_hidden=hidden,
         head_dropout=float(head.dropout),
     )
@@ -304,7 +318,7 @@ def build_network(cfg: object, *, load_weights: bool = True) -> FusionNetwork:
             image_size=spec.image_size,
             pretrained=stream.pretrained and load_weights,
             weights=stream.weights if load_weights else None,
-            drop_path_rate=spec.drop_path_rate,
+            drop_path_rate=stream.drop_path_rate,
             weights_key=stream.weights_key,
         )
         for name, stream in spec.streams

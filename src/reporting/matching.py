@@ -15,9 +15,17 @@ from src.reporting.aggregate import ConfigResult, config_key
 
 
 def architecture(config: dict[str, Any]) -> tuple:
-    """(fusion, block, dermoscopy backbone, clinical backbone, (block stages, q/k width))."""
+    """(fusion, block, dermoscopy backbone, clinical backbone, (block stages, q/k width, gate))."""
     block = config["block"]
-    attention = () if block == "cat" else (tuple(config["block_stages"]), config["qk_reduction"])
+    attention = (
+        ()
+        if block == "cat"
+        else (
+            tuple(config["block_stages"]),
+            config["qk_reduction"],
+            config.get("block_gate", "none"),
+        )
+    )
     return (config["fusion"], block, config["backbone"], config.get("clin_backbone"), attention)
 
 

@@ -37,16 +37,30 @@ def describe(config: dict[str, Any]) -> str:
             name += f" stages {','.join(map(str, stages))}"
         if qk not in (None, DEFAULT_QK_REDUCTION):
             name += f" qk c/{qk}"
+        if config.get("block_gate", "none") != "none":
+            name += f" gate {config['block_gate']}"
     return name
 
 
+PAPER_PRECISIONS = ("32-true", "32", "32-mixed")  # fp32 training, as the paper's code
+
+
+def off_recipe_precision(config: dict[str, Any]) -> str | None:
+    """The trainer precision when it is not the paper's fp32 (e.g. "bf16-mixed"), else None."""
+    precision = str(config.get("precision", "32-true"))
+    return None if precision in PAPER_PRECISIONS else precision
+
+
 def setting(config: dict[str, Any]) -> str:
-    """How a configuration was trained, e.g. "derm7pt 224px 250ep SWA50 pretrained"."""
+    """How a configuration was trained, e.g. "derm7pt 224px 250ep SWA50 pretrained"; a
+    precision other than fp32 is named, marked as off the paper's recipe."""
     weights = "pretrained" if config.get("pretrained") else "from scratch"
     swa = f" SWA{config['swa_epochs']}" if config.get("swa_epochs") else ""
+    precision = off_recipe_precision(config)
+    off = f" {precision} (off recipe)" if precision else ""
     return (
         f"{config.get('data')} {config.get('image_size')}px "
-        f"{config.get('max_epochs')}ep{swa} {weights}"
+        f"{config.get('max_epochs')}ep{swa} {weights}{off}"
     )
 
 
