@@ -129,3 +129,13 @@ def test_bad_mode_and_unwritable_dir(images, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(UserError, match=r"data\.cache_dir"):
         ImageCache(32, "disk", blocker, source_root).get(paths[0])
+
+
+def test_an_entry_replaced_by_a_folder_is_named(images, tmp_path):
+    root, paths = images
+    cache = ImageCache(16, "disk", tmp_path / "cache", root)
+    entry = cache.entry_path(paths[0])
+    entry.mkdir(parents=True)
+    with pytest.raises(UserError, match=r"^image cache entry .* is a folder") as err:
+        cache.get(paths[0])
+    assert str(entry) in str(err.value) and "\n" not in str(err.value)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -201,3 +202,45 @@ def test_overlapping_splits(release_copy):
     _write_rows(path, rows)
     message = _error(release_copy)
     assert str(path) in message and f"row {train_first}" in message and "train" in message
+
+
+# ------------------------------------------------------------------ leakage and hostile files
+def test_duplicated_row_in_another_split_is_leakage(release_copy):
+    """A meta.csv row duplicated at the end and listed in the test index: the test split would
+    hold a training case's images. The run stops with both cases named."""
+    meta = release_copy / "meta/meta.csv"
+    rows = _read_rows(meta)
+    train_row = int(_read_rows(release_copy / "meta/train_indexes.csv")[3]["indexes"])
+    copy = dict(rows[train_row], case_num="9999")
+    _write_rows(meta, [*rows, copy])
+    test_index = release_copy / "meta/test_indexes.csv"
+    _write_rows(test_index, [*_read_rows(test_index), {"indexes": str(len(rows))}])
+    message = _error(release_copy)
+    assert f"case {rows[train_row]['case_num']!r} (row {train_row}, train)" in message
+    assert f"case '9999' (row {len(rows)}, test)" in message
+
+
+def test_real_metadata_has_no_image_shared_across_splits(real_meta_release):
+    load_release(real_meta_release)  # its 9 clinic == derm pairs stay within one case
+
+
+def test_header_only_meta_csv_says_it_is_empty(release_copy):
+    meta = release_copy / "meta/meta.csv"
+    meta.write_text(meta.read_text().splitlines()[0] + "\n")
+    assert "has a header but no cases" in _error(release_copy)
+
+
+def test_fifo_at_an_image_path_is_refused_not_opened(release_copy):
+    case = next(c for c in load_release(release_copy).cases[50:] if c.clinic != c.derm)
+    case.derm.unlink()
+    os.mkfifo(case.derm)
+    message = _error(release_copy)
+    assert f"row {case.index}" in message and "not a regular file" in message
+
+
+def test_symlink_loop_in_images_does_not_hang(release_copy):
+    (release_copy / "images" / "loop").symlink_to(release_copy / "images")
+    (release_copy / "images" / "a" / "b").mkdir(parents=True)
+    (release_copy / "images" / "a" / "b" / "up").symlink_to(release_copy / "images" / "a")
+    release = load_release(release_copy)
+    assert len(release.cases) == sum(SPLIT_SIZES.values())

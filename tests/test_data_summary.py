@@ -66,3 +66,30 @@ def test_broken_folder_exits_with_one_line(release_copy):
 
     missing = _run(str(release_copy / "nope"))
     assert missing.returncode == 2 and "data=synthetic" in missing.stderr
+
+
+def test_identical_bytes_across_splits_are_reported(release_copy):
+    release = load_release(release_copy)
+    train_case, test_case = release.splits["train"][5], release.splits["test"][7]
+    test_case.derm.unlink()
+    test_case.derm.write_bytes(train_case.derm.read_bytes())  # same image, another file name
+    result = _run(str(release_copy), "--json")
+    assert result.returncode == 0, result.stderr
+    shared = json.loads(result.stdout)["identical_images_across_splits"]
+    assert len(shared) == 1
+    assert {(u["split"], u["case_num"]) for u in shared[0]["cases"]} == {
+        ("train", train_case.case_num),
+        ("test", test_case.case_num),
+    }
+    text = _run(str(release_copy)).stdout
+    assert "WARNING: identical image bytes in cases of different splits" in text
+
+
+def test_synthetic_release_folder_is_shareable(synthetic_release):
+    assert synthetic_release.stat().st_mode & 0o055 == 0o055 & ~_umask()
+
+
+def _umask() -> int:
+    from src.utils.io import current_umask
+
+    return current_umask()

@@ -80,6 +80,11 @@ class ImageCache:
         return arr
 
     def _write_entry(self, entry: Path, arr: np.ndarray) -> None:
+        if entry.is_dir():
+            raise UserError(
+                f"image cache entry {entry} is a folder, not a cached image; delete it (or the "
+                f"whole cache folder {self.dir}) and run again"
+            )
         try:
             with atomic_path(entry) as tmp:
                 np.save(tmp, arr)

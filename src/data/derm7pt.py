@@ -11,6 +11,7 @@ import csv
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,18 +69,42 @@ class _ImageIndex:
         self.dir = images_dir
         self.exact: set[str] = set()
         self.folded: dict[str, str] = {}
-        for dirpath, _, files in os.walk(images_dir, followlinks=True):
-            rel_dir = Path(dirpath).relative_to(images_dir).as_posix()
-            for name in files:
-                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+        self.not_regular: set[str] = set()  # FIFOs, sockets, devices: never opened
+        for rel, entry in _walk_files(images_dir):
+            if entry.is_file():  # follows a link to its target
                 self.exact.add(rel)
                 self.folded.setdefault(rel.lower(), rel)
+            else:
+                self.not_regular.add(rel.lower())
 
     def resolve(self, raw: str) -> str | None:
         rel = raw.strip().replace("\\", "/")
         if rel in self.exact:
             return rel
         return self.folded.get(rel.lower())
+
+
+def _walk_files(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(path relative to `root`, entry) of every non-directory below `root`. Linked folders are
+    followed, each real folder once, so a symlink loop cannot make the walk endless."""
+    seen: set[tuple[int, int]] = set()
+    pending = [("", root)]
+    while pending:
+        prefix, folder = pending.pop()
+        try:
+            st = folder.stat()
+        except OSError:
+            continue  # a dangling link
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = f"{prefix}{entry.name}"
+                if entry.is_dir():
+                    pending.append((f"{rel}/", Path(entry.path)))
+                else:
+                    yield rel, entry
 
 
 def _field(row: dict[str, str], column: str) -> str:
@@ -112,6 +137,8 @@ def _parse_meta(root: Path, images: _ImageIndex) -> tuple[list[Case], list[str]]
     missing = [c for c in needed if c not in header]
     if missing:
         raise UserError(f"{meta_path}: missing column(s) {', '.join(missing)}")
+    if not rows:
+        raise UserError(f"{meta_path} has a header but no cases; use the release's meta.csv")
     cases, fixes = [], []
     for i, row in enumerate(rows):
         where = _where(meta_path, i, row)
@@ -121,6 +148,11 @@ def _parse_meta(root: Path, images: _ImageIndex) -> tuple[list[Case], list[str]]
             raw = _field(row, column)
             found = images.resolve(raw) if raw else None
             if found is None:
+                if raw.replace("\\", "/").lower() in images.not_regular:
+                    raise UserError(
+                        f"{where}: {column} image {raw!r} under {images.dir} is not a regular "
+                        "file (a pipe, socket or device); replace it with the image file"
+                    )
                 raise UserError(f"{where}: {column} image {raw!r} not found under {images.dir}")
             if found != raw:
                 fixes.append(f"{raw} -> {found}")
@@ -180,6 +212,7 @@ def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = Fals
     duplicates = [c.index for c in cases if c.clinic == c.derm]
     dropped = set(duplicates) if drop_duplicate_pairs else set()
     splits = {s: [cases[i] for i in rows if i not in dropped] for s, rows in split_rows.items()}
+    check_no_shared_images(splits, root / "meta" / "meta.csv")
 
     for fix in fixes:
         log.info("resolved image path case-insensitively: %s", fix)
@@ -190,6 +223,23 @@ def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = Fals
             "; dropped (data.drop_duplicate_pairs=true)" if drop_duplicate_pairs else "",
         )
     return Release(root, cases, splits, duplicates, fixes)
+
+
+def check_no_shared_images(splits: dict[str, list[Case]], meta_path: Path) -> None:
+    """Stop when an image file belongs to cases of two different splits: the test split would
+    see training images. (An image used twice within one case, clinic == derm, is fine.)"""
+    owner: dict[Path, tuple[str, Case]] = {}
+    for split, cases in splits.items():
+        for case in cases:
+            for path in {case.clinic, case.derm}:
+                first = owner.setdefault(path, (split, case))
+                if first[0] != split:
+                    other = first[1]
+                    raise UserError(
+                        f"{meta_path}: image {path} belongs to case {other.case_num!r} (row "
+                        f"{other.index}, {first[0]}) and case {case.case_num!r} (row {case.index}, "
+                        f"{split}); a split must not share images with another: fix the index files"
+                    )
 
 
 def class_counts(cases: list[Case]) -> dict[str, dict[str, int]]:

@@ -23,6 +23,38 @@ def _unreadable(path: Path, err: Exception) -> UserError:
     return UserError(f"cannot decode image {path} ({err}); replace it with a good copy of the file")
 
 
+def _regular_file(path: Path) -> Path:
+    """`path`, if it is a regular file (a FIFO or device would block or never end)."""
+    if not path.is_file():
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        raise UserError(f"image {path} {what}; point meta.csv at a regular image file")
+    return path
+
+
+def to_rgb(img: Image.Image, path: Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of a decoded image of any mode Pillow opens.
+
+    16-bit grayscale ("I;16*", and "I" with values in 0..65535, how 16-bit PNGs and TIFFs
+    open) is scaled to 8 bits: Pillow's own conversion clips it, turning it white. Float images
+    have no defined range and are refused.
+    """
+    if img.mode.startswith("I;16") or img.mode == "I":
+        arr = np.asarray(img).astype(np.int64)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise UserError(
+                f"image {path} is 32-bit ({img.mode}) with values outside 0..65535; "
+                "save it as 8-bit RGB"
+            )
+        gray = ((arr * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(gray[..., None], 3, axis=2)
+    if img.mode == "F":
+        raise UserError(
+            f"image {path} has floating-point pixels (mode F) without a defined range; "
+            "save it as 8-bit RGB"
+        )
+    return np.asarray(img.convert("RGB"))
+
+
 def decode_rgb(path: Path, min_side: int | None = None) -> np.ndarray:
     """The image at `path` as an (H, W, 3) uint8 RGB array, EXIF orientation applied.
 
@@ -31,11 +63,10 @@ def decode_rgb(path: Path, min_side: int | None = None) -> np.ndarray:
     image is about to be shrunk to min_side anyway.
     """
     try:
-        with Image.open(path) as img:
+        with Image.open(_regular_file(path)) as img:
             if min_side is not None:
                 img.draft("RGB", (min_side, min_side))
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(img.convert("RGB"))
+            return to_rgb(ImageOps.exif_transpose(img), path)
     except _DECODE_ERRORS as err:
         raise _unreadable(path, err) from None
 
@@ -52,8 +83,10 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
 def check_decodable(path: Path) -> None:
     """Raise UserError unless `path` decodes; JPEGs are decoded at 1/8 scale to keep this cheap."""
     try:
-        with Image.open(path) as img:
+        with Image.open(_regular_file(path)) as img:
             img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
+            if img.mode == "F":
+                to_rgb(img, path)  # refused with its one-line reason
     except _DECODE_ERRORS as err:
         raise _unreadable(path, err) from None

@@ -10,6 +10,7 @@ unless --no-verify. A broken folder exits with status 2 and a one-line error.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from typing import Any
 
@@ -19,9 +20,31 @@ from src.data.schema import TASKS
 from src.utils.errors import exit_on_user_error
 
 
-def summarize(release: Release) -> dict[str, Any]:
-    """The --json object: splits (n, counts per task and class), duplicate_pairs, path_fixes."""
-    return {
+def identical_images_across_splits(release: Release) -> list[dict[str, Any]]:
+    """Files with the same bytes under different paths, used by cases of different splits
+    (a copied image leaks a training case into the test split): one entry per content."""
+    owners: dict[str, set[tuple[str, str, str]]] = {}
+    for split, cases in release.splits.items():
+        for case in cases:
+            for path in {case.clinic, case.derm}:
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                owners.setdefault(digest, set()).add((split, case.case_num, str(path)))
+    found = []
+    for digest, uses in sorted(owners.items()):
+        if len({split for split, _, _ in uses}) > 1:
+            found.append(
+                {
+                    "sha256": digest,
+                    "cases": [{"split": s, "case_num": c, "path": p} for s, c, p in sorted(uses)],
+                }
+            )
+    return found
+
+
+def summarize(release: Release, check_content: bool = False) -> dict[str, Any]:
+    """The --json object: splits (n, counts per task and class), duplicate_pairs, path_fixes,
+    and with `check_content` the identical images shared across splits."""
+    summary = {
         "root": str(release.root),
         "splits": {
             split: {"n": len(cases), "counts": class_counts(cases)}
@@ -31,6 +54,9 @@ def summarize(release: Release) -> dict[str, Any]:
         "duplicate_pair_cases": [release.cases[i].case_num for i in release.duplicate_pairs],
         "path_fixes": list(release.path_fixes),
     }
+    if check_content:
+        summary["identical_images_across_splits"] = identical_images_across_splits(release)
+    return summary
 
 
 def format_summary(summary: dict[str, Any]) -> str:
@@ -58,6 +84,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     fixes = summary["path_fixes"]
     lines.append(f"paths resolved case-insensitively: {len(fixes)}")
     lines += [f"  {fix}" for fix in fixes]
+    for shared in summary.get("identical_images_across_splits", []):
+        uses = ", ".join(f"{u['case_num']} ({u['split']}: {u['path']})" for u in shared["cases"])
+        lines.append(f"WARNING: identical image bytes in cases of different splits: {uses}")
     return "\n".join(lines)
 
 
@@ -72,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_verify:
         for path in sorted({p for c in release.cases for p in (c.clinic, c.derm)}):
             check_decodable(path)
-    summary = summarize(release)
+    summary = summarize(release, check_content=not args.no_verify)
     print(json.dumps(summary) if args.json else format_summary(summary))
 
 

@@ -37,6 +37,7 @@ from src.data.schema import (
     TASKS,
 )
 from src.utils.errors import UserError, exit_on_user_error
+from src.utils.io import current_umask
 
 N_CASES = sum(SPLIT_SIZES.values())  # 1011
 N_DUPLICATE_PAIRS = 9
@@ -275,6 +276,7 @@ def generate_synthetic_release(
         raise UserError(f"{out} already exists; delete it or choose another output folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a dataset is meant to be shared
     try:
         _write_release(tmp, seed, long_side)
         try:
