@@ -15,6 +15,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 TTA_VIEW_NAMES = ["identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw"]
+# Allowed values of the string settings (checked by src/config_checks.py before data loads).
+CACHE_MODES = ("disk", "memory", "none")
+PHOTOMETRIC_CHOICES = ("clin", "derm", "both", "none")
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("cosine", "none")
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 @dataclass

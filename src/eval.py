@@ -50,6 +50,7 @@ def checkpoint_config(stored: dict[str, Any], run_cfg: DictConfig) -> DictConfig
 def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     import lightning as L
 
+    from src.config_checks import check_config_values
     from src.data.datamodule import Derm7ptDataModule
     from src.evaluation.run_evaluation import evaluate_and_save
     from src.models.module import AMMFMModule
@@ -57,7 +58,9 @@ def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     from src.utils.logging_setup import route_lightning_logs_to_root
 
     ckpt = read_checkpoint(run_cfg.ckpt_path)
+    check_config_values(ckpt["hyper_parameters"]["cfg"], source=f"ckpt_path={run_cfg.ckpt_path}")
     cfg = checkpoint_config(ckpt["hyper_parameters"]["cfg"], run_cfg)
+    check_config_values(cfg)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

@@ -59,6 +59,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one configuration and evaluate it; returns the metrics written to metrics.json."""
     import lightning as L
 
+    from src.config_checks import check_config_values
     from src.data.datamodule import Derm7ptDataModule
     from src.evaluation.artifacts import METRICS_FILE, is_complete
     from src.evaluation.run_evaluation import evaluate_and_save
@@ -75,6 +76,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from src.utils.io import atomic_path, atomic_write_text
     from src.utils.logging_setup import route_lightning_logs_to_root
 
+    check_config_values(cfg)  # out-of-range values fail before anything is read or written
     run_dir = Path(cfg.paths.output_dir)
     if cfg.get("skip_complete") and cfg.get("ckpt_path") is None and is_complete(run_dir):
         check_same_settings(cfg, run_dir)

@@ -150,3 +150,27 @@ def test_demo_learns_on_synthetic_data(synthetic_release: Path, tmp_path: Path) 
     cfg = compose_config(synthetic_release, tmp_path / "demo", base=("experiment=demo",))
     metrics = train(cfg)
     assert metrics["avg_auc"] > 0.6, metrics["avg_auc"]
+
+
+def test_a_hostile_stored_config_is_refused_before_it_is_built(
+    trained_run: Path, synthetic_release: Path, tmp_path: Path
+):
+    import torch
+
+    from src.eval import evaluate_checkpoint
+    from src.models.module import AMMFMModule
+    from src.utils.errors import UserError
+
+    ckpt = torch.load(trained_run / "checkpoints" / "final.ckpt", weights_only=True)
+    ckpt["hyper_parameters"]["cfg"]["data"]["image_size"] = 8192  # would allocate ~GBs
+    hostile = tmp_path / "hostile.ckpt"
+    torch.save(ckpt, hostile)
+    with pytest.raises(UserError, match=r"stored config: data.image_size=8192 must be"):
+        AMMFMModule.from_trained(ckpt["hyper_parameters"]["cfg"], ckpt["state_dict"], hostile)
+    eval_dir = tmp_path / "eval"
+    cfg = compose_config(
+        synthetic_release, eval_dir, [f"ckpt_path={hostile}"], config_name="eval", base=()
+    )
+    with pytest.raises(UserError, match=rf"^ckpt_path={hostile}: stored config: data.image_size"):
+        evaluate_checkpoint(cfg)
+    assert not eval_dir.exists()

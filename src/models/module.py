@@ -10,6 +10,8 @@ from lightning.pytorch import LightningModule
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from src.config import MATMUL_PRECISIONS
+from src.config_checks import check_config_values
 from src.data.sampling import mix_seed
 from src.data.schema import TASK_NAMES
 from src.evaluation.metrics import compute_metrics
@@ -18,8 +20,6 @@ from src.evaluation.tta import tta_probabilities
 from src.models.lr_schedule import lr_factor_schedule
 from src.models.network import build_network
 from src.utils.errors import UserError
-
-MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 class NonFiniteLossError(UserError):
@@ -98,6 +98,7 @@ class AMMFMModule(LightningModule):
         """A module rebuilt from a stored config and its trained weights (no pretrained
         download: the weights come from `state_dict`); `source` names the file in errors."""
         cfg = OmegaConf.create(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg))
+        check_config_values(cfg, source=f"ckpt_path={source}")
         cfg.backbone.pretrained = False
         cfg.backbone.weights = None
         cfg.fusion.clin_weights = None
