@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 TTA_VIEW_NAMES = ["identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw"]
 # Allowed values of the string settings (checked by src/config_checks.py before data loads).
@@ -133,7 +133,17 @@ class TrainConfig:
     extras: Any = None
 
 
+def job_suffix(override_dirname: str) -> str:
+    """ "_<overrides>" for a sweep job's folder name ("" without any): the job's overrides that
+    the folder name does not already say (hydra.job.config.override_dirname.exclude_keys), so
+    jobs that differ only in, say, model.lr never share a run folder."""
+    if not override_dirname:
+        return ""
+    return "_" + override_dirname.replace("/", "-").replace(",", "_")
+
+
 def register_configs() -> None:
-    """Register the schema nodes; called before Hydra composes a config."""
+    """Register the schema nodes and resolvers; called before Hydra composes a config."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
+    OmegaConf.register_new_resolver("job_suffix", job_suffix, replace=True)

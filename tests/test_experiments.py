@@ -164,3 +164,13 @@ def test_table7_rows_pin_their_backbones_against_a_backbone_override(
     plain = [(arch, subdir) for arch, _, subdir in table_jobs["table7"]]
     assert sorted(overridden) == sorted(plain)  # same models, same run folders
     assert all(cfg.backbone.name != "resnet50" for cfg in jobs)
+
+
+def test_jobs_differing_in_an_unnamed_setting_get_their_own_folders() -> None:
+    with hydra_conf():
+        jobs = expand("demo", ["model.lr=1e-3,1e-4", "data.batch_size=8", "seed=0,1"])
+        subdirs = [compose_job(job).hydra.sweep.subdir for job in jobs]
+        seed_only = compose_job(["experiment=demo", "seed=3"]).hydra.sweep.subdir
+    assert len(jobs) == 4 and len(set(subdirs)) == 4
+    assert "aff-aab-swin_data.batch_size=8,model.lr=0.001/seed1".replace(",", "_") in subdirs
+    assert seed_only == "aff-aab-swin/seed3"  # named settings add nothing

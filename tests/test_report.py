@@ -295,3 +295,14 @@ def test_figures_per_configuration(tmp_path: Path) -> None:
         "roc/AFF_MN+ST_AAB_synthetic_64px_6ep_SWA50_from_scratch.png",
     ]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_a_folder_with_both_results_and_an_error_counts_as_failed(tmp_path: Path) -> None:
+    """Two jobs that wrote one folder: one finished, one failed. Neither is averaged."""
+    run = complete_run(tmp_path / "sweep/aff-aab-swin/seed0", AMMFM, 0, 0.80)
+    failed_run(run, AMMFM, 0, "[Errno 17] File exists: 'checkpoints'")
+    (record,) = find_runs([tmp_path / "sweep"])
+    assert record.status == "failed"
+    assert record.error is not None and "holds both metrics.json and error.txt" in record.error
+    results, _ = group_runs([record])
+    assert results[0].n == 0

@@ -43,6 +43,10 @@ def run_sweep(overrides: list[str], sweep_dir: Path) -> subprocess.CompletedProc
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
 
 
+# What `tiny` adds to a job's folder name: its result-changing overrides (conf/hydra/default.yaml)
+TINY_SUFFIX = "_model.tta_views=[identity]_model.weight_grid_step=0.25"
+
+
 def tiny(release: Path, tmp_path: Path) -> list[str]:
     """Seconds per job: MobileNet single-stream models, 32 px, 2 batches, one TTA view."""
     return [
@@ -96,12 +100,13 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
         sweep,
     )
     assert result.returncode == 1, result.stderr[-3000:]
+    folder = "derm_only-{}-mobilenet_backbone.pretrained=false/seed0"
     for block in ("aab", "bab"):
-        line = read_failure(sweep / f"derm_only-{block}-mobilenet" / "seed0")
+        line = read_failure(sweep / folder.format(block))
         assert line is not None and line.startswith("UserError: "), result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "2 job(s) of this sweep failed" in log
-    assert "FAILED derm_only-bab-mobilenet/seed0: UserError" in log
+    assert f"FAILED {folder.format('bab')}: UserError" in log
 
 
 @pytest.mark.slow
@@ -116,7 +121,7 @@ def test_sweep_report_rerun_skip_and_settings_guard(
         "+experiment/row=derm_only,clin_only",
         "seed=0,1",
     ]
-    broken = sweep / "clin_only-cat-mobilenet" / "seed1"
+    broken = sweep / f"clin_only-cat-mobilenet{TINY_SUFFIX}" / "seed1"
     broken.mkdir(parents=True)
     (broken / "checkpoints").write_text("not a folder")
 
@@ -125,9 +130,9 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     assert "1 job(s) of this sweep failed" in first.stdout + first.stderr
     finished = sorted(p.parent.relative_to(sweep).as_posix() for p in sweep.rglob("metrics.json"))
     assert finished == [
-        "clin_only-cat-mobilenet/seed0",
-        "derm_only-cat-mobilenet/seed0",
-        "derm_only-cat-mobilenet/seed1",
+        f"clin_only-cat-mobilenet{TINY_SUFFIX}/seed0",
+        f"derm_only-cat-mobilenet{TINY_SUFFIX}/seed0",
+        f"derm_only-cat-mobilenet{TINY_SUFFIX}/seed1",
     ]
     assert read_failure(broken).startswith("FileExistsError: ")  # type: ignore[union-attr]
 
@@ -136,7 +141,9 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     out = sweep / "report"
     overview = pd.read_csv(out / "configurations.csv").set_index("configuration")
     derm_aucs = [
-        json.loads((sweep / f"derm_only-cat-mobilenet/seed{s}/metrics.json").read_text())["avg_auc"]
+        json.loads(
+            (sweep / f"derm_only-cat-mobilenet{TINY_SUFFIX}/seed{s}/metrics.json").read_text()
+        )["avg_auc"]
         for s in (0, 1)
     ]
     expected = Stat.of(derm_aucs).scaled(100)
@@ -144,7 +151,9 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     assert overview.loc["derm-only MN", "avg_auc_mean"] == pytest.approx(expected.mean, abs=0.01)
     assert overview.loc["derm-only MN", "avg_auc_std"] == pytest.approx(expected.std, abs=0.01)
     assert overview.loc["derm-only MN", "status"] == "complete"
-    clin_auc = json.loads((sweep / "clin_only-cat-mobilenet/seed0/metrics.json").read_text())
+    clin_auc = json.loads(
+        (sweep / f"clin_only-cat-mobilenet{TINY_SUFFIX}/seed0/metrics.json").read_text()
+    )
     assert overview.loc["clin-only MN", "n"] == 1  # the failed seed is not averaged in
     assert overview.loc["clin-only MN", "avg_auc_mean"] == pytest.approx(
         clin_auc["avg_auc"] * 100, abs=0.01
@@ -167,12 +176,15 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     assert (broken / "metrics.json").is_file() and read_failure(broken) is None
     assert (second.stdout + second.stderr).count("is complete: skipped") == 3
 
-    # Re-running into the same folder with another learning rate must not reuse those runs.
-    third = run_sweep([*overrides, "model.lr=0.002"], sweep)
+    # A finished run made with other settings (here: its stored learning rate) is not reused.
+    saved = OmegaConf.load(broken / "config.yaml")
+    saved.model.lr = 0.002
+    OmegaConf.save(saved, broken / "config.yaml")
+    third = run_sweep(overrides, sweep)
     assert third.returncode == 1
     line = read_failure(broken)
     assert line is not None and "holds a finished run with other settings" in line
-    assert "model.lr: 3e-05 -> 0.002" in line
+    assert "model.lr: 0.002 -> 3e-05" in line
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 
 
@@ -191,7 +203,7 @@ def test_submitit_local_launcher_runs_jobs_and_records_failures(
     ]
     result = run_sweep(overrides, sweep)
     assert result.returncode == 1, result.stderr[-3000:]
-    assert (sweep / "clin_only-cat-mobilenet/seed0/metrics.json").is_file()
-    line = read_failure(sweep / "clin_only-aab-mobilenet/seed0")
+    assert (sweep / f"clin_only-cat-mobilenet{TINY_SUFFIX}/seed0/metrics.json").is_file()
+    line = read_failure(sweep / f"clin_only-aab-mobilenet{TINY_SUFFIX}/seed0")
     assert line is not None and line.startswith("UserError: ")
     assert list((sweep / ".submitit").iterdir())  # submitit's job folders

@@ -53,6 +53,7 @@ RESULT_KEYS = (
     "block",
     "model",
     "trainer.max_epochs",
+    "trainer.precision",
     "trainer.limit_train_batches",
     "trainer.accumulate_grad_batches",
 )

@@ -93,6 +93,16 @@ def load_run(run_dir: Path, name: str | None = None) -> RunRecord:
     """
     name = str(run_dir) if name is None else name
     cfg = _load_cfg(run_dir)
+    if is_complete(run_dir) and (run_dir / ERROR_FILE).exists():
+        # Two jobs wrote one folder (one finished, one failed): neither result can be trusted.
+        return RunRecord(
+            name,
+            FAILED,
+            _seed_of(cfg),
+            None if cfg is None else summary_of(cfg),
+            error=f"holds both {METRICS_FILE} and {ERROR_FILE} ({read_failure(run_dir)}); "
+            "rerun this job into its own folder",
+        )
     if is_complete(run_dir):
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
         return RunRecord(
