@@ -186,6 +186,11 @@ def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint
 def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.format != "onnx":
         raise UserError(f"format={cfg.format}: only onnx is supported")
+    if cfg.get("out") and Path(cfg.out).is_dir():
+        raise UserError(
+            f"out={cfg.out} is a folder; give the ONNX file to write, e.g. "
+            f"{Path(cfg.out) / 'model.onnx'}"
+        )
     weights = cfg.get("fusion_weights")
     predictor = load_predictor(
         cfg.ckpt_path,

@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import register_configs
-from src.utils.checkpoints import verify_checkpoint
+from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError, exit_on_user_error
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -52,19 +52,36 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
             f"ckpt_path={ckpt_path}: no checkpoint at {path}; give an existing .ckpt file, or "
             "ckpt_path=last together with hydra.run.dir=<the run's directory>"
         )
-    return verify_checkpoint(path)
+    read_checkpoint(path)  # intact, weights-only and written by src.train, or one line
+    return path
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one configuration and evaluate it; returns the metrics written to metrics.json."""
+    from src.config_checks import check_config_values
+    from src.evaluation.artifacts import METRICS_FILE, is_complete
+    from src.models.network import validate_network_config
+    from src.utils.folder_lock import folder_lock
+
+    check_config_values(cfg)  # out-of-range values fail before anything is read or written
+    run_dir = Path(cfg.paths.output_dir)
+    if cfg.get("skip_complete") and cfg.get("ckpt_path") is None and is_complete(run_dir):
+        check_same_settings(cfg, run_dir)
+        log.info("%s/%s is complete: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
+        return json.loads((run_dir / METRICS_FILE).read_text())
+
+    validate_network_config(cfg)  # incompatible choices fail before any data loads
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    with folder_lock(run_dir):  # a second run into this folder is turned away
+        return _fit_and_evaluate(cfg, run_dir, ckpt_path)
+
+
+def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) -> dict[str, Any]:
     import lightning as L
 
-    from src.config_checks import check_config_values
     from src.data.datamodule import Derm7ptDataModule
-    from src.evaluation.artifacts import METRICS_FILE, is_complete
     from src.evaluation.run_evaluation import evaluate_and_save
     from src.models.module import AMMFMModule
-    from src.models.network import validate_network_config
     from src.models.swa import swa_callback
     from src.utils.instantiate import (
         drop_unusable_callbacks,
@@ -76,15 +93,6 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from src.utils.io import atomic_path, atomic_write_text
     from src.utils.logging_setup import route_lightning_logs_to_root
 
-    check_config_values(cfg)  # out-of-range values fail before anything is read or written
-    run_dir = Path(cfg.paths.output_dir)
-    if cfg.get("skip_complete") and cfg.get("ckpt_path") is None and is_complete(run_dir):
-        check_same_settings(cfg, run_dir)
-        log.info("%s/%s is complete: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
-        return json.loads((run_dir / METRICS_FILE).read_text())
-
-    validate_network_config(cfg)  # incompatible choices fail before any data loads
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 

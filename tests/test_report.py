@@ -306,3 +306,12 @@ def test_a_folder_with_both_results_and_an_error_counts_as_failed(tmp_path: Path
     assert record.error is not None and "holds both metrics.json and error.txt" in record.error
     results, _ = group_runs([record])
     assert results[0].n == 0
+
+
+def test_non_numeric_metrics_are_not_averaged(tmp_path: Path) -> None:
+    run = complete_run(tmp_path / "sweep/aff-aab-swin/seed0", AMMFM, 0, 0.80)
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["avg_auc"] = "0.8O"
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    (record,) = find_runs([tmp_path / "sweep"])
+    assert record.status == "failed" and "non-numeric avg_auc" in (record.error or "")

@@ -217,3 +217,119 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path: Path):
         raise RuntimeError("crash mid-write")
     assert json.loads(target.read_text()) == {"avg_auc": 0.5}
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+# ------------------------------------------------------------------ one writer per folder
+def test_a_second_run_into_a_locked_folder_is_turned_away(synthetic_release, tmp_path):
+    from src.utils.folder_lock import folder_lock
+
+    run_dir = tmp_path / "run"
+    with folder_lock(run_dir), pytest.raises(UserError) as info:
+        train(compose_config(synthetic_release, run_dir, ["test=false"]))
+    message = str(info.value)
+    assert message.startswith(f"{run_dir} is in use by another run (pid {os.getpid()} on ")
+    assert "\n" not in message and not (run_dir / "config.yaml").exists()
+
+
+def test_the_lock_of_a_dead_process_is_taken_over(tmp_path):
+    from src.utils.folder_lock import LOCK_FILE, folder_lock
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from src.utils.folder_lock import folder_lock;"
+            f"cm = folder_lock({str(tmp_path)!r}); cm.__enter__(); print('held', flush=True);"
+            "time.sleep(60)",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    busy = rf"in use by another run \(pid {holder.pid} on "
+    with pytest.raises(UserError, match=busy), folder_lock(tmp_path):
+        pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    assert (tmp_path / LOCK_FILE).exists()  # left behind by the killed holder
+    with folder_lock(tmp_path):  # and taken over
+        assert f"pid {os.getpid()} " in (tmp_path / LOCK_FILE).read_text()
+
+
+# ------------------------------------------------------------------ no room to write
+def test_no_room_for_a_checkpoint_is_one_line_and_leaves_nothing_half_written(
+    synthetic_release, tmp_path
+):
+    import resource
+
+    run_dir = tmp_path / "full"
+
+    def small_files() -> None:  # as on a full disk: writes past 4 MB fail (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4_000_000, 4_000_000))
+
+    result = subprocess.run(
+        _train_command(synthetic_release, run_dir, "callbacks=default", "model.swa_epochs=0"),
+        env=ENV,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+    )
+    line = _one_line_error(result)
+    assert line.startswith("error: no room") and "ckpt_path=last" in line
+    left = (
+        sorted(p.name for p in (run_dir / "checkpoints").glob("*"))
+        if (run_dir / "checkpoints").exists()
+        else []
+    )
+    assert left == []  # no partial checkpoint
+    assert not (run_dir / "metrics.json").exists()
+
+
+# ------------------------------------------------------------------ late errors, one line
+def test_non_finite_outputs_in_validation_stop_with_their_location(synthetic_release, tmp_path):
+    from src.models.module import AMMFMModule
+
+    module = AMMFMModule(compose_config(synthetic_release, tmp_path)).eval()
+    clinic, derm = torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32)
+    derm[0, 0, 0, 0] = float("inf")
+    with pytest.raises(NonFiniteLossError, match=r"^non-finite outputs in validation at epoch 0"):
+        module.validation_step((clinic, derm, torch.zeros(2, 8, dtype=torch.long)), 0)
+
+
+def test_weights_of_another_network_are_one_line(synthetic_release, tmp_path):
+    from src.models.module import AMMFMModule
+
+    other = AMMFMModule(compose_config(synthetic_release, tmp_path, ["block.qk_reduction=4"]))
+    cfg = compose_config(synthetic_release, tmp_path)
+    with pytest.raises(UserError, match=r"^ckpt_path=x.ckpt: weights do not fit .*size mismatch"):
+        AMMFMModule.from_trained(cfg, other.state_dict(), "x.ckpt")
+
+
+def test_a_pickled_last_checkpoint_is_refused_in_one_line(synthetic_release, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {}, "x": torch.nn.ReLU()}, run_dir / "checkpoints" / "last.ckpt")
+    with pytest.raises(UserError, match="refused to load objects beyond tensors"):
+        train(compose_config(synthetic_release, run_dir, ["ckpt_path=last"]))
+
+
+def test_an_unreadable_meta_file_is_one_line(release_copy):
+    from src.data.derm7pt import load_release
+
+    meta = release_copy / "meta" / "meta.csv"
+    meta.unlink()
+    meta.mkdir()  # unreadable as a file, whoever runs the test (root included)
+    with pytest.raises(UserError, match=rf"^{meta} is not a regular file"):
+        load_release(release_copy)
+
+
+def test_export_to_a_folder_is_one_line(tmp_path):
+    from omegaconf import OmegaConf
+
+    from src.export import run
+
+    cfg = OmegaConf.create({"format": "onnx", "out": str(tmp_path), "ckpt_path": "x.ckpt"})
+    with pytest.raises(UserError, match=rf"^out={tmp_path} is a folder"):
+        run(cfg)

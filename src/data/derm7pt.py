@@ -51,6 +51,8 @@ class Release:
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    if path.exists() and not path.is_file():
+        raise UserError(f"{path} is not a regular file; put the release's CSV file there")
     if not path.is_file():
         raise UserError(f"{path} is missing; is this a derm7pt release_v0 folder? {HOW_TO_GET}")
     try:
@@ -60,6 +62,8 @@ def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
             return list(reader.fieldnames or []), rows
     except (UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"{path} is not a readable CSV file: {err}") from None
+    except OSError as err:
+        raise UserError(f"cannot read {path} ({err.strerror}); check its permissions") from None
 
 
 class _ImageIndex:
@@ -98,13 +102,18 @@ def _walk_files(root: Path) -> Iterator[tuple[str, os.DirEntry[str]]]:
         if (st.st_dev, st.st_ino) in seen:
             continue
         seen.add((st.st_dev, st.st_ino))
-        with os.scandir(folder) as entries:
-            for entry in entries:
-                rel = f"{prefix}{entry.name}"
-                if entry.is_dir():
-                    pending.append((f"{rel}/", Path(entry.path)))
-                else:
-                    yield rel, entry
+        try:
+            entries = list(os.scandir(folder))
+        except OSError as err:
+            raise UserError(
+                f"cannot list {folder} ({err.strerror}); check the permissions of data.root"
+            ) from None
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            if entry.is_dir():
+                pending.append((f"{rel}/", Path(entry.path)))
+            else:
+                yield rel, entry
 
 
 def _field(row: dict[str, str], column: str) -> str:

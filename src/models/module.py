@@ -103,7 +103,17 @@ class AMMFMModule(LightningModule):
         cfg.backbone.weights = None
         cfg.fusion.clin_weights = None
         module = cls(cfg)
-        missing, unexpected = module.load_state_dict(state_dict, strict=False)
+        try:
+            missing, unexpected = module.load_state_dict(state_dict, strict=False)
+        except RuntimeError as err:
+            detail = next(
+                (ln.strip() for ln in str(err).splitlines() if "size mismatch" in ln), "mismatch"
+            )
+            raise UserError(
+                f"ckpt_path={source}: weights do not fit the network of this config ({detail}); "
+                "evaluate a checkpoint with the settings it was trained with (drop backbone=, "
+                "fusion= or block= overrides)"
+            ) from None
         if missing or unexpected:
             raise UserError(
                 f"ckpt_path={source}: weights do not fit the stored network "
@@ -157,6 +167,13 @@ class AMMFMModule(LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         clinic, derm, labels = batch
         logits, refinement = self.network.forward_with_refinement(*self._layout(clinic, derm))
+        for branch, values in logits.items():
+            if not torch.isfinite(values).all():
+                raise NonFiniteLossError(
+                    f"non-finite outputs in validation at epoch {self.current_epoch}, batch "
+                    f"{batch_idx}: branch '{branch}'; the last good checkpoint is kept (lower "
+                    "model.lr or check the inputs)"
+                )
         probs = {b: task_softmax(v.float()) for b, v in logits.items()}
         self._val_outputs.append(({b: p.cpu() for b, p in probs.items()}, labels.cpu()))
         self._val_refinement.update(refinement)

@@ -86,6 +86,25 @@ def _seed_of(cfg: DictConfig | None) -> int | None:
         return None
 
 
+def non_numeric_metrics(metrics: dict[str, Any]) -> list[str]:
+    """Keys of the headline metrics (AVG AUC/ACC, per-label AUC, per-task ACC) whose values are
+    neither numbers nor null: such a file was damaged or hand-edited and is not averaged."""
+
+    def numeric(value: object) -> bool:
+        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+    bad = [key for key in ("avg_auc", "avg_acc") if not numeric(metrics.get(key))]
+    for group in ("auc", "acc"):
+        values = metrics.get(group)
+        if not isinstance(values, dict):
+            bad.append(group)
+            continue
+        bad += [f"{group}.{k}" for k, v in values.items() if not numeric(v)]
+    if not isinstance(metrics.get("seed"), int):
+        bad.append("seed")
+    return bad
+
+
 def load_run(run_dir: Path, name: str | None = None) -> RunRecord:
     """Read one run directory (see the module docstring for the statuses).
 
@@ -105,6 +124,15 @@ def load_run(run_dir: Path, name: str | None = None) -> RunRecord:
         )
     if is_complete(run_dir):
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        bad = non_numeric_metrics(metrics)
+        if bad:
+            return RunRecord(
+                name,
+                FAILED,
+                _seed_of(cfg),
+                None if cfg is None else summary_of(cfg),
+                error=f"{METRICS_FILE} has non-numeric {', '.join(bad)}; rerun it",
+            )
         return RunRecord(
             name,
             COMPLETE,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -14,8 +15,22 @@ class UserError(Exception):
     """Bad input from the user (config, files, data). Printed as one line, no traceback."""
 
 
+# Writes that fail for lack of room: the disk, a quota, or a file-size limit (ulimit -f).
+NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def no_room_message(err: OSError) -> str:
+    where = f" writing {err.filename}" if err.filename else ""
+    return (
+        f"no room{where} ({err.strerror or err}); free disk space or raise the quota/file-size "
+        "limit, or point paths.log_dir elsewhere; files already complete (checkpoints, results) "
+        "are intact and a run resumes with ckpt_path=last"
+    )
+
+
 def exit_on_user_error(func: F) -> F:
-    """Decorate a command-line entry point: a UserError prints `error: <message>` and exits 2."""
+    """Decorate a command-line entry point: a UserError (or a write that ran out of room)
+    prints `error: <message>` as one line and exits 2."""
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -23,6 +38,11 @@ def exit_on_user_error(func: F) -> F:
             return func(*args, **kwargs)
         except UserError as err:
             print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        except OSError as err:
+            if err.errno not in NO_ROOM:
+                raise
+            print(f"error: {no_room_message(err)}", file=sys.stderr)
             raise SystemExit(2) from None
 
     return wrapper  # type: ignore[return-value]
