@@ -333,3 +333,17 @@ def test_export_to_a_folder_is_one_line(tmp_path):
     cfg = OmegaConf.create({"format": "onnx", "out": str(tmp_path), "ckpt_path": "x.ckpt"})
     with pytest.raises(UserError, match=rf"^out={tmp_path} is a folder"):
         run(cfg)
+
+
+def test_an_unwritable_run_folder_is_one_line(synthetic_release, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = subprocess.run(
+        _train_command(synthetic_release, blocker / "run"),
+        env=ENV,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
+    line = _one_line_error(result)
+    assert line.startswith(f"error: hydra.run.dir={blocker / 'run'} cannot be created or written")
