@@ -37,7 +37,7 @@ from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS, ONNX_ROWS, REFEREN
 from src.benchmarks.inference import InferenceSettings
 from src.benchmarks.report import evaluate_targets, render_markdown
 from src.benchmarks.timing import cpu_model, load_average, memory_total_gib
-from src.train import PROJECT_ROOT
+from src.project import PROJECT_ROOT
 from src.utils.errors import UserError, exit_on_user_error
 
 log = logging.getLogger("src.bench")

@@ -16,7 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from src.train import PROJECT_ROOT  # noqa: F401  (sets PROJECT_ROOT, registers the schema)
+import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import exit_on_user_error
 

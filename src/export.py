@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.data.schema import ALL_LABELS
 from src.predict import FusedPredictor, load_predictor
-from src.train import PROJECT_ROOT  # noqa: F401  (sets PROJECT_ROOT, registers the schema)
 from src.utils.errors import UserError, exit_on_user_error
 from src.utils.io import atomic_path, atomic_write_json
 

@@ -32,9 +32,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.data.schema import ALL_LABELS, TASKS
 from src.evaluation.artifacts import METRICS_FILE
-from src.train import PROJECT_ROOT  # noqa: F401  (sets PROJECT_ROOT, registers the schema)
 from src.utils.errors import UserError, exit_on_user_error
 
 if TYPE_CHECKING:
@@ -61,8 +61,8 @@ def module_from_checkpoint(ckpt_path: str | Path) -> AMMFMModule:
     Weights-only loading; the network is rebuilt from the configuration stored in the
     checkpoint, without downloading or loading any pretrained weights.
     """
-    from src.eval import read_checkpoint
     from src.models.module import AMMFMModule
+    from src.utils.checkpoints import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path)
     cfg = OmegaConf.create(ckpt["hyper_parameters"]["cfg"])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import register_configs
+import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.utils.checkpoints import verify_checkpoint
 from src.utils.errors import UserError, exit_on_user_error
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
-register_configs()
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, NUM_CLASSES, TASK_NAMES
 from src.evaluation.artifacts import write_predictions
 from src.evaluation.probabilities import task_softmax
-from src.params import compose_config
+from src.project import compose_config
 from src.reference import load_paper_results
 from src.report import main, write_report
 from src.reporting.aggregate import Stat, group_runs

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from src.params import compose_config
+from src.project import compose_config
 from src.report import main as report_main
 from src.reporting.aggregate import Stat
 from src.reporting.run_status import (

@@ -33,7 +33,7 @@ def architecture(config: dict[str, Any]) -> tuple:
 def paper_summaries() -> dict[str, dict[str, Any]]:
     """paper row id -> configuration summary of the config its overrides compose (as src.train
     would compose them), in the form metrics.json records."""
-    from src.params import compose_config
+    from src.project import compose_config
     from src.reference import load_paper_results
     from src.reporting.runs import summary_of
 
