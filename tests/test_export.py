@@ -12,8 +12,9 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from src.data.schema import ALL_LABELS
-from src.export import export_onnx, onnx_session, random_inputs, run, run_onnx
-from src.predict import load_predictor
+from src.export import run
+from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
+from src.inference.predictor import load_predictor
 from src.utils.errors import UserError
 from tests.test_predict import RUN_WEIGHTS, one_thread, save_tiny_checkpoint
 from tests.train_helpers import CONF_DIR

@@ -21,8 +21,9 @@ from src.benchmarks.training import batch_loader, random_batch
 from src.data.datamodule import Derm7ptDataModule
 from src.data.schema import ALL_LABELS, TASKS
 from src.evaluation.fusion_weights import fuse
+from src.inference.predictor import ImagePair, load_predictor
 from src.models.module import AMMFMModule
-from src.predict import load_predictor, run
+from src.predict import run
 from src.utils.errors import UserError
 from tests.train_helpers import CONF_DIR, compose_config
 
@@ -128,7 +129,6 @@ def test_same_preprocessing_tta_and_weights_as_evaluation(
     )
     datamodule.setup()
     dataset = datamodule.datasets["test"]
-    from src.predict import ImagePair
 
     cases = dataset.cases[:4]
     pairs = [ImagePair(c.case_num, c.clinic, c.derm) for c in cases]
