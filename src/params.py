@@ -15,23 +15,15 @@ import argparse
 import json
 from collections.abc import Sequence
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import TrainConfig
-from src.models.network import build_network, clin_backbone_name, validate_network_config
+from src.models.network import clin_backbone_name, count_parameters, validate_network_config
 from src.project import CONF_DIR, compose_config
 from src.reference import PaperModel, load_paper_results
 from src.utils.errors import exit_on_user_error
 
 PAPER_IMAGE_SIZE = 224
-
-
-def count_parameters(cfg: object) -> dict[str, int]:
-    """{"trainable", "paper_accounting", ...} of the network `cfg` describes; no weights loaded."""
-    with torch.device("meta"):
-        network = build_network(cfg, load_weights=False)
-    return network.parameter_counts()
 
 
 def _millions(n: int) -> float:

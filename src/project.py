@@ -12,6 +12,7 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from src.config import register_configs
@@ -27,8 +28,13 @@ register_configs()
 _FALLBACK = "params_fallback"
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
+def compose_config(
+    overrides: Sequence[str] = (), config_name: str = "train", *, hydra_config: bool = False
+) -> DictConfig:
     """Compose the project's config with Hydra (as `python -m src.train` would, unresolved).
+
+    `hydra_config=True` keeps the `hydra` node and makes it the current Hydra config, so the
+    `${hydra:...}` interpolations (run directories, tags) resolve as in a Hydra run.
 
     Without conf/<config_name>.yaml, composes the schema with the model groups only
     (backbone=swin fusion=aff block=aab), which is all the network needs.
@@ -40,7 +46,10 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "train") ->
         config_name = _FALLBACK
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose(config_name, overrides=list(overrides))
+            cfg = compose(config_name, overrides=list(overrides), return_hydra_config=hydra_config)
     except Exception as err:  # Hydra's messages (unknown key, bad option, ...), on one line
         message = " ".join(str(err).split())
         raise UserError(f"cannot compose the config with {list(overrides)}: {message}") from err
+    if hydra_config:
+        HydraConfig.instance().set_config(cfg)
+    return cfg

@@ -14,11 +14,10 @@ from src.benchmarks.gpu import measure_options
 from src.benchmarks.inference import InferenceSettings, count_flops, measure
 from src.benchmarks.report import evaluate_targets, render_markdown
 from src.benchmarks.timing import summarize
-from src.params import count_parameters
+from src.models.network import count_parameters
 from src.utils.errors import UserError
-from tests.test_predict import one_thread
 
-__all__ = ["one_thread"]  # the autouse fixture applies to this module too
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 TINY = InferenceSettings(image_size=32, batch=2, warmup=0, runs=2, batch_runs=1, onnx_runs=1)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -19,11 +18,11 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from src.config import register_configs
+from src.project import CONF_DIR
 from src.reference import load_paper_results
 from src.reporting.matching import architecture, paper_architectures
 from src.reporting.runs import summary_of
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 ROWS = sorted(p.stem for p in (CONF_DIR / "experiment" / "row").glob("*.yaml"))
 

@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from src.models.network import validate_network_config
+from src.models.network import count_parameters, validate_network_config
 from src.params import (
-    count_parameters,
     main,
     paper_row_config,
     paper_row_counts,

@@ -20,7 +20,6 @@ import torch
 from omegaconf import OmegaConf
 
 from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, NUM_CLASSES, TASK_NAMES
-from src.evaluation.artifacts import write_predictions
 from src.evaluation.probabilities import task_softmax
 from src.project import compose_config
 from src.reference import load_paper_results
@@ -28,11 +27,12 @@ from src.report import main, write_report
 from src.reporting.aggregate import Stat, group_runs
 from src.reporting.cells import ReportTable
 from src.reporting.render import latex, markdown
-from src.reporting.run_status import record_failure
 from src.reporting.runs import find_runs, summary_of
 from src.reporting.wandb_runs import metrics_from_summary
+from src.runs.artifacts import write_predictions
+from src.runs.loggers import log_summary
+from src.runs.status import record_failure
 from src.utils.errors import UserError
-from src.utils.instantiate import log_summary
 
 SCALE = (
     "data=synthetic",

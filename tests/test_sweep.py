@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from src.project import compose_config
+from src.project import PROJECT_ROOT, compose_config
 from src.report import main as report_main
 from src.reporting.aggregate import Stat
-from src.reporting.run_status import (
+from src.runs.status import (
     ERROR_FILE,
     clear_failure,
     error_line,
@@ -27,8 +27,6 @@ from src.reporting.run_status import (
     setting_differences,
 )
 from src.utils.errors import UserError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_sweep(overrides: list[str], sweep_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -40,7 +38,9 @@ def run_sweep(overrides: list[str], sweep_dir: Path) -> subprocess.CompletedProc
         "WANDB_MODE": "disabled",
     }
     command = [sys.executable, "-m", "src.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def tiny(release: Path, tmp_path: Path) -> list[str]:

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, MELANOMA_LABELS, TASK_NAMES
-from src.evaluation.artifacts import REQUIRED_METRIC_KEYS, is_complete
+from src.runs.files import REQUIRED_METRIC_KEYS, is_complete
 from src.train import train
-from tests.train_helpers import compose_config
+from tests.train_helpers import tiny_config
 
 WITH_CHECKPOINTS = ("callbacks=default",)
 KEEP_EVERY_EPOCH = ("callbacks.model_checkpoint.save_top_k=-1",)
@@ -32,7 +32,7 @@ def _check_metric_block(block: dict) -> None:
 @pytest.fixture(scope="module")
 def trained_run(synthetic_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("run") / "aff-aab"
-    train(compose_config(synthetic_release, run_dir, [*WITH_CHECKPOINTS, *KEEP_EVERY_EPOCH]))
+    train(tiny_config(synthetic_release, run_dir, [*WITH_CHECKPOINTS, *KEEP_EVERY_EPOCH]))
     return run_dir
 
 
@@ -70,7 +70,7 @@ def test_eval_reproduces_the_run_from_its_checkpoint(trained_run: Path, syntheti
     from src.eval import evaluate_checkpoint
 
     eval_dir = trained_run.parent / "eval"
-    cfg = compose_config(
+    cfg = tiny_config(
         synthetic_release,
         eval_dir,
         [f"ckpt_path={trained_run / 'checkpoints' / 'final.ckpt'}"],
@@ -99,7 +99,7 @@ def test_resume_after_first_epoch_reaches_the_uninterrupted_weights(
     # As if the run had died right after its first epoch: only epoch000.ckpt is there.
     shutil.copy(trained_run / "checkpoints" / "epoch000.ckpt", resumed_dir / "checkpoints")
     overrides = [*WITH_CHECKPOINTS, "ckpt_path=last", "test=false", "logger=csv"]
-    train(compose_config(synthetic_release, resumed_dir, overrides))
+    train(tiny_config(synthetic_release, resumed_dir, overrides))
     logged = pd.read_csv(resumed_dir / "csv" / "metrics.csv")
     assert set(logged.dropna(subset=["val/avg_acc"])["epoch"]) == {1}  # resumed, not restarted
     final = read_checkpoint(trained_run / "checkpoints" / "final.ckpt")["state_dict"]
@@ -119,7 +119,7 @@ def test_resume_with_another_swa_schedule_is_refused(trained_run: Path, syntheti
     shutil.copytree(trained_run / "checkpoints", resumed_dir / "checkpoints")
     overrides = [*WITH_CHECKPOINTS, "ckpt_path=last", "trainer.max_epochs=3"]
     with pytest.raises(UserError, match="averages weights from epoch 2 on, this run from epoch 3"):
-        train(compose_config(synthetic_release, resumed_dir, overrides))
+        train(tiny_config(synthetic_release, resumed_dir, overrides))
 
 
 def test_same_seed_same_weights_other_seed_differs(synthetic_release: Path, tmp_path: Path):
@@ -130,7 +130,7 @@ def test_same_seed_same_weights_other_seed_differs(synthetic_release: Path, tmp_
     quick = ("model.swa_epochs=0", "trainer.max_epochs=1", "test=false")
 
     def final_weights(name: str, seed: int) -> dict:
-        train(compose_config(synthetic_release, tmp_path / name, [*quick, f"seed={seed}"]))
+        train(tiny_config(synthetic_release, tmp_path / name, [*quick, f"seed={seed}"]))
         return read_checkpoint(tmp_path / name / "checkpoints" / "final.ckpt")["state_dict"]
 
     first, again, other = final_weights("a", 0), final_weights("b", 0), final_weights("c", 1)
@@ -140,13 +140,13 @@ def test_same_seed_same_weights_other_seed_differs(synthetic_release: Path, tmp_
 
 def test_complete_run_is_skipped_not_retrained(trained_run: Path, synthetic_release: Path):
     before = (trained_run / "metrics.json").stat().st_mtime_ns
-    metrics = train(compose_config(synthetic_release, trained_run, WITH_CHECKPOINTS))
+    metrics = train(tiny_config(synthetic_release, trained_run, WITH_CHECKPOINTS))
     assert (trained_run / "metrics.json").stat().st_mtime_ns == before
     assert metrics["seed"] == 0
 
 
 @pytest.mark.slow
 def test_demo_learns_on_synthetic_data(synthetic_release: Path, tmp_path: Path) -> None:
-    cfg = compose_config(synthetic_release, tmp_path / "demo", base=("experiment=demo",))
+    cfg = tiny_config(synthetic_release, tmp_path / "demo", base=("experiment=demo",))
     metrics = train(cfg)
     assert metrics["avg_auc"] > 0.6, metrics["avg_auc"]

@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from src.data.schema import ALL_LABELS
-from src.evaluation.artifacts import METRICS_FILE
+from src.runs.files import METRICS_FILE
 from src.utils.errors import UserError
 
 if TYPE_CHECKING:

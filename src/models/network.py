@@ -339,3 +339,11 @@ def build_network(cfg: object, *, load_weights: bool = True) -> FusionNetwork:
         dims[FUSION] = dims["clin"] + dims["derm"]
     heads = {name: TaskHead(dim, spec.head_hidden, spec.head_dropout) for name, dim in dims.items()}
     return FusionNetwork(streams, blocks, heads)
+
+
+def count_parameters(cfg: object) -> dict[str, int]:
+    """`FusionNetwork.parameter_counts` of the network `cfg` describes, built on the meta
+    device without weights: fast and offline."""
+    with torch.device("meta"):
+        network = build_network(cfg, load_weights=False)
+    return network.parameter_counts()

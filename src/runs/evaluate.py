@@ -1,4 +1,5 @@
-"""Evaluate a trained module and write a run's results (shared by src.train and src.eval)."""
+"""Evaluate a trained module and write a run's results (shared by src.train and src.eval):
+TTA predictions on valid and test, then `src.evaluation.pipeline.evaluate`, then the files."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
+from torch import Tensor
 
 from src.data.datamodule import Derm7ptDataModule
-from src.evaluation.artifacts import write_metrics, write_plots, write_predictions
 from src.evaluation.pipeline import evaluate
 from src.models.module import AMMFMModule
-from src.models.network import clin_backbone_name, validate_network_config
-from src.params import count_parameters
-from src.utils.instantiate import log_summary
+from src.models.network import clin_backbone_name, count_parameters, validate_network_config
+from src.runs.artifacts import write_metrics, write_plots, write_predictions
+from src.runs.files import METRICS_FILE
+from src.runs.loggers import log_summary
 from src.utils.run_info import git_commit, machine_info, package_versions
 
 log = logging.getLogger(__name__)
@@ -69,6 +73,18 @@ def build_eval_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     )
 
 
+def predict_split(
+    trainer: Trainer, module: LightningModule, dataloader: Any
+) -> tuple[dict[str, Tensor], Tensor]:
+    """TTA probabilities of every branch for one split, in dataloader order."""
+    batches = trainer.predict(module, dataloaders=dataloader)
+    assert batches is not None
+    labels = torch.cat([lbl for _, lbl in batches])
+    branches = batches[0][0].keys()
+    probs = {b: torch.cat([p[b] for p, _ in batches]) for b in branches}
+    return probs, labels
+
+
 def evaluate_and_save(
     cfg: DictConfig,
     module: AMMFMModule,
@@ -80,8 +96,11 @@ def evaluate_and_save(
 ) -> dict[str, Any]:
     """TTA + validation weight search + test metrics -> metrics.json, predictions.csv, plots."""
     datamodule.setup("predict")
+    trainer = build_eval_trainer(cfg, run_dir)
+    val_probs, val_labels = predict_split(trainer, module, datamodule.val_dataloader())
+    test_probs, test_labels = predict_split(trainer, module, datamodule.test_dataloader())
     evaluation = evaluate(
-        build_eval_trainer(cfg, run_dir), module, datamodule, cfg.model.weight_grid_step
+        val_probs, val_labels, test_probs, test_labels, cfg.model.weight_grid_step
     )
     metrics = {
         **evaluation.metrics,
@@ -107,6 +126,6 @@ def evaluate_and_save(
         "n/a" if avg_auc is None else f"{avg_auc:.4f}",
         metrics["avg_acc"],
         evaluation.weights,
-        run_dir / "metrics.json",
+        run_dir / METRICS_FILE,
     )
     return metrics
