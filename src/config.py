@@ -4,17 +4,33 @@ The dataclasses are registered in Hydra's ConfigStore and listed first in the de
 primary configs, so a misspelt key or a value of the wrong type in the typed groups (data,
 backbone, fusion, block, model, paths) fails at compose time with Hydra's own message.
 Trainer, callbacks and logger stay free-form: they are `_target_` nodes for `instantiate`.
+
+The allowed values of the string choices are the `Literal`s below; OmegaConf cannot check a
+`Literal` field, so the fields are typed `str` and the code that reads them checks against these
+lists (the one definition of each).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 TTA_VIEW_NAMES = ["identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw"]
+
+FusionMode = Literal["sff", "aff", "derm_only", "clin_only"]
+BlockType = Literal["cat", "bab", "aab"]
+BlockGate = Literal["none", "zero"]  # none: Eq. 1 as written (D + v M); zero: D + g v M, g from 0
+CacheMode = Literal["disk", "memory", "none"]
+MatmulPrecision = Literal["highest", "high", "medium"]
+
+FUSION_MODES: tuple[str, ...] = get_args(FusionMode)
+BLOCK_TYPES: tuple[str, ...] = get_args(BlockType)
+BLOCK_GATES: tuple[str, ...] = get_args(BlockGate)
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
+MATMUL_PRECISIONS: tuple[str, ...] = get_args(MatmulPrecision)
 
 
 @dataclass
@@ -36,7 +52,7 @@ class DataConfig:
     photometric: str = (
         "clin"  # brightness/contrast on: clin (public pipelines) | derm | both | none
     )
-    cache: str = "disk"  # disk | memory | none: decoded, resized images keyed by image size
+    cache: str = "disk"  # CacheMode: decoded, resized images keyed by image size
     cache_dir: str | None = None  # default: <root>/.cache
 
 
@@ -54,7 +70,7 @@ class BackboneConfig:
 class FusionConfig:
     """Fusion framework: which streams exist and which backbone each uses."""
 
-    mode: str = "aff"  # sff | aff | derm_only | clin_only
+    mode: str = "aff"  # FusionMode
     clin_backbone: str | None = "mobilenetv3_small_100"  # aff only; null = same as backbone
     clin_weights: str | None = None  # local weights for the clinical backbone (aff only)
     clin_drop_path_rate: float = 0.0  # stochastic depth of the clinical backbone (aff only)
@@ -64,10 +80,10 @@ class FusionConfig:
 class BlockConfig:
     """Fusion block placed between stages of the two streams."""
 
-    type: str = "aab"  # cat | bab | aab
+    type: str = "aab"  # BlockType
     stages: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     qk_reduction: int = 8  # q/k channels = channels // qk_reduction
-    gate: str = "none"  # none: Eq. 1 as written (D + v M); zero: D + g v M, g learnable from 0
+    gate: str = "none"  # BlockGate
 
 
 @dataclass
@@ -92,7 +108,8 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     tta_views: list[str] = field(default_factory=lambda: list(TTA_VIEW_NAMES))
     weight_grid_step: float = 0.05  # fusion weight search grid over [step, 1]
-    # float32 matmuls: highest (full fp32) | high (TF32 where the GPU has it) | medium (bf16)
+    # MatmulPrecision of float32 matmuls: highest (full fp32), high (TF32 where the GPU has it),
+    # medium (bf16)
     matmul_precision: str = "high"
     channels_last: bool = False
     compile: bool = False

@@ -18,7 +18,12 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import TrainConfig
-from src.models.network import clin_backbone_name, count_parameters, validate_network_config
+from src.models.network import (
+    architecture,
+    count_parameters,
+    network_summary,
+    validate_network_config,
+)
 from src.project import CONF_DIR, compose_config
 from src.reference import PaperModel, load_paper_results
 from src.utils.errors import exit_on_user_error
@@ -71,25 +76,11 @@ def paper_rows() -> list[dict]:
     return records
 
 
-def _signature(cfg: DictConfig) -> tuple:
-    block = cfg.block.type
-    stages = () if block == "cat" else tuple(sorted(cfg.block.stages))
-    return (
-        cfg.fusion.mode,
-        block,
-        stages,
-        cfg.block.qk_reduction,
-        cfg.block.get("gate", "none") if block != "cat" else "none",
-        cfg.backbone.name,
-        clin_backbone_name(cfg),
-    )
-
-
 def matching_rows(cfg: DictConfig) -> list[PaperModel]:
     """Paper rows with the same framework, block (stages, q/k width) and backbones as `cfg`."""
-    mine = _signature(cfg)
+    mine = architecture(network_summary(cfg))
     rows = load_paper_results().models
-    return [row for row in rows if _signature(paper_row_config(row)) == mine]
+    return [row for row in rows if architecture(network_summary(paper_row_config(row))) == mine]
 
 
 def _diff(ours_m: float, paper_m: float | None) -> str:

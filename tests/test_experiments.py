@@ -18,9 +18,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from src.config import register_configs
+from src.models.network import architecture
 from src.project import CONF_DIR
 from src.reference import load_paper_results
-from src.reporting.matching import architecture, paper_architectures
+from src.reporting.matching import paper_architectures
 from src.reporting.runs import summary_of
 
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

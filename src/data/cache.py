@@ -21,13 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from src.config import CACHE_MODES
 from src.data.images import check_decodable, decode_rgb, resize_square
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
-
-CACHE_MODES = ("disk", "memory", "none")
 
 
 def check_cache_mode(mode: str) -> None:

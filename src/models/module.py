@@ -10,6 +10,7 @@ from lightning.pytorch import LightningModule
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
+from src.config import MATMUL_PRECISIONS
 from src.data.sampling import mix_seed
 from src.data.schema import TASK_NAMES
 from src.evaluation.metrics import compute_metrics
@@ -18,8 +19,6 @@ from src.evaluation.tta import tta_probabilities
 from src.models.lr_schedule import lr_factor_schedule
 from src.models.network import build_network
 from src.utils.errors import UserError
-
-MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 
 class NonFiniteLossError(UserError):

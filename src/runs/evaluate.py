@@ -17,7 +17,7 @@ from torch import Tensor
 from src.data.datamodule import Derm7ptDataModule
 from src.evaluation.pipeline import evaluate
 from src.models.module import AMMFMModule
-from src.models.network import clin_backbone_name, count_parameters, validate_network_config
+from src.models.network import count_parameters, network_summary, validate_network_config
 from src.runs.artifacts import write_metrics, write_plots, write_predictions
 from src.runs.files import METRICS_FILE
 from src.runs.loggers import log_summary
@@ -27,16 +27,11 @@ log = logging.getLogger(__name__)
 
 
 def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
-    """The choices that identify a configuration (what a report groups runs by)."""
+    """The choices that identify a configuration (what a report groups runs by): the network
+    (`network_summary`) and how it was trained."""
     spec = validate_network_config(cfg)
     summary: dict[str, Any] = {
-        "fusion": cfg.fusion.mode,
-        "block": cfg.block.type,
-        "backbone": cfg.backbone.name,
-        "clin_backbone": clin_backbone_name(cfg),
-        "block_stages": list(cfg.block.stages),
-        "qk_reduction": cfg.block.qk_reduction,
-        "block_gate": cfg.block.get("gate", "none"),
+        **network_summary(cfg),
         "image_size": cfg.data.image_size,
         "data": cfg.data.name,
         "pretrained": cfg.backbone.pretrained,
