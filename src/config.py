@@ -141,7 +141,6 @@ class TrainConfig:
     train: bool = True
     test: bool = True
     skip_complete: bool = True  # in sweeps: skip a run whose metrics.json is already complete
-    extras: Any = None
 
 
 def register_configs() -> None:
