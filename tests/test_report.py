@@ -256,19 +256,18 @@ def test_wandb_is_skipped_clearly_when_offline(
     assert "W&B skipped, offline here (WANDB_MODE=offline)" in err
 
 
-def test_wandb_summary_gives_back_the_metrics_a_run_logged() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.logged: dict[str, Any] = {}
-
-        def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
-            self.logged.update(metrics)
+def test_wandb_summary_gives_back_the_metrics_a_run_logged(tmp_path: Path) -> None:
+    """What log_summary gives a real logger (CSV: the same flat test/... scalars a W&B summary
+    holds) reads back as the run's metrics."""
+    from lightning.pytorch.loggers import CSVLogger
 
     metrics = _metrics(AMMFM, 3, 0.81)
     metrics["auc"]["VS/IR"] = 0.42
-    recorder = Recorder()
-    log_summary([recorder], metrics, {}, step=0)  # type: ignore[list-item]
-    back = metrics_from_summary(recorder.logged)
+    logger = CSVLogger(tmp_path, name="csv", version=0)
+    log_summary([logger], metrics, {}, step=0)
+    logger.save()
+    logged = pd.read_csv(Path(logger.log_dir) / "metrics.csv").iloc[0].dropna().to_dict()
+    back = metrics_from_summary(logged)
     assert back is not None
     assert back["avg_auc"] == 0.81 and back["seed"] == 3
     assert back["auc"] == metrics["auc"] and back["acc"] == metrics["acc"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, MELANOMA_LABELS, TASK_NAMES
 from src.runs.files import REQUIRED_METRIC_KEYS, is_complete
 from src.train import train
+from src.utils.checkpoints import read_checkpoint
 from tests.train_helpers import tiny_config
 
 WITH_CHECKPOINTS = ("callbacks=default",)
@@ -47,11 +49,20 @@ def test_run_writes_complete_results(trained_run: Path) -> None:
     weights = metrics["fusion_weights"]
     assert set(weights) == {"clin", "derm", "fusion"}
     assert math.fsum(weights.values()) == pytest.approx(1.0)
-    assert all(w > 0 for w in weights.values())
+    # A point of the documented grid: weights proportional to integers 1..20 (step 0.05).
+    grid = itertools.product(range(1, 21), repeat=3)
+    assert any(
+        all(abs(weights[b] - k / sum(ks)) < 1e-9 for b, k in zip(("derm", "clin", "fusion"), ks))
+        for ks in grid
+    ), weights
     assert metrics["seed"] == 0
     assert metrics["n"] == 395
     assert metrics["config"]["fusion"] == "aff" and metrics["config"]["block"] == "aab"
-    assert metrics["params"]["trainable"] > 0
+    # Every tensor of the final weights except BatchNorm statistics is a trained parameter.
+    state = read_checkpoint(trained_run / "checkpoints" / "final.ckpt")["state_dict"]
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    counted = sum(v.numel() for k, v in state.items() if k.rsplit(".", 1)[-1] not in statistics)
+    assert metrics["params"]["trainable"] == counted
     assert metrics["params"]["paper_accounting"] > metrics["params"]["trainable"]
     assert metrics["epochs_trained"] == 2  # = trainer.max_epochs: no extra SWA epoch
 
@@ -92,8 +103,6 @@ def test_resume_after_first_epoch_reaches_the_uninterrupted_weights(
 
     import torch
 
-    from src.utils.checkpoints import read_checkpoint
-
     resumed_dir = trained_run.parent / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
     # As if the run had died right after its first epoch: only epoch000.ckpt is there.
@@ -124,8 +133,6 @@ def test_resume_with_another_swa_schedule_is_refused(trained_run: Path, syntheti
 
 def test_same_seed_same_weights_other_seed_differs(synthetic_release: Path, tmp_path: Path):
     import torch
-
-    from src.utils.checkpoints import read_checkpoint
 
     quick = ("model.swa_epochs=0", "trainer.max_epochs=1", "test=false")
 
