@@ -18,8 +18,8 @@ from omegaconf import OmegaConf
 
 from src.project import PROJECT_ROOT, compose_config
 from src.report import main as report_main
+from src.runs.files import ERROR_FILE
 from src.runs.status import (
-    ERROR_FILE,
     clear_failure,
     error_line,
     read_failure,
