@@ -75,7 +75,7 @@ def _load_cfg(run_dir: Path) -> DictConfig | None:
 
 def summary_of(cfg: DictConfig) -> dict[str, Any] | None:
     """The configuration summary metrics.json would hold for `cfg`; None if it cannot be built."""
-    from src.runs.evaluate import run_config_summary
+    from src.runs.summary import run_config_summary
 
     try:
         return identity(run_config_summary(cfg))

@@ -17,41 +17,14 @@ from torch import Tensor
 from src.data.datamodule import Derm7ptDataModule
 from src.evaluation.pipeline import evaluate
 from src.models.module import AMMFMModule
-from src.models.network import count_parameters, network_summary, validate_network_config
+from src.models.network import count_parameters
 from src.runs.artifacts import write_metrics, write_plots, write_predictions
 from src.runs.files import METRICS_FILE
 from src.runs.loggers import log_summary
+from src.runs.summary import run_config_summary
 from src.utils.run_info import git_commit, machine_info, package_versions
 
 log = logging.getLogger(__name__)
-
-
-def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
-    """The choices that identify a configuration (what a report groups runs by): the network
-    (`network_summary`) and how it was trained."""
-    spec = validate_network_config(cfg)
-    summary: dict[str, Any] = {
-        **network_summary(cfg),
-        "image_size": cfg.data.image_size,
-        "data": cfg.data.name,
-        "pretrained": cfg.backbone.pretrained,
-        "max_epochs": cfg.trainer.max_epochs,
-        "swa_epochs": cfg.model.swa_epochs,
-        "swa_lr": cfg.model.get("swa_lr"),
-        "drop_path_rate": {name: s.drop_path_rate for name, s in spec.streams},
-        "augment_p": cfg.data.get("augment_p"),
-        "photometric": cfg.data.get("photometric"),
-        "precision": str(cfg.trainer.get("precision", "32-true")),
-        "matmul_precision": cfg.model.get("matmul_precision", "high"),
-    }
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        choices = HydraConfig.get().runtime.choices
-        summary["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra")}
-    except ValueError:  # composed outside a Hydra app (tests, notebooks)
-        pass
-    return summary
 
 
 def build_eval_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
