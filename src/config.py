@@ -24,12 +24,18 @@ FusionMode = Literal["sff", "aff", "derm_only", "clin_only"]
 BlockType = Literal["cat", "bab", "aab"]
 BlockGate = Literal["none", "zero"]  # none: Eq. 1 as written (D + v M); zero: D + g v M, g from 0
 CacheMode = Literal["disk", "memory", "none"]
+Photometric = Literal["clin", "derm", "both", "none"]  # the images brightness/contrast augments
+Optimizer = Literal["adam", "adamw"]
+Scheduler = Literal["cosine", "none"]
 MatmulPrecision = Literal["highest", "high", "medium"]
 
 FUSION_MODES: tuple[str, ...] = get_args(FusionMode)
 BLOCK_TYPES: tuple[str, ...] = get_args(BlockType)
 BLOCK_GATES: tuple[str, ...] = get_args(BlockGate)
 CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
+PHOTOMETRIC: tuple[str, ...] = get_args(Photometric)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 MATMUL_PRECISIONS: tuple[str, ...] = get_args(MatmulPrecision)
 
 
@@ -49,9 +55,7 @@ class DataConfig:
     drop_duplicate_pairs: bool = False
     augment: bool = True
     augment_p: float = 0.5  # probability a training pair is augmented at all (public pipelines)
-    photometric: str = (
-        "clin"  # brightness/contrast on: clin (public pipelines) | derm | both | none
-    )
+    photometric: str = "clin"  # Photometric; clin as the public pipelines
     cache: str = "disk"  # CacheMode: decoded, resized images keyed by image size
     cache_dir: str | None = None  # default: <root>/.cache
 
@@ -96,10 +100,10 @@ class HeadConfig:
 class ModelConfig:
     """Optimisation, schedule, loss and evaluation recipe (paper section 4.1)."""
 
-    optimizer: str = "adam"  # adam | adamw
+    optimizer: str = "adam"  # Optimizer
     lr: float = 3e-5
     weight_decay: float = 0.0
-    scheduler: str = "cosine"  # cosine | none
+    scheduler: str = "cosine"  # Scheduler
     swa_epochs: int = 50  # SWA over the last N epochs; 0 disables SWA
     # None: the cosine schedule continues while averaging (the authors' code); a number: anneal
     # to this constant LR over swa_anneal_epochs, then keep it (Izmailov et al.)
