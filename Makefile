@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# Written once .venv holds the project; every target that runs the project depends on it, so a
+# fresh clone needs only `make demo` or `make test` (the environment is created first).
+STAMP  := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 
@@ -11,26 +14,29 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 
-install: $(PY)  ## create .venv and install the project with its dev and export extras
+$(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -e ".[dev,export]"
 	-$(VENV)/bin/pre-commit install
+	touch $(STAMP)
 
-demo:  ## train + evaluate the demo model on the synthetic stand-in dataset (CPU, minutes)
+install: $(STAMP)  ## create .venv and install the project with its dev and export extras
+
+demo: $(STAMP)  ## train + evaluate the demo model on the synthetic stand-in dataset (CPU, minutes)
 	$(PY) -m src.train experiment=demo
 
-test:  ## fast test suite (excludes tests marked slow)
+test: $(STAMP)  ## fast test suite (excludes tests marked slow)
 	WANDB_MODE=disabled $(PY) -m pytest -m "not slow" -q
 
-test-all:  ## every test, slow ones included
+test-all: $(STAMP)  ## every test, slow ones included
 	WANDB_MODE=disabled $(PY) -m pytest -q
 
-lint:  ## pre-commit hooks on every file (ruff lint + format, hygiene), offline
+lint: $(STAMP)  ## pre-commit hooks on every file (ruff lint + format, hygiene), offline
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/pre-commit run -a
 
-format:
+format: $(STAMP)
 	$(VENV)/bin/ruff format . && $(VENV)/bin/ruff check --fix .
 
-bench:  ## efficiency benchmarks; results land in experiments/bench/
+bench: $(STAMP)  ## efficiency benchmarks; results land in experiments/bench/
 	$(PY) -m src.bench
 
 clean:

@@ -4,23 +4,39 @@ The dataclasses are registered in Hydra's ConfigStore and listed first in the de
 primary configs, so a misspelt key or a value of the wrong type in the typed groups (data,
 backbone, fusion, block, model, paths) fails at compose time with Hydra's own message.
 Trainer, callbacks and logger stay free-form: they are `_target_` nodes for `instantiate`.
+
+The allowed values of the string choices are the `Literal`s below; OmegaConf cannot check a
+`Literal` field, so the fields are typed `str` and the code that reads them checks against these
+lists (the one definition of each).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, OmegaConf
 
 TTA_VIEW_NAMES = ["identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw"]
-# Allowed values of the string settings (checked by src/config_checks.py before data loads).
-CACHE_MODES = ("disk", "memory", "none")
-PHOTOMETRIC_CHOICES = ("clin", "derm", "both", "none")
-OPTIMIZERS = ("adam", "adamw")
-SCHEDULERS = ("cosine", "none")
-MATMUL_PRECISIONS = ("highest", "high", "medium")
+
+FusionMode = Literal["sff", "aff", "derm_only", "clin_only"]
+BlockType = Literal["cat", "bab", "aab"]
+BlockGate = Literal["none", "zero"]  # none: Eq. 1 as written (D + v M); zero: D + g v M, g from 0
+CacheMode = Literal["disk", "memory", "none"]
+Photometric = Literal["clin", "derm", "both", "none"]  # the images brightness/contrast augments
+Optimizer = Literal["adam", "adamw"]
+Scheduler = Literal["cosine", "none"]
+MatmulPrecision = Literal["highest", "high", "medium"]
+
+FUSION_MODES: tuple[str, ...] = get_args(FusionMode)
+BLOCK_TYPES: tuple[str, ...] = get_args(BlockType)
+BLOCK_GATES: tuple[str, ...] = get_args(BlockGate)
+CACHE_MODES: tuple[str, ...] = get_args(CacheMode)
+PHOTOMETRIC: tuple[str, ...] = get_args(Photometric)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+MATMUL_PRECISIONS: tuple[str, ...] = get_args(MatmulPrecision)
 
 
 @dataclass
@@ -39,10 +55,8 @@ class DataConfig:
     drop_duplicate_pairs: bool = False
     augment: bool = True
     augment_p: float = 0.5  # probability a training pair is augmented at all (public pipelines)
-    photometric: str = (
-        "clin"  # brightness/contrast on: clin (public pipelines) | derm | both | none
-    )
-    cache: str = "disk"  # disk | memory | none: decoded, resized images keyed by image size
+    photometric: str = "clin"  # Photometric; clin as the public pipelines
+    cache: str = "disk"  # CacheMode: decoded, resized images keyed by image size
     cache_dir: str | None = None  # default: <root>/.cache
 
 
@@ -60,7 +74,7 @@ class BackboneConfig:
 class FusionConfig:
     """Fusion framework: which streams exist and which backbone each uses."""
 
-    mode: str = "aff"  # sff | aff | derm_only | clin_only
+    mode: str = "aff"  # FusionMode
     clin_backbone: str | None = "mobilenetv3_small_100"  # aff only; null = same as backbone
     clin_weights: str | None = None  # local weights for the clinical backbone (aff only)
     clin_drop_path_rate: float = 0.0  # stochastic depth of the clinical backbone (aff only)
@@ -70,10 +84,10 @@ class FusionConfig:
 class BlockConfig:
     """Fusion block placed between stages of the two streams."""
 
-    type: str = "aab"  # cat | bab | aab
+    type: str = "aab"  # BlockType
     stages: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     qk_reduction: int = 8  # q/k channels = channels // qk_reduction
-    gate: str = "none"  # none: Eq. 1 as written (D + v M); zero: D + g v M, g learnable from 0
+    gate: str = "none"  # BlockGate
 
 
 @dataclass
@@ -86,10 +100,10 @@ class HeadConfig:
 class ModelConfig:
     """Optimisation, schedule, loss and evaluation recipe (paper section 4.1)."""
 
-    optimizer: str = "adam"  # adam | adamw
+    optimizer: str = "adam"  # Optimizer
     lr: float = 3e-5
     weight_decay: float = 0.0
-    scheduler: str = "cosine"  # cosine | none
+    scheduler: str = "cosine"  # Scheduler
     swa_epochs: int = 50  # SWA over the last N epochs; 0 disables SWA
     # None: the cosine schedule continues while averaging (the authors' code); a number: anneal
     # to this constant LR over swa_anneal_epochs, then keep it (Izmailov et al.)
@@ -98,7 +112,8 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     tta_views: list[str] = field(default_factory=lambda: list(TTA_VIEW_NAMES))
     weight_grid_step: float = 0.05  # fusion weight search grid over [step, 1]
-    # float32 matmuls: highest (full fp32) | high (TF32 where the GPU has it) | medium (bf16)
+    # MatmulPrecision of float32 matmuls: highest (full fp32), high (TF32 where the GPU has it),
+    # medium (bf16)
     matmul_precision: str = "high"
     channels_last: bool = False
     compile: bool = False
@@ -130,7 +145,6 @@ class TrainConfig:
     train: bool = True
     test: bool = True
     skip_complete: bool = True  # in sweeps: skip a run whose metrics.json is already complete
-    extras: Any = None
 
 
 def job_suffix(override_dirname: str) -> str:

@@ -18,7 +18,7 @@ from src.config import (
     CACHE_MODES,
     MATMUL_PRECISIONS,
     OPTIMIZERS,
-    PHOTOMETRIC_CHOICES,
+    PHOTOMETRIC,
     SCHEDULERS,
     TTA_VIEW_NAMES,
 )
@@ -82,7 +82,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "data.eval_batch_size": _int_in(1, 4096),
     "data.num_workers": _int_in(0, 256),
     "data.augment_p": _real(0.0, 1.0, False, False),
-    "data.photometric": _one_of(PHOTOMETRIC_CHOICES),
+    "data.photometric": _one_of(PHOTOMETRIC),
     "data.cache": _one_of(CACHE_MODES),
     "model.optimizer": _one_of(OPTIMIZERS),
     "model.scheduler": _one_of(SCHEDULERS),

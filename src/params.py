@@ -14,47 +14,21 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import TrainConfig, register_configs
-from src.models.network import build_network, clin_backbone_name, validate_network_config
+from src.config import TrainConfig
+from src.models.network import (
+    architecture,
+    count_parameters,
+    network_summary,
+    validate_network_config,
+)
+from src.project import CONF_DIR, compose_config
 from src.reference import PaperModel, load_paper_results
-from src.utils.errors import UserError, exit_on_user_error
+from src.utils.errors import exit_on_user_error
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 PAPER_IMAGE_SIZE = 224
-_FALLBACK = "params_fallback"
-
-
-def compose_config(overrides: Sequence[str] = (), config_name: str = "train") -> DictConfig:
-    """Compose the project's config with Hydra (as `python -m src.train` would, unresolved).
-
-    Without conf/<config_name>.yaml, composes the schema with the model groups only
-    (backbone=swin fusion=aff block=aab), which is all the network needs.
-    """
-    register_configs()
-    if not (CONF_DIR / f"{config_name}.yaml").exists():
-        defaults = ["train_schema", {"backbone": "swin"}, {"fusion": "aff"}, {"block": "aab"}]
-        ConfigStore.instance().store(name=_FALLBACK, node={"defaults": [*defaults, "_self_"]})
-        config_name = _FALLBACK
-    try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            return compose(config_name, overrides=list(overrides))
-    except Exception as err:  # Hydra's messages (unknown key, bad option, ...), on one line
-        message = " ".join(str(err).split())
-        raise UserError(f"cannot compose the config with {list(overrides)}: {message}") from err
-
-
-def count_parameters(cfg: object) -> dict[str, int]:
-    """{"trainable", "paper_accounting", ...} of the network `cfg` describes; no weights loaded."""
-    with torch.device("meta"):
-        network = build_network(cfg, load_weights=False)
-    return network.parameter_counts()
 
 
 def _millions(n: int) -> float:
@@ -102,25 +76,11 @@ def paper_rows() -> list[dict]:
     return records
 
 
-def _signature(cfg: DictConfig) -> tuple:
-    block = cfg.block.type
-    stages = () if block == "cat" else tuple(sorted(cfg.block.stages))
-    return (
-        cfg.fusion.mode,
-        block,
-        stages,
-        cfg.block.qk_reduction,
-        cfg.block.get("gate", "none") if block != "cat" else "none",
-        cfg.backbone.name,
-        clin_backbone_name(cfg),
-    )
-
-
 def matching_rows(cfg: DictConfig) -> list[PaperModel]:
     """Paper rows with the same framework, block (stages, q/k width) and backbones as `cfg`."""
-    mine = _signature(cfg)
+    mine = architecture(network_summary(cfg))
     rows = load_paper_results().models
-    return [row for row in rows if _signature(paper_row_config(row)) == mine]
+    return [row for row in rows if architecture(network_summary(paper_row_config(row))) == mine]
 
 
 def _diff(ours_m: float, paper_m: float | None) -> str:

@@ -21,196 +21,20 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import hydra
-import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import Tensor, nn
+from torch import Tensor
 
+import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.data.schema import ALL_LABELS, TASKS
-from src.evaluation.artifacts import METRICS_FILE
-from src.train import PROJECT_ROOT  # noqa: F401  (sets PROJECT_ROOT, registers the schema)
+from src.inference.predictor import ImagePair, Predictor, load_predictor
 from src.utils.errors import UserError, exit_on_user_error
 
-if TYPE_CHECKING:
-    from src.models.module import AMMFMModule
-
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-@dataclass(frozen=True)
-class ImagePair:
-    """One case to predict: an id and its two image files."""
-
-    id: str
-    clinic: Path
-    derm: Path
-
-
-# ----------------------------------------------------------------------------- the model
-
-
-def module_from_checkpoint(ckpt_path: str | Path) -> AMMFMModule:
-    """The AMMFMModule a checkpoint holds, in eval mode, on the CPU.
-
-    Weights-only loading; the network is rebuilt from the configuration stored in the
-    checkpoint, without downloading or loading any pretrained weights.
-    """
-    from src.eval import read_checkpoint
-    from src.models.module import AMMFMModule
-
-    ckpt = read_checkpoint(ckpt_path)
-    cfg = OmegaConf.create(ckpt["hyper_parameters"]["cfg"])
-    cfg.model.compile = False  # inference and export trace the plain modules
-    return AMMFMModule.from_trained(cfg, ckpt["state_dict"], ckpt_path).eval()
-
-
-def run_metrics_file(ckpt_path: str | Path) -> Path | None:
-    """metrics.json of the checkpoint's run: `<run>/checkpoints/x.ckpt` or `<run>/x.ckpt`."""
-    ckpt = Path(ckpt_path).resolve()
-    for folder in (ckpt.parent.parent, ckpt.parent):
-        if (folder / METRICS_FILE).is_file():
-            return folder / METRICS_FILE
-    return None
-
-
-def _checked_weights(weights: Any, branches: Sequence[str], source: str) -> dict[str, float]:
-    """Validate fusion weights against the network's branches; normalised to sum 1."""
-    if not isinstance(weights, dict) or set(weights) != set(branches):
-        got = sorted(weights) if isinstance(weights, dict) else weights
-        raise UserError(
-            f"{source}: fusion weights must name the network's branches {sorted(branches)}, "
-            f"got {got}"
-        )
-    try:
-        values = {b: float(weights[b]) for b in branches}
-    except (TypeError, ValueError):
-        raise UserError(f"{source}: fusion weights must be numbers, got {weights}") from None
-    if any(not math.isfinite(v) or v < 0 for v in values.values()) or sum(values.values()) <= 0:
-        raise UserError(f"{source}: fusion weights must be >= 0 with a positive sum, got {values}")
-    total = sum(values.values())
-    return {b: v / total for b, v in values.items()}
-
-
-def resolve_fusion_weights(
-    given: dict[str, Any] | None, ckpt_path: str | Path, branches: Sequence[str]
-) -> dict[str, float]:
-    """The weights of Eq. 4: `given`, else the run's metrics.json, else a UserError.
-
-    A single-branch network needs no weights (its branch is the prediction).
-    """
-    if given is not None:
-        return _checked_weights(given, branches, "fusion_weights")
-    if len(branches) == 1:
-        return {branches[0]: 1.0}
-    metrics_file = run_metrics_file(ckpt_path)
-    if metrics_file is None:
-        run_dir = Path(ckpt_path).resolve().parent.parent
-        raise UserError(
-            f"ckpt_path={ckpt_path}: no fusion weights: {run_dir / METRICS_FILE} does not exist "
-            "(evaluate the run with src.eval first), or pass "
-            "fusion_weights={derm: <w>, clin: <w>, fusion: <w>}"
-        )
-    try:
-        weights = json.loads(metrics_file.read_text())["fusion_weights"]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise UserError(
-            f"{metrics_file}: no readable 'fusion_weights'; pass fusion_weights=... instead"
-        ) from None
-    return _checked_weights(weights, branches, str(metrics_file))
-
-
-class FusedPredictor(nn.Module):
-    """(clinic, derm) normalised [B,3,S,S] -> P_FI [B,24]: TTA-averaged, fusion-weighted.
-
-    Exactly the evaluation's arithmetic (tta_probabilities, then fuse); traceable for export.
-    """
-
-    def __init__(self, module: nn.Module, weights: dict[str, float], views: Sequence[str]):
-        super().__init__()
-        from src.evaluation.tta import check_tta_views
-
-        self.module = module
-        self.weights = dict(weights)
-        self.views = check_tta_views(views)
-
-    def branch_probabilities(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
-        from src.evaluation.tta import tta_probabilities
-
-        return tta_probabilities(self.module, clinic, derm, self.views)
-
-    def forward(self, clinic: Tensor, derm: Tensor) -> Tensor:
-        from src.evaluation.fusion_weights import fuse
-
-        return fuse(self.branch_probabilities(clinic, derm), self.weights)
-
-
-@dataclass
-class Predictor:
-    """A checkpoint ready to predict: the fused model and the evaluation preprocessing."""
-
-    model: FusedPredictor
-    image_size: int
-    norm_stats: dict[str, tuple[tuple[float, ...], tuple[float, ...]]]
-    checkpoint: Path
-    device: torch.device
-
-    @property
-    def weights(self) -> dict[str, float]:
-        return self.model.weights
-
-    @property
-    def views(self) -> list[str]:
-        return self.model.views
-
-    def load(self, pairs: Sequence[ImagePair]) -> tuple[Tensor, Tensor]:
-        """Decode, resize and normalise a batch of pairs as evaluation does."""
-        from src.data.cache import ImageCache
-        from src.data.transforms import eval_transform
-
-        images = ImageCache(self.image_size, mode="none")  # decode + resize, as the cache does
-        transform = eval_transform(
-            self.image_size, self.norm_stats["clin"], self.norm_stats["derm"]
-        )
-        tensors = [transform(images.get(p.clinic), images.get(p.derm)) for p in pairs]
-        return torch.stack([c for c, _ in tensors]), torch.stack([d for _, d in tensors])
-
-    @torch.no_grad()
-    def predict(self, pairs: Sequence[ImagePair], batch_size: int = 8) -> Tensor:
-        """P_FI [N, 24] (columns in ALL_LABELS order) for `pairs`, `batch_size` at a time."""
-        out = []
-        for start in range(0, len(pairs), batch_size):
-            clinic, derm = self.load(pairs[start : start + batch_size])
-            out.append(self.model(clinic.to(self.device), derm.to(self.device)).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, len(ALL_LABELS))
-
-
-def load_predictor(
-    ckpt_path: str | Path,
-    fusion_weights: dict[str, Any] | None = None,
-    tta_views: Sequence[str] | None = None,
-    device: str = "cpu",
-) -> Predictor:
-    """Everything prediction needs from a checkpoint (weights, TTA views, fusion weights)."""
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device={device}: CUDA is not available here; use device=cpu")
-    module = module_from_checkpoint(ckpt_path)
-    cfg = module.cfg
-    views = list(tta_views) if tta_views is not None else list(cfg.model.tta_views)
-    weights = resolve_fusion_weights(fusion_weights, ckpt_path, module.branches)
-    model = FusedPredictor(module, weights, views).to(device).eval()
-    return Predictor(
-        model=model,
-        image_size=int(cfg.data.image_size),
-        norm_stats=module.network.norm_stats,
-        checkpoint=Path(ckpt_path),
-        device=torch.device(device),
-    )
 
 
 # ----------------------------------------------------------------------------- inputs

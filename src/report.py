@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.reference import load_paper_results
 from src.reporting.aggregate import group_runs
 from src.reporting.cells import paper_recipe
@@ -34,7 +34,6 @@ from src.reporting.tables import build_tables
 from src.utils.errors import UserError, exit_on_user_error
 from src.utils.io import atomic_path, atomic_write_text
 
-os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # the data modules import it lazily
 log = logging.getLogger(__name__)
 RUN_COLUMNS = ["run", "status", "seed", "configuration", "setting", "avg_auc", "avg_acc", "error"]
 

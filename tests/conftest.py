@@ -1,12 +1,15 @@
-"""Shared fixtures: one small synthetic release per test session, and throw-away copies of it."""
+"""Shared fixtures: one small synthetic release per test session and throw-away copies of it,
+one tiny trained checkpoint per session, and a one-thread torch setting for tiny models."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -36,3 +39,46 @@ def release_copy(synthetic_release: Path, tmp_path: Path) -> Path:
     shutil.copytree(synthetic_release / "meta", root / "meta")
     shutil.copytree(synthetic_release / "images", root / "images", copy_function=os.symlink)
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread, and a second thread on a busy 2-core machine can
+    stall every operation; the previous setting is restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path) -> Path:
+    """<run>/checkpoints/final.ckpt of the tiny AFF + AAB MobileNet network after one training
+    step (a real Lightning checkpoint), beside a metrics.json holding RUN_WEIGHTS. Read-only."""
+    import lightning as L
+
+    from src.benchmarks.training import batch_loader, random_batch
+    from src.models.module import AMMFMModule
+    from tests.train_helpers import RUN_WEIGHTS, tiny_config
+
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    cfg = tiny_config(synthetic_release, run_dir)  # 32 px, TTA views identity + hflip
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    L.seed_everything(0)
+    module = AMMFMModule(cfg)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(run_dir),
+    )
+    trainer.fit(module, train_dataloaders=batch_loader(random_batch(4, 32), 1))
+    torch.set_num_threads(before)
+    path = run_dir / "checkpoints" / "final.ckpt"
+    trainer.save_checkpoint(path)
+    (run_dir / "metrics.json").write_text(json.dumps({"fusion_weights": RUN_WEIGHTS}))
+    return path

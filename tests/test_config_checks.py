@@ -10,7 +10,7 @@ import pytest
 from src.config_checks import check_config_values
 from src.train import train
 from src.utils.errors import UserError
-from tests.train_helpers import compose_config
+from tests.train_helpers import tiny_config
 
 BAD = [
     ("data.batch_size=0", "data.batch_size=0 must be an integer in 1..4096"),
@@ -40,7 +40,7 @@ def test_bad_value_fails_before_anything_is_written(
     synthetic_release: Path, tmp_path: Path, override: str, expected: str
 ) -> None:
     run_dir = tmp_path / "run"
-    cfg = compose_config(synthetic_release, run_dir, [override])
+    cfg = tiny_config(synthetic_release, run_dir, [override])
     with pytest.raises(UserError) as err:
         train(cfg)
     assert str(err.value).startswith(expected), str(err.value)
@@ -49,14 +49,14 @@ def test_bad_value_fails_before_anything_is_written(
 
 
 def test_the_paper_recipe_and_the_demo_pass(synthetic_release: Path, tmp_path: Path) -> None:
-    check_config_values(compose_config(synthetic_release, tmp_path, base=()))
-    check_config_values(compose_config(synthetic_release, tmp_path, base=("experiment=demo",)))
+    check_config_values(tiny_config(synthetic_release, tmp_path, base=()))
+    check_config_values(tiny_config(synthetic_release, tmp_path, base=("experiment=demo",)))
 
 
 def test_a_stored_config_is_checked_and_named(synthetic_release: Path, tmp_path: Path) -> None:
     from omegaconf import OmegaConf
 
-    stored = OmegaConf.to_container(compose_config(synthetic_release, tmp_path), resolve=True)
+    stored = OmegaConf.to_container(tiny_config(synthetic_release, tmp_path), resolve=True)
     stored["data"]["image_size"] = 8192
     with pytest.raises(UserError, match=r"^ckpt_path=x.ckpt: stored config: data.image_size=8192"):
         check_config_values(stored, source="ckpt_path=x.ckpt")

@@ -7,18 +7,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from lightning import seed_everything
 from omegaconf import OmegaConf
 
 import src.data.datamodule as datamodule_module
-from src.config import DataConfig, register_configs
+from src.config import DataConfig
 from src.data.datamodule import Derm7ptDataModule, as_data_config
 from src.data.derm7pt import load_release
 from src.data.schema import SPLIT_SIZES
+from src.project import compose_config
 from src.utils.errors import UserError
-
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 @pytest.fixture(scope="module")
@@ -140,20 +138,16 @@ def test_synthetic_release_is_created_once_and_reused(
 
 
 def test_composed_hydra_config_is_accepted(synthetic_release, cache_dir, tmp_path):
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose(
-            "train",
-            overrides=[
-                "data=synthetic",
-                f"data.root={synthetic_release}",
-                "data.image_size=32",
-                "data.num_workers=0",
-                f"data.cache_dir={cache_dir}",
-                f"paths.root_dir={tmp_path}",
-            ],
-            return_hydra_config=False,
-        )
+    cfg = compose_config(
+        [
+            "data=synthetic",
+            f"data.root={synthetic_release}",
+            "data.image_size=32",
+            "data.num_workers=0",
+            f"data.cache_dir={cache_dir}",
+            f"paths.root_dir={tmp_path}",
+        ]
+    )
     dm = Derm7ptDataModule(cfg.data)
     assert dm.cfg.synthetic and dm.cfg.root == str(synthetic_release)
     clin, _, _ = next(iter(dm.val_dataloader()))

@@ -5,19 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from src.data.derm7pt import load_release
 from src.data.schema import REAL_CLASS_TOTALS, SPLIT_SIZES, TASKS
 from src.data.summary import format_summary, summarize
-
-REPO = Path(__file__).resolve().parents[1]
+from src.project import PROJECT_ROOT
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "src.data.summary", *args],
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
     )

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-import src.data.synthetic as synthetic
+import src.data.synthetic.release as synthetic
 from src.data.cache import ImageCache
 from src.data.derm7pt import load_release
 from src.data.schema import META_COLUMNS, REAL_CLASS_TOTALS, TASKS

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from src.config import PHOTOMETRIC
 from src.data.images import resize_square
 from src.data.sampling import mix_seed
 from src.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
+    PHOTOMETRIC_TARGETS,
     eval_transform,
     to_tensor,
     train_transform,
@@ -142,3 +144,7 @@ def test_resize_is_straight_to_square_without_crop():
     out = resize_square(img, 30)
     assert out.shape == (30, 30, 3)
     assert out[:, :9].min() == 255 and out[:, 11:].max() == 0  # squeezed, not cropped
+
+
+def test_photometric_targets_cover_exactly_the_schemas_values() -> None:
+    assert tuple(PHOTOMETRIC_TARGETS) == PHOTOMETRIC == ("clin", "derm", "both", "none")

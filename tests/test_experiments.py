@@ -7,23 +7,19 @@ does, and every distinct job is composed with the real config tree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Sequence
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
-from src.config import register_configs
+from src.models.network import architecture
+from src.project import CONF_DIR, compose_config
 from src.reference import load_paper_results
-from src.reporting.matching import architecture, paper_architectures
+from src.reporting.matching import paper_architectures
 from src.reporting.runs import summary_of
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 ROWS = sorted(p.stem for p in (CONF_DIR / "experiment" / "row").glob("*.yaml"))
 
@@ -38,17 +34,9 @@ EXPECTED_JOBS = {
 PAPER_TABLE = {"table6": 6, "table7": 7, "table9": 9, "table10": 10}
 
 
-@contextmanager
-def hydra_conf() -> Iterator[None]:
-    register_configs()
-    with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-        yield
-
-
 def compose_job(overrides: Sequence[str]) -> DictConfig:
-    cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)  # for the ${hydra:...} interpolations of run dirs
-    return cfg
+    """A job's config with its hydra node, as current (for the ${hydra:...} run directories)."""
+    return compose_config(overrides, hydra_config=True)
 
 
 def expand(experiment: str, command_line: Sequence[str] = ()) -> list[list[str]]:
@@ -66,15 +54,14 @@ def expand(experiment: str, command_line: Sequence[str] = ()) -> list[list[str]]
 def table_jobs() -> dict[str, list[tuple[tuple, str, str]]]:
     """experiment -> (architecture, sweep dir, run subdir) of each seed-0 job of its grid."""
     found: dict[str, list[tuple[tuple, str, str]]] = {}
-    with hydra_conf():
-        for experiment in PAPER_TABLE:
-            found[experiment] = []
-            for job in expand(experiment, ["seed=0"]):
-                cfg = compose_job(job)
-                summary = summary_of(cfg)
-                assert summary is not None, job
-                arch = architecture(summary)
-                found[experiment].append((arch, cfg.hydra.sweep.dir, cfg.hydra.sweep.subdir))
+    for experiment in PAPER_TABLE:
+        found[experiment] = []
+        for job in expand(experiment, ["seed=0"]):
+            cfg = compose_job(job)
+            summary = summary_of(cfg)
+            assert summary is not None, job
+            arch = architecture(summary)
+            found[experiment].append((arch, cfg.hydra.sweep.dir, cfg.hydra.sweep.subdir))
     return found
 
 
@@ -86,11 +73,10 @@ def test_every_experiment_file_has_an_expected_job_count() -> None:
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_composes_and_its_sweep_has_the_expected_jobs(experiment: str) -> None:
-    with hydra_conf():
-        jobs = expand(experiment)
-        if experiment not in PAPER_TABLE:  # the tables' jobs are composed in the test below
-            for job in jobs:
-                compose_job(job)
+    jobs = expand(experiment)
+    if experiment not in PAPER_TABLE:  # the tables' jobs are composed in the test below
+        for job in jobs:
+            compose_job(job)
     assert len(jobs) == EXPECTED_JOBS[experiment]
     if experiment in PAPER_TABLE:
         seeds = sorted(int(o.split("=")[1]) for job in jobs for o in job if o[:5] == "seed=")
@@ -113,8 +99,7 @@ def test_table_grid_builds_exactly_the_paper_rows_each_in_its_own_directory(
 
 
 def test_command_line_overrides_win_over_the_grid() -> None:
-    with hydra_conf():
-        jobs = expand("table6", ["seed=range(2)", "trainer=gpu"])
+    jobs = expand("table6", ["seed=range(2)", "trainer=gpu"])
     assert len(jobs) == 3 * 2
     assert all("trainer=gpu" in job for job in jobs)
     assert (
@@ -125,27 +110,24 @@ def test_command_line_overrides_win_over_the_grid() -> None:
 
 def test_every_row_config_is_used_by_a_table() -> None:
     used = set()
-    with hydra_conf():
-        for experiment in PAPER_TABLE:
-            grid = compose_job([f"experiment={experiment}"]).hydra.sweeper.params
-            used |= set(str(grid.get("+experiment/row", "")).split(","))
+    for experiment in PAPER_TABLE:
+        grid = compose_job([f"experiment={experiment}"]).hydra.sweeper.params
+        used |= set(str(grid.get("+experiment/row", "")).split(","))
     assert sorted(used - {""}) == ROWS
 
 
 def test_row_with_clinical_swin_is_named_apart_from_the_mobilenet_one() -> None:
-    with hydra_conf():
-        swapped = compose_job(["+experiment/row=ammfm_clin_st_derm_mn", "seed=1"])
-        plain = compose_job(["+experiment/row=ammfm", "backbone=mobilenet", "seed=1"])
-        assert swapped.fusion.clin_backbone == "swinv2_tiny_window8_256"
-        assert swapped.hydra.sweep.subdir == "aff-aab-mobilenet-clin_swin/seed1"
-        assert plain.hydra.sweep.subdir == "aff-aab-mobilenet/seed1"
+    swapped = compose_job(["+experiment/row=ammfm_clin_st_derm_mn", "seed=1"])
+    plain = compose_job(["+experiment/row=ammfm", "backbone=mobilenet", "seed=1"])
+    assert swapped.fusion.clin_backbone == "swinv2_tiny_window8_256"
+    assert swapped.hydra.sweep.subdir == "aff-aab-mobilenet-clin_swin/seed1"
+    assert plain.hydra.sweep.subdir == "aff-aab-mobilenet/seed1"
 
 
 def test_launcher_presets_compose() -> None:
-    with hydra_conf():
-        slurm = compose_job(["experiment=table9", "hydra/launcher=slurm"]).hydra.launcher
-        joblib = compose_job(["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]).hydra.launcher
-        local = compose_job(["hydra/launcher=submitit_local"]).hydra.launcher
+    slurm = compose_job(["experiment=table9", "hydra/launcher=slurm"]).hydra.launcher
+    joblib = compose_job(["hydra/launcher=joblib", "hydra.launcher.n_jobs=4"]).hydra.launcher
+    local = compose_job(["hydra/launcher=submitit_local"]).hydra.launcher
     assert slurm._target_.endswith("submitit_launcher.SlurmLauncher")
     assert (slurm.gpus_per_node, slurm.tasks_per_node, slurm.nodes) == (1, 1, 1)
     assert slurm.timeout_min > 0 and slurm.array_parallelism > 0 and slurm.mem_gb > 0
@@ -158,19 +140,17 @@ def test_launcher_presets_compose() -> None:
 def test_table7_rows_pin_their_backbones_against_a_backbone_override(
     table_jobs: dict[str, list[tuple[tuple, str, str]]],
 ) -> None:
-    with hydra_conf():
-        jobs = [compose_job(job) for job in expand("table7", ["seed=0", "backbone=resnet"])]
-        overridden = [(architecture(summary_of(cfg)), cfg.hydra.sweep.subdir) for cfg in jobs]
+    jobs = [compose_job(job) for job in expand("table7", ["seed=0", "backbone=resnet"])]
+    overridden = [(architecture(summary_of(cfg)), cfg.hydra.sweep.subdir) for cfg in jobs]
     plain = [(arch, subdir) for arch, _, subdir in table_jobs["table7"]]
     assert sorted(overridden) == sorted(plain)  # same models, same run folders
     assert all(cfg.backbone.name != "resnet50" for cfg in jobs)
 
 
 def test_jobs_differing_in_an_unnamed_setting_get_their_own_folders() -> None:
-    with hydra_conf():
-        jobs = expand("demo", ["model.lr=1e-3,1e-4", "data.batch_size=8", "seed=0,1"])
-        subdirs = [compose_job(job).hydra.sweep.subdir for job in jobs]
-        seed_only = compose_job(["experiment=demo", "seed=3"]).hydra.sweep.subdir
+    jobs = expand("demo", ["model.lr=1e-3,1e-4", "data.batch_size=8", "seed=0,1"])
+    subdirs = [compose_job(job).hydra.sweep.subdir for job in jobs]
+    seed_only = compose_job(["experiment=demo", "seed=3"]).hydra.sweep.subdir
     assert len(jobs) == 4 and len(set(subdirs)) == 4
     assert "aff-aab-swin_data.batch_size=8,model.lr=0.001/seed1".replace(",", "_") in subdirs
     assert seed_only == "aff-aab-swin/seed3"  # named settings add nothing

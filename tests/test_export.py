@@ -9,30 +9,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
 from src.data.schema import ALL_LABELS
-from src.export import export_onnx, onnx_session, random_inputs, run, run_onnx
-from src.predict import load_predictor
+from src.export import run
+from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
+from src.inference.predictor import load_predictor
+from src.project import compose_config
 from src.utils.errors import UserError
-from tests.test_predict import RUN_WEIGHTS, one_thread, save_tiny_checkpoint
-from tests.train_helpers import CONF_DIR
+from tests.train_helpers import RUN_WEIGHTS
 
 pytest.importorskip("onnxruntime")
-__all__ = ["one_thread"]  # the autouse fixture applies to this module too
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path) -> Path:
-    run_dir = tmp_path_factory.mktemp("export") / "run"
-    path = save_tiny_checkpoint(run_dir, synthetic_release)
-    (run_dir / "metrics.json").write_text(json.dumps({"fusion_weights": RUN_WEIGHTS}))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def export_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("export", overrides=list(overrides))
+    return compose_config(overrides, "export")
 
 
 def _printed_diff(out: str) -> float:
@@ -41,9 +32,9 @@ def _printed_diff(out: str) -> float:
     return float(match.group(1))
 
 
-def test_export_matches_pytorch_at_any_batch_size(ckpt: Path, capsys) -> None:
-    result = run(export_cfg(f"ckpt_path={ckpt}", "format=onnx"))
-    onnx_path = ckpt.with_suffix(".onnx")
+def test_export_matches_pytorch_at_any_batch_size(tiny_ckpt: Path, capsys) -> None:
+    result = run(export_cfg(f"ckpt_path={tiny_ckpt}", "format=onnx"))
+    onnx_path = tiny_ckpt.with_suffix(".onnx")
     assert result["path"] == str(onnx_path) and onnx_path.stat().st_size == result["bytes"]
     assert _printed_diff(capsys.readouterr().out) < 1e-4
 
@@ -53,7 +44,7 @@ def test_export_matches_pytorch_at_any_batch_size(ckpt: Path, capsys) -> None:
     assert info["output"]["labels"] == list(ALL_LABELS)
     assert info["inputs"]["derm"]["shape"] == ["batch", 3, 32, 32]
 
-    model = load_predictor(ckpt, tta_views=["identity"]).model
+    model = load_predictor(tiny_ckpt, tta_views=["identity"]).model
     session = onnx_session(onnx_path)
     clinic, derm = random_inputs(32, 5, seed=42)  # a batch size never traced or verified
     got = run_onnx(session, clinic, derm)
@@ -65,13 +56,13 @@ def test_export_matches_pytorch_at_any_batch_size(ckpt: Path, capsys) -> None:
     np.testing.assert_allclose(got[:, :5].sum(1), 1.0, atol=1e-5)
 
 
-def test_tta_in_the_graph_includes_rotations(ckpt: Path, tmp_path: Path, capsys) -> None:
+def test_tta_in_the_graph_includes_rotations(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
     views = "[rot90cw,rot90ccw]"  # both directions of the custom rot90 export
     out = tmp_path / "tta.onnx"
-    run(export_cfg(f"ckpt_path={ckpt}", f"out={out}", "tta=true", f"tta_views={views}"))
+    run(export_cfg(f"ckpt_path={tiny_ckpt}", f"out={out}", "tta=true", f"tta_views={views}"))
     assert _printed_diff(capsys.readouterr().out) < 1e-4
-    tta_model = load_predictor(ckpt, tta_views=views.strip("[]").split(",")).model
-    plain_model = load_predictor(ckpt, tta_views=["identity"]).model
+    tta_model = load_predictor(tiny_ckpt, tta_views=views.strip("[]").split(",")).model
+    plain_model = load_predictor(tiny_ckpt, tta_views=["identity"]).model
     clinic, derm = random_inputs(32, 2, seed=7)
     got = run_onnx(onnx_session(out), clinic, derm)
     with torch.no_grad():
@@ -79,14 +70,14 @@ def test_tta_in_the_graph_includes_rotations(ckpt: Path, tmp_path: Path, capsys)
         assert np.abs(got - plain_model(clinic, derm).numpy()).max() > 1e-6
 
 
-def test_failed_check_writes_nothing(ckpt: Path, tmp_path: Path) -> None:
-    model = load_predictor(ckpt, tta_views=["identity"]).model
+def test_failed_check_writes_nothing(tiny_ckpt: Path, tmp_path: Path) -> None:
+    model = load_predictor(tiny_ckpt, tta_views=["identity"]).model
     out = tmp_path / "never.onnx"
     with pytest.raises(UserError, match="differs from PyTorch"):
         export_onnx(model, 32, out, atol=-1.0)  # no difference can pass
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unknown_format_is_a_user_error(ckpt: Path) -> None:
+def test_unknown_format_is_a_user_error(tiny_ckpt: Path) -> None:
     with pytest.raises(UserError, match="format=tflite: only onnx"):
-        run(export_cfg(f"ckpt_path={ckpt}", "format=tflite"))
+        run(export_cfg(f"ckpt_path={tiny_ckpt}", "format=tflite"))

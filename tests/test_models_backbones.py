@@ -103,7 +103,9 @@ def test_local_weights_ignore_a_foreign_classifier(tmp_path) -> None:
     state["classifier.weight"] = torch.zeros(10, 1024)  # fine-tuned 10-class head
     state["classifier.bias"] = torch.zeros(10)
     torch.save(state, tmp_path / "w.pth")
-    create_backbone(MN, image_size=64, weights=str(tmp_path / "w.pth"))
+    loaded = create_backbone(MN, image_size=64, weights=str(tmp_path / "w.pth"))
+    key = "blocks_5.0.conv.weight"
+    torch.testing.assert_close(loaded.stages[3].state_dict()[key], state["blocks.5.0.conv.weight"])
 
 
 def test_local_weights_missing_backbone_tensor_is_an_error(tmp_path) -> None:

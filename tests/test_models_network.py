@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from src.models.backbones import create_timm_model
 from src.models.network import build_network, clin_backbone_name, validate_network_config
-from src.params import compose_config
+from src.project import compose_config
 from src.utils.errors import UserError
 
 SIZE = 32  # the smallest input every backbone accepts (stride-32 stages of 1 x 1)

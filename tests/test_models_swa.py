@@ -20,7 +20,7 @@ from src.models.module import AMMFMModule
 from src.models.swa import swa_callback
 from src.train import train
 from src.utils.checkpoints import read_checkpoint
-from tests.train_helpers import compose_config
+from tests.train_helpers import tiny_config
 
 
 class EpochRecorder(Callback):
@@ -58,7 +58,7 @@ class StackedPair(nn.Module):
 
 
 def _fit(release: Path, run_dir: Path, overrides: list[str]):
-    cfg = compose_config(release, run_dir, overrides)
+    cfg = tiny_config(release, run_dir, overrides)
     L.seed_everything(cfg.seed, workers=True)
     module = AMMFMModule(cfg)
     datamodule = Derm7ptDataModule(
@@ -117,7 +117,7 @@ def test_one_epoch_averaged_over_one_epoch_evaluates_the_trained_weights(
     synthetic_release, tmp_path
 ):
     overrides = ["callbacks=default", "trainer.max_epochs=1", "model.swa_epochs=1", "test=false"]
-    cfg = compose_config(synthetic_release, tmp_path, overrides)
+    cfg = tiny_config(synthetic_release, tmp_path, overrides)
     train(cfg)
     final = read_checkpoint(tmp_path / "checkpoints" / "final.ckpt")["state_dict"]
     trained = read_checkpoint(tmp_path / "checkpoints" / "epoch000.ckpt")["state_dict"]

@@ -6,14 +6,13 @@ import json
 
 import pytest
 
-from src.models.network import validate_network_config
+from src.models.network import count_parameters, validate_network_config
 from src.params import (
-    compose_config,
-    count_parameters,
     main,
     paper_row_config,
     paper_row_counts,
 )
+from src.project import compose_config
 from src.reference import load_paper_results
 
 # The seven rows of docs/reproduction-targets.md and the two BAB rows of Table 9.

@@ -10,68 +10,25 @@ import subprocess
 import sys
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from src.benchmarks.training import batch_loader, random_batch
 from src.data.datamodule import Derm7ptDataModule
 from src.data.schema import ALL_LABELS, TASKS
 from src.evaluation.fusion_weights import fuse
-from src.models.module import AMMFMModule
-from src.predict import load_predictor, run
+from src.inference.predictor import ImagePair, load_predictor
+from src.predict import run
+from src.project import PROJECT_ROOT, compose_config
 from src.utils.errors import UserError
-from tests.train_helpers import CONF_DIR, compose_config
+from tests.train_helpers import RUN_WEIGHTS, tiny_config
 
-PROJECT = Path(__file__).resolve().parents[1]
-RUN_WEIGHTS = {"derm": 0.5, "clin": 0.2, "fusion": 0.3}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread, and a second thread on a busy 2-core machine can
-    stall every operation; the previous setting is restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def save_tiny_checkpoint(run_dir: Path, release: Path) -> Path:
-    """A real Lightning checkpoint of the tiny AFF + AAB MobileNet network after one step."""
-    cfg = compose_config(release, run_dir)  # 32 px, TTA views identity + hflip
-    L.seed_everything(0)
-    module = AMMFMModule(cfg)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(run_dir),
-    )
-    trainer.fit(module, train_dataloaders=batch_loader(random_batch(4, 32), 1))
-    path = run_dir / "checkpoints" / "final.ckpt"
-    trainer.save_checkpoint(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path) -> Path:
-    """final.ckpt in a run directory whose metrics.json holds the searched fusion weights."""
-    run_dir = tmp_path_factory.mktemp("predict") / "run"
-    path = save_tiny_checkpoint(run_dir, synthetic_release)
-    (run_dir / "metrics.json").write_text(json.dumps({"fusion_weights": RUN_WEIGHTS}))
-    return path
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def predict_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("predict", overrides=list(overrides))
+    return compose_config(overrides, "predict")
 
 
 def _pairs(release: Path, n: int = 3) -> list[tuple[str, Path, Path]]:
@@ -95,9 +52,9 @@ def _check_document(doc: dict, n: int) -> None:
             assert result["predicted"] == max(probs, key=probs.get)
 
 
-def test_single_pair_json(ckpt: Path, synthetic_release: Path, capsys) -> None:
+def test_single_pair_json(tiny_ckpt: Path, synthetic_release: Path, capsys) -> None:
     _, clinic, derm = _pairs(synthetic_release, 1)[0]
-    cfg = predict_cfg(f"ckpt_path={ckpt}", f"clinic={clinic}", f"derm={derm}", "json=true")
+    cfg = predict_cfg(f"ckpt_path={tiny_ckpt}", f"clinic={clinic}", f"derm={derm}", "json=true")
     doc = run(cfg)
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads(json.dumps(doc))
@@ -105,9 +62,9 @@ def test_single_pair_json(ckpt: Path, synthetic_release: Path, capsys) -> None:
     assert printed["predictions"][0]["clinic"] == str(clinic)
 
 
-def test_text_output_names_every_task(ckpt: Path, synthetic_release: Path, capsys) -> None:
+def test_text_output_names_every_task(tiny_ckpt: Path, synthetic_release: Path, capsys) -> None:
     _, clinic, derm = _pairs(synthetic_release, 1)[0]
-    run(predict_cfg(f"ckpt_path={ckpt}", f"clinic={clinic}", f"derm={derm}"))
+    run(predict_cfg(f"ckpt_path={tiny_ckpt}", f"clinic={clinic}", f"derm={derm}"))
     out = capsys.readouterr().out
     assert "identity, hflip" in out
     for task in TASKS:
@@ -115,20 +72,19 @@ def test_text_output_names_every_task(ckpt: Path, synthetic_release: Path, capsy
 
 
 def test_same_preprocessing_tta_and_weights_as_evaluation(
-    ckpt: Path, synthetic_release: Path, tmp_path: Path
+    tiny_ckpt: Path, synthetic_release: Path, tmp_path: Path
 ) -> None:
     """Inputs equal the evaluation dataset's tensors; P_FI equals the module's TTA prediction
     (predict_step) fused with the run's weights."""
-    predictor = load_predictor(ckpt)
+    predictor = load_predictor(tiny_ckpt)
     module = predictor.model.module
     datamodule = Derm7ptDataModule(
-        compose_config(synthetic_release, tmp_path, ["data.cache=none"]).data,
+        tiny_config(synthetic_release, tmp_path, ["data.cache=none"]).data,
         clin_stats=module.network.norm_stats["clin"],
         derm_stats=module.network.norm_stats["derm"],
     )
     datamodule.setup()
     dataset = datamodule.datasets["test"]
-    from src.predict import ImagePair
 
     cases = dataset.cases[:4]
     pairs = [ImagePair(c.case_num, c.clinic, c.derm) for c in cases]
@@ -143,14 +99,14 @@ def test_same_preprocessing_tta_and_weights_as_evaluation(
     got = predictor.predict(pairs, batch_size=3)  # two batches: 3 + 1
     assert torch.allclose(got, expected, atol=1e-6)
     # P_FI is linear in the branch probabilities: the mean over the two views of each view's P_FI.
-    identity = load_predictor(ckpt, tta_views=["identity"]).predict(pairs)
-    hflip = load_predictor(ckpt, tta_views=["hflip"]).predict(pairs)
+    identity = load_predictor(tiny_ckpt, tta_views=["identity"]).predict(pairs)
+    hflip = load_predictor(tiny_ckpt, tta_views=["hflip"]).predict(pairs)
     assert not torch.equal(identity, hflip)
     assert torch.allclose(got, (identity + hflip) / 2, atol=1e-6)
 
 
 def test_folder_and_csv_batches_agree(
-    ckpt: Path, synthetic_release: Path, tmp_path: Path, capsys
+    tiny_ckpt: Path, synthetic_release: Path, tmp_path: Path, capsys
 ) -> None:
     pairs = _pairs(synthetic_release, 3)
     folder = tmp_path / "pairs"
@@ -167,8 +123,8 @@ def test_folder_and_csv_batches_agree(
         writer.writerows(rows)
 
     out_csv = tmp_path / "out" / "preds.csv"
-    from_folder = run(predict_cfg(f"ckpt_path={ckpt}", f"pairs={folder}", f"out={out_csv}"))
-    from_csv = run(predict_cfg(f"ckpt_path={ckpt}", f"pairs={table}", "json=true"))
+    from_folder = run(predict_cfg(f"ckpt_path={tiny_ckpt}", f"pairs={folder}", f"out={out_csv}"))
+    from_csv = run(predict_cfg(f"ckpt_path={tiny_ckpt}", f"pairs={table}", "json=true"))
     _check_document(from_folder, 3)
     assert [p["id"] for p in from_folder["predictions"]] == sorted(c for c, _, _ in pairs)
     by_id = {p["id"]: p["tasks"] for p in from_csv["predictions"]}
@@ -186,10 +142,10 @@ def test_folder_and_csv_batches_agree(
     )
 
 
-def test_explicit_weights_win_and_are_normalised(ckpt: Path, synthetic_release: Path) -> None:
+def test_explicit_weights_win_and_are_normalised(tiny_ckpt: Path, synthetic_release: Path) -> None:
     _, clinic, derm = _pairs(synthetic_release, 1)[0]
     cfg = predict_cfg(
-        f"ckpt_path={ckpt}",
+        f"ckpt_path={tiny_ckpt}",
         f"clinic={clinic}",
         f"derm={derm}",
         "fusion_weights={derm: 2, clin: 1, fusion: 1}",
@@ -198,7 +154,7 @@ def test_explicit_weights_win_and_are_normalised(ckpt: Path, synthetic_release: 
     with pytest.raises(UserError, match="fusion_weights: fusion weights must name"):
         run(
             predict_cfg(
-                f"ckpt_path={ckpt}",
+                f"ckpt_path={tiny_ckpt}",
                 f"clinic={clinic}",
                 f"derm={derm}",
                 "fusion_weights={derm: 1, clin: 1}",
@@ -206,10 +162,12 @@ def test_explicit_weights_win_and_are_normalised(ckpt: Path, synthetic_release: 
         )
 
 
-def test_no_fusion_weights_is_an_error(tmp_path: Path, ckpt: Path, synthetic_release: Path) -> None:
+def test_no_fusion_weights_is_an_error(
+    tmp_path: Path, tiny_ckpt: Path, synthetic_release: Path
+) -> None:
     lone = tmp_path / "elsewhere" / "checkpoints" / "final.ckpt"
     lone.parent.mkdir(parents=True)
-    shutil.copy(ckpt, lone)
+    shutil.copy(tiny_ckpt, lone)
     _, clinic, derm = _pairs(synthetic_release, 1)[0]
     with pytest.raises(UserError, match=r"no fusion weights: .*metrics\.json does not exist"):
         run(predict_cfg(f"ckpt_path={lone}", f"clinic={clinic}", f"derm={derm}"))
@@ -221,7 +179,7 @@ def _jpeg(path: Path) -> Path:
     return path
 
 
-def test_bad_inputs_are_one_line_errors_naming_the_file(ckpt: Path, tmp_path: Path) -> None:
+def test_bad_inputs_are_one_line_errors_naming_the_file(tiny_ckpt: Path, tmp_path: Path) -> None:
     good = _jpeg(tmp_path / "good.jpg")
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(good.read_bytes()[:60])
@@ -233,12 +191,12 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(ckpt: Path, tmp_path: Pa
     }
     for name, (args, expected) in cases.items():
         with pytest.raises(UserError) as info:
-            run(predict_cfg(f"ckpt_path={ckpt}", *args))
+            run(predict_cfg(f"ckpt_path={tiny_ckpt}", *args))
         message = str(info.value)
         assert expected in message and "\n" not in message, name
 
 
-def test_bad_batches_name_the_row_or_folder(ckpt: Path, tmp_path: Path) -> None:
+def test_bad_batches_name_the_row_or_folder(tiny_ckpt: Path, tmp_path: Path) -> None:
     _jpeg(tmp_path / "a.jpg")
     no_column = tmp_path / "no_column.csv"
     no_column.write_text("clinic,dermoscopy\na.jpg,a.jpg\n")
@@ -254,11 +212,11 @@ def test_bad_batches_name_the_row_or_folder(ckpt: Path, tmp_path: Path) -> None:
     }
     for source, pattern in cases.items():
         with pytest.raises(UserError, match=pattern):
-            run(predict_cfg(f"ckpt_path={ckpt}", f"pairs={source}"))
+            run(predict_cfg(f"ckpt_path={tiny_ckpt}", f"pairs={source}"))
 
 
 @pytest.mark.slow  # a fresh interpreter: mostly import time
-def test_command_line_error_exit(ckpt: Path, tmp_path: Path) -> None:
+def test_command_line_error_exit(tiny_ckpt: Path, tmp_path: Path) -> None:
     """The real entry point: a missing image is one `error:` line and exit status 2."""
     good = _jpeg(tmp_path / "good.jpg")
     proc = subprocess.run(
@@ -266,11 +224,11 @@ def test_command_line_error_exit(ckpt: Path, tmp_path: Path) -> None:
             sys.executable,
             "-m",
             "src.predict",
-            f"ckpt_path={ckpt}",
+            f"ckpt_path={tiny_ckpt}",
             f"clinic={good}",
             f"derm={tmp_path / 'absent.jpg'}",
         ],
-        cwd=PROJECT,
+        cwd=PROJECT_ROOT,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         capture_output=True,
         text=True,

@@ -20,19 +20,19 @@ import torch
 from omegaconf import OmegaConf
 
 from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, NUM_CLASSES, TASK_NAMES
-from src.evaluation.artifacts import write_predictions
 from src.evaluation.probabilities import task_softmax
-from src.params import compose_config
+from src.project import compose_config
 from src.reference import load_paper_results
 from src.report import main, write_report
 from src.reporting.aggregate import Stat, group_runs
 from src.reporting.cells import ReportTable
 from src.reporting.render import latex, markdown
-from src.reporting.run_status import record_failure
 from src.reporting.runs import find_runs, summary_of
 from src.reporting.wandb_runs import metrics_from_summary
+from src.runs.artifacts import write_predictions
+from src.runs.loggers import log_summary
+from src.runs.status import record_failure
 from src.utils.errors import UserError
-from src.utils.instantiate import log_summary
 
 SCALE = (
     "data=synthetic",
@@ -256,19 +256,18 @@ def test_wandb_is_skipped_clearly_when_offline(
     assert "W&B skipped, offline here (WANDB_MODE=offline)" in err
 
 
-def test_wandb_summary_gives_back_the_metrics_a_run_logged() -> None:
-    class Recorder:
-        def __init__(self) -> None:
-            self.logged: dict[str, Any] = {}
-
-        def log_metrics(self, metrics: dict[str, Any], step: int) -> None:
-            self.logged.update(metrics)
+def test_wandb_summary_gives_back_the_metrics_a_run_logged(tmp_path: Path) -> None:
+    """What log_summary gives a real logger (CSV: the same flat test/... scalars a W&B summary
+    holds) reads back as the run's metrics."""
+    from lightning.pytorch.loggers import CSVLogger
 
     metrics = _metrics(AMMFM, 3, 0.81)
     metrics["auc"]["VS/IR"] = 0.42
-    recorder = Recorder()
-    log_summary([recorder], metrics, {}, step=0)  # type: ignore[list-item]
-    back = metrics_from_summary(recorder.logged)
+    logger = CSVLogger(tmp_path, name="csv", version=0)
+    log_summary([logger], metrics, {}, step=0)
+    logger.save()
+    logged = pd.read_csv(Path(logger.log_dir) / "metrics.csv").iloc[0].dropna().to_dict()
+    back = metrics_from_summary(logged)
     assert back is not None
     assert back["avg_auc"] == 0.81 and back["seed"] == 3
     assert back["auc"] == metrics["auc"] and back["acc"] == metrics["acc"]

@@ -15,12 +15,12 @@ import torch
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
 from src.models.module import NonFiniteLossError
+from src.project import PROJECT_ROOT
 from src.train import train
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError
-from tests.train_helpers import CONF_DIR, TINY, compose_config
+from tests.train_helpers import TINY, tiny_config
 
-REPO = CONF_DIR.parent
 ENV = {
     **os.environ,
     "NO_ALBUMENTATIONS_UPDATE": "1",
@@ -61,7 +61,7 @@ def test_sigkilled_run_resumes_to_the_same_metrics(synthetic_release: Path, tmp_
     subprocess.run(
         _train_command(synthetic_release, reference, *schedule),
         env=ENV,
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,
     )
@@ -71,7 +71,7 @@ def test_sigkilled_run_resumes_to_the_same_metrics(synthetic_release: Path, tmp_
     proc = subprocess.Popen(
         _train_command(synthetic_release, killed, *schedule),
         env=ENV,
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -85,7 +85,7 @@ def test_sigkilled_run_resumes_to_the_same_metrics(synthetic_release: Path, tmp_
     resumed = subprocess.run(
         _train_command(synthetic_release, killed, *schedule, "ckpt_path=last"),
         env=ENV,
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
     )
@@ -100,9 +100,9 @@ def test_sigkilled_run_resumes_to_the_same_metrics(synthetic_release: Path, tmp_
 
 
 def test_resumed_run_reuses_its_wandb_id(tmp_path: Path, synthetic_release: Path):
-    from src.utils.instantiate import instantiate_loggers
+    from src.runs.loggers import instantiate_loggers
 
-    cfg = compose_config(synthetic_release, tmp_path / "run", ["logger=wandb"])
+    cfg = tiny_config(synthetic_release, tmp_path / "run", ["logger=wandb"])
     first = instantiate_loggers(cfg.logger, tmp_path / "run", None)[0]
     again = instantiate_loggers(cfg.logger, tmp_path / "elsewhere", tmp_path / "run")[0]
     stored = (tmp_path / "run" / "wandb_run_id.txt").read_text().strip()
@@ -117,7 +117,7 @@ def test_non_finite_loss_stops_with_location_and_keeps_good_checkpoint(
 ):
     run_dir = tmp_path / "nan"
     one_epoch = ["callbacks=default", "trainer.max_epochs=1", "model.swa_epochs=0", "test=false"]
-    train(compose_config(synthetic_release, run_dir, one_epoch))
+    train(tiny_config(synthetic_release, run_dir, one_epoch))
     good = run_dir / "checkpoints" / "last.ckpt"
     good_stamp = good.stat().st_mtime_ns
 
@@ -134,7 +134,7 @@ def test_non_finite_loss_stops_with_location_and_keeps_good_checkpoint(
         f"ckpt_path={tmp_path / 'poisoned.ckpt'}",
     ]
     with pytest.raises(NonFiniteLossError) as info:
-        train(compose_config(synthetic_release, run_dir, resume))
+        train(tiny_config(synthetic_release, run_dir, resume))
     message = str(info.value)
     assert "epoch 1, step 2" in message and "branch 'derm'" in message, message
     assert "\n" not in message
@@ -144,15 +144,17 @@ def test_non_finite_loss_stops_with_location_and_keeps_good_checkpoint(
 
 # ------------------------------------------------------------------------ config errors
 def test_unknown_group_option_lists_valid_options(synthetic_release: Path, tmp_path: Path):
-    with pytest.raises(MissingConfigException) as info:
-        compose_config(synthetic_release, tmp_path, ["backbone=swim"])
+    with pytest.raises(UserError) as info:
+        tiny_config(synthetic_release, tmp_path, ["backbone=swim"])
+    assert isinstance(info.value.__cause__, MissingConfigException)
     assert "swin" in str(info.value) and "mobilenet" in str(info.value)
 
 
 @pytest.mark.parametrize("override", ["data.rooot=1", "data.batch_size=abc", "block.stages=3"])
 def test_wrong_key_or_type_fails_at_compose_time(synthetic_release, tmp_path, override):
-    with pytest.raises(ConfigCompositionException):
-        compose_config(synthetic_release, tmp_path, [override])
+    with pytest.raises(UserError) as info:
+        tiny_config(synthetic_release, tmp_path, [override])
+    assert isinstance(info.value.__cause__, ConfigCompositionException)
 
 
 def test_incompatible_choices_fail_in_one_line_before_data_loads(tmp_path: Path):
@@ -161,7 +163,7 @@ def test_incompatible_choices_fail_in_one_line_before_data_loads(tmp_path: Path)
             tmp_path / "no-such-release", tmp_path / "run", "fusion=derm_only", "block=aab"
         ),
         env=ENV,
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
     )
@@ -200,7 +202,7 @@ def test_resume_from_truncated_checkpoint_fails_before_training(tmp_path: Path):
     result = subprocess.run(
         _train_command(tmp_path / "release", tmp_path / "run", f"ckpt_path={bad}"),
         env=ENV,
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
     )
@@ -225,7 +227,7 @@ def test_a_second_run_into_a_locked_folder_is_turned_away(synthetic_release, tmp
 
     run_dir = tmp_path / "run"
     with folder_lock(run_dir), pytest.raises(UserError) as info:
-        train(compose_config(synthetic_release, run_dir, ["test=false"]))
+        train(tiny_config(synthetic_release, run_dir, ["test=false"]))
     message = str(info.value)
     assert message.startswith(f"{run_dir} is in use by another run (pid {os.getpid()} on ")
     assert "\n" not in message and not (run_dir / "config.yaml").exists()
@@ -242,7 +244,7 @@ def test_the_lock_of_a_dead_process_is_taken_over(tmp_path):
             f"cm = folder_lock({str(tmp_path)!r}); cm.__enter__(); print('held', flush=True);"
             "time.sleep(60)",
         ],
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -271,7 +273,7 @@ def test_no_room_for_a_checkpoint_is_one_line_and_leaves_nothing_half_written(
     result = subprocess.run(
         _train_command(synthetic_release, run_dir, "callbacks=default", "model.swa_epochs=0"),
         env=ENV,
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
         preexec_fn=small_files,
@@ -291,7 +293,7 @@ def test_no_room_for_a_checkpoint_is_one_line_and_leaves_nothing_half_written(
 def test_non_finite_outputs_in_validation_stop_with_their_location(synthetic_release, tmp_path):
     from src.models.module import AMMFMModule
 
-    module = AMMFMModule(compose_config(synthetic_release, tmp_path)).eval()
+    module = AMMFMModule(tiny_config(synthetic_release, tmp_path)).eval()
     clinic, derm = torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32)
     derm[0, 0, 0, 0] = float("inf")
     with pytest.raises(NonFiniteLossError, match=r"^non-finite outputs in validation at epoch 0"):
@@ -301,8 +303,8 @@ def test_non_finite_outputs_in_validation_stop_with_their_location(synthetic_rel
 def test_weights_of_another_network_are_one_line(synthetic_release, tmp_path):
     from src.models.module import AMMFMModule
 
-    other = AMMFMModule(compose_config(synthetic_release, tmp_path, ["block.qk_reduction=4"]))
-    cfg = compose_config(synthetic_release, tmp_path)
+    other = AMMFMModule(tiny_config(synthetic_release, tmp_path, ["block.qk_reduction=4"]))
+    cfg = tiny_config(synthetic_release, tmp_path)
     with pytest.raises(UserError, match=r"^ckpt_path=x.ckpt: weights do not fit .*size mismatch"):
         AMMFMModule.from_trained(cfg, other.state_dict(), "x.ckpt")
 
@@ -312,7 +314,7 @@ def test_a_pickled_last_checkpoint_is_refused_in_one_line(synthetic_release, tmp
     (run_dir / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": {}, "x": torch.nn.ReLU()}, run_dir / "checkpoints" / "last.ckpt")
     with pytest.raises(UserError, match="refused to load objects beyond tensors"):
-        train(compose_config(synthetic_release, run_dir, ["ckpt_path=last"]))
+        train(tiny_config(synthetic_release, run_dir, ["ckpt_path=last"]))
 
 
 def test_an_unreadable_meta_file_is_one_line(release_copy):
@@ -341,7 +343,7 @@ def test_an_unwritable_run_folder_is_one_line(synthetic_release, tmp_path):
     result = subprocess.run(
         _train_command(synthetic_release, blocker / "run"),
         env=ENV,
-        cwd=REPO,
+        cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +16,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from src.params import compose_config
+from src.project import PROJECT_ROOT, compose_config
 from src.report import main as report_main
-from src.reporting.aggregate import Stat
-from src.reporting.run_status import (
-    ERROR_FILE,
+from src.runs.files import ERROR_FILE
+from src.runs.status import (
     clear_failure,
     error_line,
     read_failure,
@@ -27,8 +27,6 @@ from src.reporting.run_status import (
     setting_differences,
 )
 from src.utils.errors import UserError
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run_sweep(overrides: list[str], sweep_dir: Path) -> subprocess.CompletedProcess[str]:
@@ -40,7 +38,9 @@ def run_sweep(overrides: list[str], sweep_dir: Path) -> subprocess.CompletedProc
         "WANDB_MODE": "disabled",
     }
     command = [sys.executable, "-m", "src.train", "-m", *overrides, f"hydra.sweep.dir={sweep_dir}"]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 # What `tiny` adds to a job's folder name: its result-changing overrides (conf/hydra/default.yaml)
@@ -146,10 +146,10 @@ def test_sweep_report_rerun_skip_and_settings_guard(
         )["avg_auc"]
         for s in (0, 1)
     ]
-    expected = Stat.of(derm_aucs).scaled(100)
+    mean, std = 100 * statistics.mean(derm_aucs), 100 * statistics.stdev(derm_aucs)  # n - 1
     assert overview.loc["derm-only MN", "n"] == 2
-    assert overview.loc["derm-only MN", "avg_auc_mean"] == pytest.approx(expected.mean, abs=0.01)
-    assert overview.loc["derm-only MN", "avg_auc_std"] == pytest.approx(expected.std, abs=0.01)
+    assert overview.loc["derm-only MN", "avg_auc_mean"] == pytest.approx(mean, abs=0.01)
+    assert overview.loc["derm-only MN", "avg_auc_std"] == pytest.approx(std, abs=0.01)
     assert overview.loc["derm-only MN", "status"] == "complete"
     clin_auc = json.loads(
         (sweep / f"clin_only-cat-mobilenet{TINY_SUFFIX}/seed0/metrics.json").read_text()
@@ -164,7 +164,7 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     table7 = pd.read_csv(out / "table7.csv").set_index("paper_row")
     assert table7.loc["t7-derm-mn", "n"] == 2 and table7.loc["t7-clin-mn", "n"] == 1
     report = (out / "report.md").read_text()
-    assert f"{expected.mean:.1f} ± {expected.std:.1f} (n=2)" in report
+    assert f"{mean:.1f} ± {std:.1f} (n=2)" in report
     assert (out / "avg_auc_vs_params.png").is_file() and len(list((out / "roc").glob("*.png"))) == 2
 
     # Fix the broken folder and re-run the same command: only the failed job trains again.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -10,9 +11,10 @@ import pandas as pd
 import pytest
 
 from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, MELANOMA_LABELS, TASK_NAMES
-from src.evaluation.artifacts import REQUIRED_METRIC_KEYS, is_complete
+from src.runs.files import REQUIRED_METRIC_KEYS, is_complete
 from src.train import train
-from tests.train_helpers import compose_config
+from src.utils.checkpoints import read_checkpoint
+from tests.train_helpers import tiny_config
 
 WITH_CHECKPOINTS = ("callbacks=default",)
 KEEP_EVERY_EPOCH = ("callbacks.model_checkpoint.save_top_k=-1",)
@@ -32,7 +34,7 @@ def _check_metric_block(block: dict) -> None:
 @pytest.fixture(scope="module")
 def trained_run(synthetic_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("run") / "aff-aab"
-    train(compose_config(synthetic_release, run_dir, [*WITH_CHECKPOINTS, *KEEP_EVERY_EPOCH]))
+    train(tiny_config(synthetic_release, run_dir, [*WITH_CHECKPOINTS, *KEEP_EVERY_EPOCH]))
     return run_dir
 
 
@@ -47,11 +49,20 @@ def test_run_writes_complete_results(trained_run: Path) -> None:
     weights = metrics["fusion_weights"]
     assert set(weights) == {"clin", "derm", "fusion"}
     assert math.fsum(weights.values()) == pytest.approx(1.0)
-    assert all(w > 0 for w in weights.values())
+    # A point of the documented grid: weights proportional to integers 1..20 (step 0.05).
+    grid = itertools.product(range(1, 21), repeat=3)
+    assert any(
+        all(abs(weights[b] - k / sum(ks)) < 1e-9 for b, k in zip(("derm", "clin", "fusion"), ks))
+        for ks in grid
+    ), weights
     assert metrics["seed"] == 0
     assert metrics["n"] == 395
     assert metrics["config"]["fusion"] == "aff" and metrics["config"]["block"] == "aab"
-    assert metrics["params"]["trainable"] > 0
+    # Every tensor of the final weights except BatchNorm statistics is a trained parameter.
+    state = read_checkpoint(trained_run / "checkpoints" / "final.ckpt")["state_dict"]
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    counted = sum(v.numel() for k, v in state.items() if k.rsplit(".", 1)[-1] not in statistics)
+    assert metrics["params"]["trainable"] == counted
     assert metrics["params"]["paper_accounting"] > metrics["params"]["trainable"]
     assert metrics["epochs_trained"] == 2  # = trainer.max_epochs: no extra SWA epoch
 
@@ -70,7 +81,7 @@ def test_eval_reproduces_the_run_from_its_checkpoint(trained_run: Path, syntheti
     from src.eval import evaluate_checkpoint
 
     eval_dir = trained_run.parent / "eval"
-    cfg = compose_config(
+    cfg = tiny_config(
         synthetic_release,
         eval_dir,
         [f"ckpt_path={trained_run / 'checkpoints' / 'final.ckpt'}"],
@@ -92,14 +103,12 @@ def test_resume_after_first_epoch_reaches_the_uninterrupted_weights(
 
     import torch
 
-    from src.utils.checkpoints import read_checkpoint
-
     resumed_dir = trained_run.parent / "resumed"
     (resumed_dir / "checkpoints").mkdir(parents=True)
     # As if the run had died right after its first epoch: only epoch000.ckpt is there.
     shutil.copy(trained_run / "checkpoints" / "epoch000.ckpt", resumed_dir / "checkpoints")
     overrides = [*WITH_CHECKPOINTS, "ckpt_path=last", "test=false", "logger=csv"]
-    train(compose_config(synthetic_release, resumed_dir, overrides))
+    train(tiny_config(synthetic_release, resumed_dir, overrides))
     logged = pd.read_csv(resumed_dir / "csv" / "metrics.csv")
     assert set(logged.dropna(subset=["val/avg_acc"])["epoch"]) == {1}  # resumed, not restarted
     final = read_checkpoint(trained_run / "checkpoints" / "final.ckpt")["state_dict"]
@@ -119,18 +128,16 @@ def test_resume_with_another_swa_schedule_is_refused(trained_run: Path, syntheti
     shutil.copytree(trained_run / "checkpoints", resumed_dir / "checkpoints")
     overrides = [*WITH_CHECKPOINTS, "ckpt_path=last", "trainer.max_epochs=3"]
     with pytest.raises(UserError, match="averages weights from epoch 2 on, this run from epoch 3"):
-        train(compose_config(synthetic_release, resumed_dir, overrides))
+        train(tiny_config(synthetic_release, resumed_dir, overrides))
 
 
 def test_same_seed_same_weights_other_seed_differs(synthetic_release: Path, tmp_path: Path):
     import torch
 
-    from src.utils.checkpoints import read_checkpoint
-
     quick = ("model.swa_epochs=0", "trainer.max_epochs=1", "test=false")
 
     def final_weights(name: str, seed: int) -> dict:
-        train(compose_config(synthetic_release, tmp_path / name, [*quick, f"seed={seed}"]))
+        train(tiny_config(synthetic_release, tmp_path / name, [*quick, f"seed={seed}"]))
         return read_checkpoint(tmp_path / name / "checkpoints" / "final.ckpt")["state_dict"]
 
     first, again, other = final_weights("a", 0), final_weights("b", 0), final_weights("c", 1)
@@ -140,14 +147,14 @@ def test_same_seed_same_weights_other_seed_differs(synthetic_release: Path, tmp_
 
 def test_complete_run_is_skipped_not_retrained(trained_run: Path, synthetic_release: Path):
     before = (trained_run / "metrics.json").stat().st_mtime_ns
-    metrics = train(compose_config(synthetic_release, trained_run, WITH_CHECKPOINTS))
+    metrics = train(tiny_config(synthetic_release, trained_run, WITH_CHECKPOINTS))
     assert (trained_run / "metrics.json").stat().st_mtime_ns == before
     assert metrics["seed"] == 0
 
 
 @pytest.mark.slow
 def test_demo_learns_on_synthetic_data(synthetic_release: Path, tmp_path: Path) -> None:
-    cfg = compose_config(synthetic_release, tmp_path / "demo", base=("experiment=demo",))
+    cfg = tiny_config(synthetic_release, tmp_path / "demo", base=("experiment=demo",))
     metrics = train(cfg)
     assert metrics["avg_auc"] > 0.6, metrics["avg_auc"]
 
@@ -168,7 +175,7 @@ def test_a_hostile_stored_config_is_refused_before_it_is_built(
     with pytest.raises(UserError, match=r"stored config: data.image_size=8192 must be"):
         AMMFMModule.from_trained(ckpt["hyper_parameters"]["cfg"], ckpt["state_dict"], hostile)
     eval_dir = tmp_path / "eval"
-    cfg = compose_config(
+    cfg = tiny_config(
         synthetic_release, eval_dir, [f"ckpt_path={hostile}"], config_name="eval", base=()
     )
     with pytest.raises(UserError, match=rf"^ckpt_path={hostile}: stored config: data.image_size"):

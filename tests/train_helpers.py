@@ -1,18 +1,14 @@
-"""Compose the real training config for tests, shrunk to seconds on a CPU."""
+"""The real training config for tests, shrunk to seconds on a CPU."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from src.config import register_configs
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+from src.project import compose_config
 
 # Smallest setting that still runs every stage: AFF + AAB on MobileNet streams, 2 epochs with
 # SWA over the last one, two TTA views, 32 px images, two training batches per epoch.
@@ -28,8 +24,11 @@ TINY = (
     "model.tta_views=[identity,hflip]",
 )
 
+# The fusion weights the session's tiny checkpoint (conftest `tiny_ckpt`) has in its metrics.json.
+RUN_WEIGHTS = {"derm": 0.5, "clin": 0.2, "fusion": 0.3}
 
-def compose_config(
+
+def tiny_config(
     release: Path,
     run_dir: Path,
     overrides: Sequence[str] = (),
@@ -37,17 +36,9 @@ def compose_config(
     base: Sequence[str] = TINY,
 ) -> DictConfig:
     """The composed config with `base` then `overrides`, pointing at `release` and `run_dir`."""
-    register_configs()
     GlobalHydra.instance().clear()
-    all_overrides = [
-        *base,
-        f"data.root={release}",
-        "data.synthetic=false",
-        *overrides,
-    ]
-    with initialize_config_dir(version_base="1.3", config_dir=str(CONF_DIR)):
-        cfg = compose(config_name, overrides=all_overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
+    all_overrides = [*base, f"data.root={release}", "data.synthetic=false", *overrides]
+    cfg = compose_config(all_overrides, config_name, hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(run_dir)
         cfg.paths.log_dir = str(run_dir.parent / "logs")

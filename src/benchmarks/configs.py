@@ -50,7 +50,7 @@ def bench_config(
     Composed outside a Hydra run, so the two values that name the Hydra run (the output
     directory and the tags) are set here; nothing is written there.
     """
-    from src.params import compose_config
+    from src.project import compose_config
 
     row = paper_row(row_id)
     overrides = [

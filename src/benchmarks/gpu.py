@@ -17,7 +17,7 @@ import torch
 from src.benchmarks.configs import AMMFM_ROW, bench_config
 from src.benchmarks.timing import time_calls
 from src.benchmarks.training import measure_training
-from src.export import random_inputs
+from src.inference.onnx import random_inputs
 from src.models.module import AMMFMModule
 
 # option name -> (trainer.precision, model.channels_last, model.compile)

@@ -27,9 +27,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from src.benchmarks.configs import bench_config, paper_row
 from src.benchmarks.timing import peak_rss_mib, time_calls
-from src.export import export_onnx, onnx_session, random_inputs, run_onnx
+from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
+from src.inference.predictor import FusedPredictor
 from src.models.network import build_network, validate_network_config
-from src.predict import FusedPredictor
 
 
 @dataclass(frozen=True)

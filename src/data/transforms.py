@@ -18,13 +18,15 @@ import cv2
 import numpy as np
 import torch
 
+from src.config import PHOTOMETRIC
 from src.data.images import resize_square
 from src.data.sampling import mix_seed
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 Stats = tuple[Sequence[float], Sequence[float]]  # (mean, std) per RGB channel, for 0..1 pixels
-# data.photometric -> the images whose brightness/contrast is augmented
+# data.photometric (one of the schema's PHOTOMETRIC) -> the images whose brightness/contrast
+# is augmented
 PHOTOMETRIC_TARGETS: dict[str, tuple[str, ...]] = {
     "clin": ("clin",),
     "derm": ("derm",),
@@ -88,10 +90,9 @@ class PairTransform:
         augment_p: float = 0.5,
         photometric: str = "clin",
     ):
-        if photometric not in PHOTOMETRIC_TARGETS:
+        if photometric not in PHOTOMETRIC:
             raise ValueError(
-                f"data.photometric={photometric!r}: expected one of "
-                f"{', '.join(PHOTOMETRIC_TARGETS)}"
+                f"data.photometric={photometric!r}: expected one of {', '.join(PHOTOMETRIC)}"
             )
         if not 0.0 <= augment_p <= 1.0:
             raise ValueError(f"data.augment_p={augment_p} must be in [0, 1]")

@@ -1,4 +1,4 @@
-"""Evaluation recipe: TTA predictions on valid and test, weight search on valid, test metrics.
+"""Evaluation recipe: weight search on the valid predictions, then test metrics with those weights.
 
 Fusion weights (Eq. 4) are searched on the validation split only, then frozen and applied to the
 test split: the test split never influences any choice.
@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from torch import Tensor
 
 from src.evaluation.fusion_weights import fuse, search_fusion_weights
@@ -27,28 +25,18 @@ class Evaluation:
     test_labels: Tensor
 
 
-def predict_split(
-    trainer: Trainer, module: LightningModule, dataloader: Any
-) -> tuple[dict[str, Tensor], Tensor]:
-    """TTA probabilities of every branch for one split, in dataloader order."""
-    batches = trainer.predict(module, dataloaders=dataloader)
-    assert batches is not None
-    labels = torch.cat([lbl for _, lbl in batches])
-    branches = batches[0][0].keys()
-    probs = {b: torch.cat([p[b] for p, _ in batches]) for b in branches}
-    return probs, labels
-
-
 def evaluate(
-    trainer: Trainer,
-    module: LightningModule,
-    datamodule: LightningDataModule,
+    val_probs: dict[str, Tensor],
+    val_labels: Tensor,
+    test_probs: dict[str, Tensor],
+    test_labels: Tensor,
     weight_grid_step: float,
 ) -> Evaluation:
-    """Search the fusion weights on valid, apply them on test, and compute all metrics."""
-    val_probs, val_labels = predict_split(trainer, module, datamodule.val_dataloader())
+    """Search the fusion weights on valid, apply them on test, and compute all metrics.
+
+    `*_probs` are TTA probabilities per branch; labels are class indices [N, 8].
+    """
     weights = search_fusion_weights(val_probs, val_labels, step=weight_grid_step)
-    test_probs, test_labels = predict_split(trainer, module, datamodule.test_dataloader())
     final = fuse(test_probs, weights)
 
     metrics = compute_metrics(final, test_labels)

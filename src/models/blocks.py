@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-BLOCK_TYPES: tuple[str, ...] = ("cat", "bab", "aab")
-GATES: tuple[str, ...] = ("none", "zero")
+from src.config import BLOCK_GATES
 
 
 def _positions(x: Tensor) -> Tensor:
@@ -78,8 +77,8 @@ class RefinedValue(nn.Module):
 
     def __init__(self, channels: int, gate: str = "none") -> None:
         super().__init__()
-        if gate not in GATES:
-            raise ValueError(f"gate={gate!r}: expected one of {', '.join(GATES)}")
+        if gate not in BLOCK_GATES:
+            raise ValueError(f"gate={gate!r}: expected one of {', '.join(BLOCK_GATES)}")
         self.value = nn.Conv2d(channels, channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1)) if gate == "zero" else None
 

@@ -10,7 +10,7 @@ from lightning.pytorch import LightningModule
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from src.config import MATMUL_PRECISIONS
+from src.config import MATMUL_PRECISIONS, OPTIMIZERS, SCHEDULERS
 from src.config_checks import check_config_values
 from src.data.sampling import mix_seed
 from src.data.schema import TASK_NAMES
@@ -244,16 +244,18 @@ class AMMFMModule(LightningModule):
     def configure_optimizers(self) -> Any:
         mcfg = self.cfg.model
         params = [p for p in self.parameters() if p.requires_grad]
-        if mcfg.optimizer == "adam":
-            optimizer = torch.optim.Adam(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
-        elif mcfg.optimizer == "adamw":
-            optimizer = torch.optim.AdamW(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
-        else:
-            raise UserError(f"model.optimizer={mcfg.optimizer!r}: expected adam or adamw")
+        if mcfg.optimizer not in OPTIMIZERS:
+            raise UserError(
+                f"model.optimizer={mcfg.optimizer!r}: expected {' or '.join(OPTIMIZERS)}"
+            )
+        if mcfg.scheduler not in SCHEDULERS:
+            raise UserError(
+                f"model.scheduler={mcfg.scheduler!r}: expected {' or '.join(SCHEDULERS)}"
+            )
+        adam = torch.optim.AdamW if mcfg.optimizer == "adamw" else torch.optim.Adam
+        optimizer = adam(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
         if mcfg.scheduler == "none":
             return optimizer
-        if mcfg.scheduler != "cosine":
-            raise UserError(f"model.scheduler={mcfg.scheduler!r}: expected cosine or none")
         max_epochs = max(int(self.trainer.max_epochs or 1), 1)
         swa_lr = mcfg.get("swa_lr")
         factor = lr_factor_schedule(

@@ -13,21 +13,21 @@ Fusion frameworks (`fusion.mode`):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import timm
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from src.config import HeadConfig
+from src.config import BLOCK_GATES, BLOCK_TYPES, FUSION_MODES, HeadConfig
 from src.models.backbones import NUM_STAGES, StagedBackbone, create_backbone, stage_reductions
-from src.models.blocks import BLOCK_TYPES, GATES, create_block, gate_values
+from src.models.blocks import create_block, gate_values
 from src.models.heads import TaskHead
 from src.utils.errors import UserError
 
-MODES: tuple[str, ...] = ("sff", "aff", "derm_only", "clin_only")
 STREAMS: tuple[str, ...] = ("clin", "derm")
 FUSION = "fusion"
 _MODE_STREAMS = {
@@ -84,8 +84,8 @@ def _as_dictconfig(cfg: object) -> DictConfig:
 
 def _mode(cfg: DictConfig) -> str:
     mode = cfg.fusion.mode
-    if mode not in MODES:
-        _fail(f"fusion.mode={mode} is not one of {', '.join(MODES)}")
+    if mode not in FUSION_MODES:
+        _fail(f"fusion.mode={mode} is not one of {', '.join(FUSION_MODES)}")
     return mode
 
 
@@ -164,8 +164,8 @@ def validate_network_config(cfg: object) -> NetworkSpec:
     if qk_reduction < 1:
         _fail(f"block.qk_reduction={qk_reduction} must be a positive integer")
     gate = str(cfg.block.get("gate", "none"))
-    if gate not in GATES:
-        _fail(f"block.gate={gate} is not one of {', '.join(GATES)}")
+    if gate not in BLOCK_GATES:
+        _fail(f"block.gate={gate} is not one of {', '.join(BLOCK_GATES)}")
     image_size = int(cfg.data.image_size)
     if image_size < 32 or image_size % 32:
         _fail(f"data.image_size={image_size} must be a positive multiple of 32 (stride-32 stages)")
@@ -189,6 +189,42 @@ def validate_network_config(cfg: object) -> NetworkSpec:
     if len(spec.streams) == 2:
         _check_block_sizes(spec)
     return spec
+
+
+def network_summary(cfg: object) -> dict[str, Any]:
+    """The network part of a run's configuration summary (metrics.json "config"), as configured;
+    checked by `validate_network_config` first."""
+    cfg = _as_dictconfig(cfg)
+    validate_network_config(cfg)
+    return {
+        "fusion": cfg.fusion.mode,
+        "block": cfg.block.type,
+        "backbone": cfg.backbone.name,
+        "clin_backbone": clin_backbone_name(cfg),
+        "block_stages": list(cfg.block.stages),
+        "qk_reduction": cfg.block.qk_reduction,
+        "block_gate": cfg.block.get("gate", "none"),
+    }
+
+
+def architecture(summary: Mapping[str, Any]) -> tuple:
+    """What identifies a network, from a configuration summary (`network_summary`, or a
+    metrics.json "config"): (fusion, block, dermoscopy backbone, clinical backbone, (block
+    stages, q/k width, gate)); the last part is empty for cat, which has no attention blocks.
+
+    The one definition that paper rows, `python -m src.params` and the report compare.
+    """
+    block = summary["block"]
+    attention = (
+        ()
+        if block == "cat"
+        else (
+            tuple(sorted(summary["block_stages"])),
+            summary["qk_reduction"],
+            summary.get("block_gate", "none"),
+        )
+    )
+    return (summary["fusion"], block, summary["backbone"], summary.get("clin_backbone"), attention)
 
 
 def clin_backbone_name(cfg: object) -> str | None:
@@ -339,3 +375,11 @@ def build_network(cfg: object, *, load_weights: bool = True) -> FusionNetwork:
         dims[FUSION] = dims["clin"] + dims["derm"]
     heads = {name: TaskHead(dim, spec.head_hidden, spec.head_dropout) for name, dim in dims.items()}
     return FusionNetwork(streams, blocks, heads)
+
+
+def count_parameters(cfg: object) -> dict[str, int]:
+    """`FusionNetwork.parameter_counts` of the network `cfg` describes, built on the meta
+    device without weights: fast and offline."""
+    with torch.device("meta"):
+        network = build_network(cfg, load_weights=False)
+    return network.parameter_counts()

@@ -35,7 +35,7 @@ class ReportTable:
 @lru_cache(maxsize=1)
 def paper_recipe() -> dict[str, Any]:
     """The configuration summary of the paper's recipe: the project's default training config."""
-    from src.params import compose_config
+    from src.project import compose_config
     from src.reporting.runs import summary_of
 
     return summary_of(compose_config([])) or {}

@@ -10,30 +10,16 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from src.models.network import architecture
 from src.reference import PaperModel, PaperResults
 from src.reporting.aggregate import ConfigResult, config_key
-
-
-def architecture(config: dict[str, Any]) -> tuple:
-    """(fusion, block, dermoscopy backbone, clinical backbone, (block stages, q/k width, gate))."""
-    block = config["block"]
-    attention = (
-        ()
-        if block == "cat"
-        else (
-            tuple(config["block_stages"]),
-            config["qk_reduction"],
-            config.get("block_gate", "none"),
-        )
-    )
-    return (config["fusion"], block, config["backbone"], config.get("clin_backbone"), attention)
 
 
 @lru_cache(maxsize=1)
 def paper_summaries() -> dict[str, dict[str, Any]]:
     """paper row id -> configuration summary of the config its overrides compose (as src.train
     would compose them), in the form metrics.json records."""
-    from src.params import compose_config
+    from src.project import compose_config
     from src.reference import load_paper_results
     from src.reporting.runs import summary_of
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from src.config import BlockConfig
+
 # The paper's names of the timm backbones it uses.
 PAPER_NAMES = {
     "swinv2_tiny_window8_256": "ST",
@@ -12,8 +14,8 @@ PAPER_NAMES = {
     "resnet50": "ResNet50",
     "convnext_tiny": "ConvNeXt-T",
 }
-DEFAULT_BLOCK_STAGES = [0, 1, 2, 3]
-DEFAULT_QK_REDUCTION = 8
+DEFAULT_BLOCK_STAGES = BlockConfig().stages
+DEFAULT_QK_REDUCTION = BlockConfig().qk_reduction
 
 
 def short(backbone: str | None) -> str:

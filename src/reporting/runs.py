@@ -1,6 +1,6 @@
 """Find the runs under sweep or run directories and read what each one left behind.
 
-A run directory is any folder with a metrics.json, an error.txt (see `run_status`) or a Hydra
+A run directory is any folder with a metrics.json, an error.txt (see `src.runs.status`) or a Hydra
 job folder (`.hydra/config.yaml`). Its status is "complete" (metrics.json with every required
 key), "failed" (error.txt) or "unfinished" (neither: killed, still running, or a damaged
 metrics.json). Failed and unfinished runs still name their configuration and seed, read from
@@ -19,16 +19,21 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
-from src.evaluation.artifacts import METRICS_FILE, PREDICTIONS_FILE, is_complete
-from src.reporting.run_status import ERROR_FILE, read_failure
+from src.runs.files import (
+    CONFIG_FILE,
+    ERROR_FILE,
+    HYDRA_CONFIG,
+    METRICS_FILE,
+    PREDICTIONS_FILE,
+    SWEEP_FILE,
+    is_complete,
+)
+from src.runs.status import read_failure
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
 COMPLETE, FAILED, UNFINISHED = "complete", "failed", "unfinished"
-RESOLVED_CONFIG = "config.yaml"  # written by src.train before training, interpolations resolved
-HYDRA_CONFIG = Path(".hydra") / "config.yaml"  # written by Hydra when the job starts
-SWEEP_FILE = "multirun.yaml"  # written by Hydra at the root of a sweep
 
 
 @dataclass
@@ -55,7 +60,7 @@ def identity(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_cfg(run_dir: Path) -> DictConfig | None:
-    for name in (RESOLVED_CONFIG, HYDRA_CONFIG):
+    for name in (CONFIG_FILE, HYDRA_CONFIG):
         path = run_dir / name
         if path.is_file():
             try:
@@ -70,7 +75,7 @@ def _load_cfg(run_dir: Path) -> DictConfig | None:
 
 def summary_of(cfg: DictConfig) -> dict[str, Any] | None:
     """The configuration summary metrics.json would hold for `cfg`; None if it cannot be built."""
-    from src.evaluation.run_evaluation import run_config_summary
+    from src.runs.summary import run_config_summary
 
     try:
         return identity(run_config_summary(cfg))

@@ -1,7 +1,7 @@
 """Read finished runs back from the W&B API (optional: needs network access and a login).
 
 A run's test metrics are in its summary as `test/<key>` scalars (see
-`src.utils.instantiate.log_summary`) and its resolved config in `run.config`; together they
+`src.runs.loggers.log_summary`) and its resolved config in `run.config`; together they
 give the same record a metrics.json would.
 """
 

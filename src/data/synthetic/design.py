@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from src.data.lesion_render import RGB, Layer, Lesion, Shape, View
+from src.data.synthetic.render import RGB, Layer, Lesion, Shape, View
 
 # Class index constants follow src/data/schema.py's class order.
 ABS, REG, IR = 0, 1, 2

@@ -6,7 +6,6 @@ report or a re-run of a sweep could mistake for a finished one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,35 +16,8 @@ from torch import Tensor
 from src.data.schema import ALL_LABELS, TASK_NAMES
 from src.evaluation.plots import save_confusion_matrices, save_roc_curves
 from src.evaluation.probabilities import task_predictions
+from src.runs.files import CONFUSION_FILE, METRICS_FILE, PREDICTIONS_FILE, ROC_FILE
 from src.utils.io import atomic_path, atomic_write_json
-
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
-ROC_FILE = "roc_curves.png"
-CONFUSION_FILE = "confusion_matrices.png"
-
-# Keys a metrics.json must have to count as a finished run.
-REQUIRED_METRIC_KEYS = (
-    "avg_auc",
-    "avg_acc",
-    "auc",
-    "acc",
-    "branches",
-    "fusion_weights",
-    "params",
-    "seed",
-    "config",
-)
-
-
-def is_complete(run_dir: str | Path) -> bool:
-    """True when the run directory holds a readable metrics.json with every required key."""
-    path = Path(run_dir) / METRICS_FILE
-    try:
-        metrics = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return False
-    return isinstance(metrics, dict) and all(k in metrics for k in REQUIRED_METRIC_KEYS)
 
 
 def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:

@@ -1,6 +1,6 @@
 """Offline replacements for the usual pre-commit hygiene hooks.
 
-Usage: ``python -m src.utils.hygiene {trailing-whitespace,end-of-file,large-files} FILE...``.
+Usage: ``python scripts/hygiene.py {trailing-whitespace,end-of-file,large-files} FILE...``.
 Whitespace hooks fix files in place and exit 1 when they changed something, like the originals.
 """
 

@@ -1,4 +1,5 @@
-"""Evaluate a trained module and write a run's results (shared by src.train and src.eval)."""
+"""Evaluate a trained module and write a run's results (shared by src.train and src.eval):
+TTA predictions on valid and test, then `src.evaluation.pipeline.evaluate`, then the files."""
 
 from __future__ import annotations
 
@@ -7,52 +8,23 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
+from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
+from torch import Tensor
 
 from src.data.datamodule import Derm7ptDataModule
-from src.evaluation.artifacts import write_metrics, write_plots, write_predictions
 from src.evaluation.pipeline import evaluate
 from src.models.module import AMMFMModule
-from src.models.network import clin_backbone_name, validate_network_config
-from src.params import count_parameters
-from src.utils.instantiate import log_summary
+from src.models.network import count_parameters
+from src.runs.artifacts import write_metrics, write_plots, write_predictions
+from src.runs.files import METRICS_FILE
+from src.runs.loggers import log_summary
+from src.runs.summary import run_config_summary
 from src.utils.run_info import git_commit, machine_info, package_versions
 
 log = logging.getLogger(__name__)
-
-
-def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
-    """The choices that identify a configuration (what a report groups runs by)."""
-    spec = validate_network_config(cfg)
-    summary: dict[str, Any] = {
-        "fusion": cfg.fusion.mode,
-        "block": cfg.block.type,
-        "backbone": cfg.backbone.name,
-        "clin_backbone": clin_backbone_name(cfg),
-        "block_stages": list(cfg.block.stages),
-        "qk_reduction": cfg.block.qk_reduction,
-        "block_gate": cfg.block.get("gate", "none"),
-        "image_size": cfg.data.image_size,
-        "data": cfg.data.name,
-        "pretrained": cfg.backbone.pretrained,
-        "max_epochs": cfg.trainer.max_epochs,
-        "swa_epochs": cfg.model.swa_epochs,
-        "swa_lr": cfg.model.get("swa_lr"),
-        "drop_path_rate": {name: s.drop_path_rate for name, s in spec.streams},
-        "augment_p": cfg.data.get("augment_p"),
-        "photometric": cfg.data.get("photometric"),
-        "precision": str(cfg.trainer.get("precision", "32-true")),
-        "matmul_precision": cfg.model.get("matmul_precision", "high"),
-    }
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        choices = HydraConfig.get().runtime.choices
-        summary["choices"] = {k: v for k, v in choices.items() if not k.startswith("hydra")}
-    except ValueError:  # composed outside a Hydra app (tests, notebooks)
-        pass
-    return summary
 
 
 def build_eval_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
@@ -69,6 +41,18 @@ def build_eval_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     )
 
 
+def predict_split(
+    trainer: Trainer, module: LightningModule, dataloader: Any
+) -> tuple[dict[str, Tensor], Tensor]:
+    """TTA probabilities of every branch for one split, in dataloader order."""
+    batches = trainer.predict(module, dataloaders=dataloader)
+    assert batches is not None
+    labels = torch.cat([lbl for _, lbl in batches])
+    branches = batches[0][0].keys()
+    probs = {b: torch.cat([p[b] for p, _ in batches]) for b in branches}
+    return probs, labels
+
+
 def evaluate_and_save(
     cfg: DictConfig,
     module: AMMFMModule,
@@ -80,8 +64,11 @@ def evaluate_and_save(
 ) -> dict[str, Any]:
     """TTA + validation weight search + test metrics -> metrics.json, predictions.csv, plots."""
     datamodule.setup("predict")
+    trainer = build_eval_trainer(cfg, run_dir)
+    val_probs, val_labels = predict_split(trainer, module, datamodule.val_dataloader())
+    test_probs, test_labels = predict_split(trainer, module, datamodule.test_dataloader())
     evaluation = evaluate(
-        build_eval_trainer(cfg, run_dir), module, datamodule, cfg.model.weight_grid_step
+        val_probs, val_labels, test_probs, test_labels, cfg.model.weight_grid_step
     )
     metrics = {
         **evaluation.metrics,
@@ -107,6 +94,6 @@ def evaluate_and_save(
         "n/a" if avg_auc is None else f"{avg_auc:.4f}",
         metrics["avg_acc"],
         evaluation.weights,
-        run_dir / "metrics.json",
+        run_dir / METRICS_FILE,
     )
     return metrics

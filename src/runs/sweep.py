@@ -1,22 +1,25 @@
-"""Hydra callback that closes a multirun with the list of its failed jobs.
+"""Multiruns that go on past a failed job, and end by listing the failures.
 
-Jobs of a sweep record their failures instead of raising (see `src.train`), so every other job
-still runs. This callback lists those failures once the sweep is over and makes the command exit
-with status 1, so scripts and schedulers see that the sweep is not complete. Re-running the same
-command retries the failed jobs and skips the finished ones.
+Jobs of a sweep record their failures instead of raising (`run_sweep_job`), so every other job
+still runs. The Hydra callback `SweepSummary` lists those failures once the sweep is over and
+makes the command exit with status 1, so scripts and schedulers see that the sweep is not
+complete. Re-running the same command retries the failed jobs and skips the finished ones.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from src.reporting.run_status import ERROR_FILE, read_failure
+from src.runs.files import ERROR_FILE
+from src.runs.status import clear_failure, read_failure, record_failure
 
 log = logging.getLogger(__name__)
 
@@ -52,3 +55,24 @@ class SweepSummary(Callback):
             self._sweep_dir,
         )
         raise SystemExit(1)
+
+
+def run_sweep_job(job: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> float | None:
+    """Run `job(cfg)` as one job of a multirun: a failure is recorded in its run directory, not
+    raised; returns the job's test AVG AUC for the sweeper.
+
+    Hydra's launchers stop a sweep at the first job that raises; recording the error in
+    `<run dir>/error.txt` instead lets the other jobs run, and lets `src.report` list it.
+    """
+    run_dir = Path(cfg.paths.output_dir)
+    metrics: dict[str, Any] | None = None
+    try:
+        metrics = job(cfg)
+    except Exception as err:
+        line = record_failure(run_dir, err)
+        log.error("job failed, the sweep goes on: %s (traceback in %s)", line, run_dir / ERROR_FILE)
+    if metrics is None:
+        gc.collect()  # free the failed job's model and data before the next job starts
+        return None
+    clear_failure(run_dir)
+    return metrics.get("avg_auc")

@@ -5,20 +5,18 @@
 Writes meta/meta.csv (all 19 columns, real raw value strings), the three index files (413/203/395
 cases) and images/<FOLDER>/<file> JPEG pairs of varied sizes. Labels follow the real class totals
 exactly (DIAG also per split), deterministically from the seed; the images carry label-dependent
-structure (src/data/lesion_design.py), sharp in dermoscopy, faint in the clinical view. The real
+structure (design.py beside this file), sharp in dermoscopy, faint in the clinical view. The real
 release's quirks are reproduced: one meta.csv path whose folder case differs from the folder on
 disk, mixed .jpg/.JPG names, and 9 cases whose clinical image is their dermoscopy image.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import os
 import shutil
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +24,6 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from src.data.lesion_design import clinical_view, dermoscopy_view, design_lesion, frame_size
-from src.data.lesion_render import render
 from src.data.schema import (
     META_COLUMNS,
     REAL_CLASS_TOTALS,
@@ -36,7 +32,9 @@ from src.data.schema import (
     SPLITS,
     TASKS,
 )
-from src.utils.errors import UserError, exit_on_user_error
+from src.data.synthetic.design import clinical_view, dermoscopy_view, design_lesion, frame_size
+from src.data.synthetic.render import render
+from src.utils.errors import UserError
 from src.utils.io import current_umask
 
 N_CASES = sum(SPLIT_SIZES.values())  # 1011
@@ -288,19 +286,3 @@ def generate_synthetic_release(
         if tmp.exists():
             shutil.rmtree(tmp)
     return out
-
-
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", required=True, help="folder to create (must not exist)")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    start = time.perf_counter()
-    out = generate_synthetic_release(args.out, seed=args.seed)
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"wrote {out} in {time.perf_counter() - start:.1f} s ({size / 1e6:.1f} MB)")
-
-
-if __name__ == "__main__":
-    main()

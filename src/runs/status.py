@@ -10,9 +10,11 @@ from __future__ import annotations
 import traceback
 from pathlib import Path
 
-from src.utils.io import atomic_write_text
+from omegaconf import DictConfig, OmegaConf
 
-ERROR_FILE = "error.txt"
+from src.runs.files import CONFIG_FILE, ERROR_FILE
+from src.utils.errors import UserError
+from src.utils.io import atomic_write_text
 
 
 def error_line(err: BaseException) -> str:
@@ -100,3 +102,22 @@ def setting_differences(current: dict, saved: dict) -> list[str]:
         for key in sorted(now.keys() | before.keys())
         if now.get(key) != before.get(key)
     ]
+
+
+def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
+    """A finished run is reused only if it was trained with the same result-determining settings.
+
+    Guards a stable sweep directory against silently mixing results of different settings (for
+    example a re-run with another learning rate that would otherwise skip every seed).
+    """
+    saved_file = Path(run_dir) / CONFIG_FILE
+    if not saved_file.is_file():
+        return
+    saved = OmegaConf.to_container(OmegaConf.load(saved_file), resolve=False)
+    current = OmegaConf.to_container(cfg, resolve=True)
+    differences = setting_differences(current, saved)  # type: ignore[arg-type]
+    if differences:
+        raise UserError(
+            f"{run_dir} holds a finished run with other settings ({'; '.join(differences)}); "
+            "use another hydra.sweep.dir (or hydra.run.dir), or skip_complete=false to overwrite it"
+        )

@@ -13,11 +13,10 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from src.runs.files import WANDB_ID_FILE
 from src.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-WANDB_ID_FILE = "wandb_run_id.txt"
 
 
 def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:

@@ -1,0 +1,1 @@
+"""The fused predictor of a checkpoint (TTA, Eq. 4 weights) and its ONNX export."""

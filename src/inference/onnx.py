@@ -1,0 +1,175 @@
+"""The fused predictor as ONNX, checked against PyTorch with onnxruntime.
+
+The graph (opset 17) takes `clinic` and `derm`, float32 [batch, 3, S, S], each image resized
+straight to S x S and normalised with its stream's mean/std (both written to the sidecar by
+`sidecar`), and returns `p_fi`, float32 [batch, 24]: P_FI of Eq. 4, the fusion-weighted
+per-task probabilities, columns in `schema.ALL_LABELS` order. The batch axis is dynamic.
+
+The model is written to a temporary file, run with onnxruntime on random inputs at two batch
+sizes, compared with PyTorch, and renamed into place only if the largest absolute difference is
+within `atol`.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from src.data.schema import ALL_LABELS
+from src.inference.predictor import FusedPredictor
+from src.utils.errors import UserError
+from src.utils.io import atomic_path
+
+OPSET = 17
+INPUT_NAMES = ("clinic", "derm")
+OUTPUT_NAME = "p_fi"
+TRACE_BATCH = 2  # traced at 2, verified at 1 and 3: the dynamic batch axis is exercised
+VERIFY_BATCHES = (1, 3)
+
+
+def _rot90_symbolic(g: Any, x: Any, k: int, dims: Sequence[int]) -> Any:
+    """ONNX for aten::rot90 (TTA's rotations), which the TorchScript exporter lacks.
+
+    rot90 by k quarter turns from dims[0] towards dims[1]: k=1 flips dims[1] then swaps the two
+    dims, k=2 flips both, k=3 flips dims[0] then swaps.
+    """
+    from torch.onnx import symbolic_helper
+
+    rank = symbolic_helper._get_tensor_rank(x)
+    if rank is None:
+        raise RuntimeError("rot90 export needs an input of known rank")
+    d0, d1 = (d % rank for d in dims)
+
+    def flip(t: Any, axis: int) -> Any:
+        def const(v: int) -> Any:
+            return g.op("Constant", value_t=torch.tensor([v], dtype=torch.int64))
+
+        return g.op("Slice", t, const(-1), const(-(2**63)), const(axis), const(-1))
+
+    def swap(t: Any) -> Any:
+        perm = list(range(rank))
+        perm[d0], perm[d1] = d1, d0
+        return g.op("Transpose", t, perm_i=perm)
+
+    k %= 4
+    if k == 0:
+        return x
+    if k == 1:
+        return swap(flip(x, d1))
+    if k == 2:
+        return flip(flip(x, d0), d1)
+    return swap(flip(x, d0))
+
+
+def _register_symbolics() -> None:
+    from torch.onnx import register_custom_op_symbolic, symbolic_helper
+
+    symbolic = symbolic_helper.parse_args("v", "i", "is")(_rot90_symbolic)
+    register_custom_op_symbolic("aten::rot90", symbolic, OPSET)
+
+
+def random_inputs(image_size: int, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised-image-like inputs (standard normal), reproducible."""
+    gen = torch.Generator().manual_seed(seed)
+    shape = (batch, 3, image_size, image_size)
+    return torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+
+
+def onnx_session(path: str | Path) -> Any:
+    """An onnxruntime CPU session; one clear error if onnxruntime is not installed."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError(
+            "onnxruntime is not installed; install the export extra: pip install -e '.[export]'"
+        ) from None
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(session: Any, clinic: torch.Tensor, derm: torch.Tensor) -> np.ndarray:
+    feeds = {INPUT_NAMES[0]: clinic.numpy(), INPUT_NAMES[1]: derm.numpy()}
+    return session.run([OUTPUT_NAME], feeds)[0]
+
+
+def max_abs_difference(path: str | Path, model: FusedPredictor, image_size: int) -> float:
+    """Largest |ONNX - PyTorch| of P_FI over random inputs at the VERIFY_BATCHES sizes."""
+    session = onnx_session(path)
+    worst = 0.0
+    model = model.eval()
+    for seed, batch in enumerate(VERIFY_BATCHES):
+        clinic, derm = random_inputs(image_size, batch, seed=seed + 1)
+        with torch.no_grad():
+            expected = model(clinic, derm).float().numpy()
+        got = run_onnx(session, clinic, derm)
+        if got.shape != expected.shape:
+            raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {expected.shape}")
+        worst = max(worst, float(np.abs(got - expected).max()))
+    return worst
+
+
+def export_onnx(
+    model: FusedPredictor, image_size: int, out: str | Path, atol: float = 1e-4
+) -> dict[str, Any]:
+    """Write `model` (on CPU, eval mode) as ONNX to `out` if it matches PyTorch within `atol`.
+
+    Returns {"path", "bytes", "max_abs_diff", "export_s"}; UserError if the check fails.
+    """
+    _register_symbolics()
+    model = model.cpu().eval()
+    out = Path(out)
+    example = random_inputs(image_size, TRACE_BATCH)
+    dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)}
+    started = time.perf_counter()
+    with atomic_path(out) as tmp:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer notes on timm's shape checks, legacy exporter
+            torch.onnx.export(
+                model,
+                example,
+                str(tmp),
+                dynamo=False,  # the TorchScript exporter: no onnxscript dependency
+                input_names=list(INPUT_NAMES),
+                output_names=[OUTPUT_NAME],
+                dynamic_axes=dynamic,
+                opset_version=OPSET,
+            )
+        export_s = time.perf_counter() - started
+        diff = max_abs_difference(tmp, model, image_size)
+        if not diff <= atol:
+            raise UserError(
+                f"out={out}: the ONNX model differs from PyTorch by {diff:.3g} > atol={atol}; "
+                "not written"
+            )
+        size = tmp.stat().st_size
+    return {"path": str(out), "bytes": size, "max_abs_diff": diff, "export_s": export_s}
+
+
+def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint: str) -> dict:
+    """What a user of the .onnx file needs to know to feed it and read its output."""
+    return {
+        "format": "onnx",
+        "opset": OPSET,
+        "checkpoint": checkpoint,
+        "inputs": {
+            name: {
+                "shape": ["batch", 3, image_size, image_size],
+                "dtype": "float32",
+                "preprocessing": "RGB, resized straight to image_size x image_size, "
+                "(pixel/255 - mean) / std",
+                "mean": list(norm_stats[stream][0]),
+                "std": list(norm_stats[stream][1]),
+            }
+            for name, stream in zip(INPUT_NAMES, ("clin", "derm"))
+        },
+        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ALL_LABELS)], "labels": ALL_LABELS},
+        "fusion_weights": model.weights,
+        "tta_views": model.views,
+    }

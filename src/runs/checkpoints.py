@@ -1,0 +1,48 @@
+"""Which checkpoint a run starts from, and the config a stored checkpoint is evaluated with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.runs.files import last_checkpoint
+from src.utils.checkpoints import read_checkpoint
+from src.utils.errors import UserError
+
+# Parts of the configuration that always come from the evaluation run, not the checkpoint.
+RUN_KEYS = ("paths", "logger", "callbacks", "task_name", "ckpt_path", "train", "test")
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
+    """`ckpt_path=last` resumes this run directory's last checkpoint; a path must exist."""
+    if ckpt_path is None:
+        return None
+    path = last_checkpoint(run_dir) if ckpt_path == "last" else Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(
+            f"ckpt_path={ckpt_path}: no checkpoint at {path}; give an existing .ckpt file, or "
+            "ckpt_path=last together with hydra.run.dir=<the run's directory>"
+        )
+    read_checkpoint(path)  # intact, weights-only and written by src.train, or one line
+    return path
+
+
+def checkpoint_config(stored: dict[str, Any], run_cfg: DictConfig) -> DictConfig:
+    """The stored training config, with this run's paths/loggers and command-line overrides."""
+    from hydra.core.hydra_config import HydraConfig
+
+    cfg = OmegaConf.create(stored)
+    for key in RUN_KEYS:
+        OmegaConf.update(cfg, key, run_cfg.get(key), merge=False, force_add=True)
+    try:
+        overrides = HydraConfig.get().overrides.task
+    except ValueError:
+        overrides = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~")
+        if key.split(".")[0] in RUN_KEYS or key.startswith("hydra"):
+            continue
+        OmegaConf.update(cfg, key, OmegaConf.select(run_cfg, key), merge=False, force_add=True)
+    return cfg
