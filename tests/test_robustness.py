@@ -313,8 +313,9 @@ def test_a_pickled_last_checkpoint_is_refused_in_one_line(synthetic_release, tmp
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)
     torch.save({"state_dict": {}, "x": torch.nn.ReLU()}, run_dir / "checkpoints" / "last.ckpt")
-    with pytest.raises(UserError, match="refused to load objects beyond tensors"):
+    with pytest.raises(UserError, match="refused to load objects beyond tensors") as info:
         train(tiny_config(synthetic_release, run_dir, ["ckpt_path=last"]))
+    assert "\x1b" not in str(info.value)  # plain text, no terminal colour codes
 
 
 def test_an_unreadable_meta_file_is_one_line(release_copy):

@@ -9,6 +9,7 @@ is stored as plain dicts and lists).
 from __future__ import annotations
 
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err))  # torch's message carries ANSI colours
+        first = (plain.strip().splitlines() or [type(err).__name__])[0]
         raise UserError(
             f"ckpt_path={path}: refused to load objects beyond tensors and plain containers "
             f"(weights-only loading: {first[:160]}); only load checkpoints written by src.train"

@@ -23,8 +23,9 @@ def no_room_message(err: OSError) -> str:
     where = f" writing {err.filename}" if err.filename else ""
     return (
         f"no room{where} ({err.strerror or err}); free disk space or raise the quota/file-size "
-        "limit, or point paths.log_dir elsewhere; files already complete (checkpoints, results) "
-        "are intact and a run resumes with ckpt_path=last"
+        "limit, or point paths.log_dir elsewhere; nothing was left half-written: a run that "
+        "saved a complete checkpoint resumes from it with ckpt_path=last, one that saved none "
+        "starts again"
     )
 
 
