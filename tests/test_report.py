@@ -314,3 +314,63 @@ def test_non_numeric_metrics_are_not_averaged(tmp_path: Path) -> None:
     (run / "metrics.json").write_text(json.dumps(metrics))
     (record,) = find_runs([tmp_path / "sweep"])
     assert record.status == "failed" and "non-numeric avg_auc" in (record.error or "")
+
+
+def test_comparisons_are_paired_by_seed_with_a_t_interval_and_p_value(tmp_path: Path) -> None:
+    """2 configurations x 3 seeds: AMMFM vs the baseline (Tables 6 and 7), AVG AUC and ACC."""
+    from scipy import stats
+
+    ammfm = {0: 0.80, 1: 0.84, 2: 0.83}
+    baseline = {0: 0.79, 1: 0.80, 2: 0.815}
+    for seed in range(3):
+        complete_run(tmp_path / f"a{seed}", AMMFM, seed, ammfm[seed])
+        complete_run(tmp_path / f"b{seed}", BASELINE, seed, baseline[seed])
+    complete_run(tmp_path / "b9", BASELINE, 9, 0.5)  # no AMMFM seed 9: not paired
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], find_runs([tmp_path]), out, plots=False)
+    frame = pd.read_csv(out / "comparisons.csv")
+    assert list(frame.columns) == [
+        "a", "b", "metric", "mean_diff", "ci_low", "ci_high", "p_value", "n_pairs"
+    ]  # fmt: skip
+    assert frame[["a", "b", "metric"]].values.tolist() == [
+        ["AFF MN+ST AAB", "SFF ST+ST CAT", "avg_auc"],
+        ["AFF MN+ST AAB", "SFF ST+ST CAT", "avg_acc"],
+    ]
+    # avg_acc = avg_auc - 0.1 in the fabricated runs: the same paired differences
+    diffs = [100 * (ammfm[s] - baseline[s]) for s in range(3)]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    p = stats.ttest_rel([100 * ammfm[s] for s in range(3)], [100 * baseline[s] for s in range(3)])
+    for _, row in frame.iterrows():
+        assert row["n_pairs"] == 3
+        assert row["mean_diff"] == pytest.approx(mean)
+        assert row["ci_low"] == pytest.approx(mean - half)
+        assert row["ci_high"] == pytest.approx(mean + half)
+        assert row["p_value"] == pytest.approx(p.pvalue)
+    report = (out / "report.md").read_text()
+    assert "paired t-test" in report
+    assert "AMMFM vs baseline" in report and "**not supported**, the 95% CI includes 0" in report
+
+
+def test_comparisons_with_one_pair_have_no_interval_and_say_so(tmp_path: Path) -> None:
+    complete_run(tmp_path / "a0", AMMFM, 0, 0.80)
+    complete_run(tmp_path / "b0", BASELINE, 0, 0.70)
+    complete_run(tmp_path / "b1", BASELINE, 1, 0.70)
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], find_runs([tmp_path]), out, plots=False)
+    row = pd.read_csv(out / "comparisons.csv").iloc[0]
+    assert row["n_pairs"] == 1 and row["mean_diff"] == pytest.approx(10.0)
+    assert math.isnan(row["ci_low"]) and math.isnan(row["p_value"])
+    assert "not testable, 1 paired seed(s)" in (out / "report.md").read_text()
+
+
+def test_a_supported_claim_is_said_so() -> None:
+    from scipy import stats
+
+    from src.reporting.comparisons import paired_test
+
+    diffs = [1.0, 1.2, 0.9, 1.1]
+    mean, low, high, p = paired_test(diffs)
+    assert low > 0 and low < mean < high and mean == pytest.approx(1.05)
+    assert p == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue)
