@@ -374,3 +374,29 @@ def test_a_supported_claim_is_said_so() -> None:
     mean, low, high, p = paired_test(diffs)
     assert low > 0 and low < mean < high and mean == pytest.approx(1.05)
     assert p == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue)
+
+
+def _job_overrides(run_dir: Path, overrides: tuple[str, ...], seed: int) -> None:
+    """The job's own overrides, as Hydra saves them in a sweep's job folder."""
+    items = ["experiment=table9", *overrides, f"seed={seed}"]
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in items))
+
+
+def test_seeds_are_expected_of_the_configurations_a_sweep_asked_them_of(tmp_path: Path) -> None:
+    """A table's sweep folder, first run with seed=range(2), then re-run for CAT rows only with
+    seed=range(3): AAB was never asked for seed 2, CAT was."""
+    root = tmp_path / "sweep"
+    root.mkdir()
+    (root / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      block: cat,bab,aab\n      seed: range(10)\n"
+        "  overrides:\n    task:\n    - experiment=table9\n    - block=cat\n    - seed=range(3)\n"
+    )
+    for seed in (0, 1):
+        _job_overrides(complete_run(root / f"aab/seed{seed}", AMMFM, seed, 0.8), AMMFM, seed)
+    for seed in (0, 2):  # seed 1 of the re-run never started
+        _job_overrides(complete_run(root / f"cat/seed{seed}", BASELINE, seed, 0.7), BASELINE, seed)
+    results, _ = group_runs(find_runs([root]))
+    aab, cat = by_name(results, "aff", "aab"), by_name(results, "sff", "cat")
+    assert aab.expected_seeds == (0, 1) and aab.status() == "complete"
+    assert cat.expected_seeds == (0, 1, 2)
+    assert cat.status() == "incomplete: 2 of 3 seeds; not run: seed 1"
