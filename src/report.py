@@ -11,7 +11,9 @@ runs by configuration, and writes into `--out` (default: `<first folder>/report`
                                  difference, 95% CI, paired t-test p-value, number of pairs
     failures.{md,csv,tex}        failed / unfinished / duplicate runs with their error line
     runs.csv                     one line per run
-    avg_auc_vs_params.png, roc/<configuration>.png
+    avg_auc_vs_params.png, strip_table<N>.png (per-seed points beside mean ± std),
+    roc_overlay.png (every configuration's mean ROC per label), learning_curves.png (validation
+    AVG AUC from the runs' csv/metrics.csv, when present), roc/<configuration>.png
 """
 
 from __future__ import annotations
@@ -108,6 +110,11 @@ def write_report(
     if figures:
         names = [p.relative_to(out_dir).as_posix() for p in figures]
         links = "".join(f"- [{name}]({name})\n" for name in names)
+        if not any(p.name == "learning_curves.png" for p in figures):
+            links += (
+                "\nNo learning curves: no run here has a CSV log with validation AVG AUC "
+                "(`csv/metrics.csv`, written with `logger=csv`).\n"
+            )
         body.append(f"## Figures\n\n{links}")
     report = out_dir / "report.md"
     atomic_write_text(report, "\n".join([*header, *body]))

@@ -275,25 +275,47 @@ def test_wandb_summary_gives_back_the_metrics_a_run_logged(tmp_path: Path) -> No
     assert metrics_from_summary({"train/loss": 1.0}) is None
 
 
+def _csv_log(run_dir: Path, val_auc: list[float]) -> None:
+    """A CSV logger's metrics.csv: a training row and a validation row per epoch."""
+    rows = []
+    for epoch, value in enumerate(val_auc):
+        rows.append({"epoch": epoch, "step": 10 * epoch + 9, "train/loss": 1.0 / (epoch + 1)})
+        rows.append({"epoch": epoch, "step": 10 * epoch + 9, "val/avg_auc": value})
+    (run_dir / "csv").mkdir()
+    pd.DataFrame.from_records(rows).to_csv(run_dir / "csv" / "metrics.csv", index=False)
+
+
 def test_figures_per_configuration(tmp_path: Path) -> None:
-    from src.reporting.figures import write_figures
+    from src.reporting.figures import learning_curves, write_figures
 
     gen = torch.Generator().manual_seed(0)
     n = 40
     for seed in (0, 1):
-        run_dir = complete_run(tmp_path / f"m{seed}", AMMFM, seed, 0.8)
+        run_dir = complete_run(tmp_path / f"m{seed}", AMMFM, seed, 0.8 + 0.02 * seed)
         labels = torch.stack([torch.randint(0, k, (n,), generator=gen) for k in NUM_CLASSES], 1)
         probs = task_softmax(torch.randn(n, 24, generator=gen))
         write_predictions(run_dir, [f"c{i}" for i in range(n)], {"final": probs}, labels)
+        _csv_log(run_dir, [0.5 + 0.1 * seed, 0.6 + 0.1 * seed, 0.7])
     complete_run(tmp_path / "b0", BASELINE, 0, 0.7)  # no predictions.csv: no ROC figure
     results, _ = group_runs(find_runs([tmp_path]))
-    written = write_figures(results, load_paper_results(), tmp_path / "report")
-    names = sorted(p.relative_to(tmp_path / "report").as_posix() for p in written)
+    out = tmp_path / "report"
+    written = write_figures(results, load_paper_results(), out)
+    names = sorted(p.relative_to(out).as_posix() for p in written)
     assert names == [
         "avg_auc_vs_params.png",
+        "learning_curves.png",
         "roc/AFF_MN+ST_AAB_synthetic_64px_6ep_SWA50_from_scratch.png",
+        "roc_overlay.png",
+        *(f"strip_table{t}.png" for t in (10, 6, 7, 9)),
     ]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+    (curves,) = learning_curves(results).values()  # the baseline has no CSV log
+    mean = pd.concat(curves, axis=1).mean(axis=1)
+    assert mean.tolist() == pytest.approx([55.0, 65.0, 70.0])
+    keep = Path("/tmp/report_figs")
+    if keep.is_dir():  # a look at the figures, when asked for
+        for p in written:
+            (keep / p.name).write_bytes(p.read_bytes())
 
 
 def test_a_folder_with_both_results_and_an_error_counts_as_failed(tmp_path: Path) -> None:

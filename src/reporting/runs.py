@@ -46,7 +46,7 @@ class RunRecord:
     config: dict[str, Any] | None  # metrics.json "config" without "choices"; None if unknown
     metrics: dict[str, Any] | None = None
     error: str | None = None
-    asked_seeds: tuple[int, ...] | None = None  # the seeds its sweep asked for, when known
+    asked_seeds: tuple[int, ...] | None = None  # the seeds its sweep asked of its job, if known
 
     @property
     def predictions(self) -> Path | None:
