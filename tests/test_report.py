@@ -422,3 +422,25 @@ def test_seeds_are_expected_of_the_configurations_a_sweep_asked_them_of(tmp_path
     assert aab.expected_seeds == (0, 1) and aab.status() == "complete"
     assert cat.expected_seeds == (0, 1, 2)
     assert cat.status() == "incomplete: 2 of 3 seeds; not run: seed 1"
+
+
+def test_latex_model_table_is_ready_for_a_paper(sweep: Path, tmp_path: Path) -> None:
+    """Table 9 as LaTeX: caption, label, booktabs, numbers right-aligned, the best of each
+    metric column in bold, scaled to the page, at most 10 columns."""
+    out = tmp_path / "report"
+    write_report([str(sweep)], find_runs([sweep]), out, plots=False)
+    tex = (out / "table9.tex").read_text()
+    paper = [m for m in load_paper_results().models if m.table == 9]
+    best_paper_auc = max(m.avg_auc.mean for m in paper if m.avg_auc)
+    assert r"\label{tab:table9}" in tex and r"\caption{The paper's Table 9 and ours" in tex
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"\resizebox{\linewidth}{!}{%" in tex
+    (spec,) = [line for line in tex.splitlines() if line.startswith(r"\begin{tabular}")]
+    assert spec == r"\begin{tabular}{lrrrrrrrrr}"  # the model name, then numbers
+    rows = [line for line in tex.splitlines() if line.startswith("AFF MN+ST, AAB")]
+    # ours 82.0 ± 2.8 (seeds 80 and 84) is the best of our AUC column; the paper's best too
+    assert r"\textbf{82.0 $\pm$ 2.8}" in rows[0]
+    assert rf"\textbf{{{best_paper_auc:.1f} $\pm$" in tex
+    assert tex.count(r"\textbf{") == 4  # one per bold column: AUC, paper AUC, ACC, paper ACC
+    assert "$-$5.6" in rows[0]  # Δ with a minus sign
+    assert r"$\ddagger$" in rows[0]  # not at the paper's recipe
