@@ -7,9 +7,13 @@ runs by configuration, and writes into `--out` (default: `<first folder>/report`
     configurations.{md,csv,tex}  every configuration: mean ± std over seeds, n, status
     table6|7|8|9|10.{md,csv,tex} the paper's tables with the published numbers and Δ
     table2.{md,csv,tex}          Table 2's 17-label AUC row (best run) beside ours
+    comparisons.csv              the paper's comparisons on our runs: paired by seed, mean
+                                 difference, 95% CI, paired t-test p-value, number of pairs
     failures.{md,csv,tex}        failed / unfinished / duplicate runs with their error line
     runs.csv                     one line per run
-    avg_auc_vs_params.png, roc/<configuration>.png
+    avg_auc_vs_params.png, strip_table<N>.png (per-seed points beside mean ± std),
+    roc_overlay.png (every configuration's mean ROC per label), learning_curves.png (validation
+    AVG AUC from the runs' csv/metrics.csv, when present), roc/<configuration>.png
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.reference import load_paper_results
 from src.reporting.aggregate import group_runs
 from src.reporting.cells import paper_recipe
+from src.reporting.comparisons import comparisons, comparisons_frame, comparisons_section
+from src.reporting.matching import PaperMatches
 from src.reporting.naming import describe, setting
 from src.reporting.render import markdown_section, write_table
 from src.reporting.runs import RunRecord, count_by_status, find_runs
@@ -78,6 +84,9 @@ def write_report(
         write_table(table, out_dir)
     with atomic_path(out_dir / "runs.csv") as tmp:
         runs_frame(records).to_csv(tmp, index=False)
+    compared = comparisons(PaperMatches(results, paper))
+    with atomic_path(out_dir / "comparisons.csv") as tmp:
+        comparisons_frame(compared).to_csv(tmp, index=False)
     figures = []
     if plots:
         from src.reporting.figures import write_figures
@@ -97,9 +106,15 @@ def write_report(
         "",
     ]
     body = [markdown_section(t) for t in tables]
+    body.insert(1, comparisons_section(compared))
     if figures:
         names = [p.relative_to(out_dir).as_posix() for p in figures]
         links = "".join(f"- [{name}]({name})\n" for name in names)
+        if not any(p.name == "learning_curves.png" for p in figures):
+            links += (
+                "\nNo learning curves: no run here has a CSV log with validation AVG AUC "
+                "(`csv/metrics.csv`, written with `logger=csv`).\n"
+            )
         body.append(f"## Figures\n\n{links}")
     report = out_dir / "report.md"
     atomic_write_text(report, "\n".join([*header, *body]))

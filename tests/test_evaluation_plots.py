@@ -71,3 +71,19 @@ def test_mean_roc_skips_runs_without_the_label():
         np.testing.assert_array_equal(got, expected)
     with pytest.raises(ValueError, match="DIAG/BCC"):
         mean_roc_curve([_case(0), _case(1)], "DIAG/BCC")  # no run has a BCC case
+
+
+def test_confusion_matrices_count_and_accuracy_per_task():
+    from sklearn.metrics import confusion_matrix
+
+    from src.evaluation.plots import confusion_matrices
+    from src.evaluation.probabilities import split_tasks
+
+    probs, labels = _case(1)
+    found = confusion_matrices(probs, labels)
+    for t, (segment, (matrix, accuracy)) in enumerate(zip(split_tasks(probs), found)):
+        predicted = segment.argmax(dim=1).numpy()
+        truth = labels[:, t].numpy()
+        expected = confusion_matrix(truth, predicted, labels=range(NUM_CLASSES[t]))
+        np.testing.assert_array_equal(matrix, expected)
+        assert accuracy == pytest.approx((predicted == truth).mean())

@@ -275,25 +275,47 @@ def test_wandb_summary_gives_back_the_metrics_a_run_logged(tmp_path: Path) -> No
     assert metrics_from_summary({"train/loss": 1.0}) is None
 
 
+def _csv_log(run_dir: Path, val_auc: list[float]) -> None:
+    """A CSV logger's metrics.csv: a training row and a validation row per epoch."""
+    rows = []
+    for epoch, value in enumerate(val_auc):
+        rows.append({"epoch": epoch, "step": 10 * epoch + 9, "train/loss": 1.0 / (epoch + 1)})
+        rows.append({"epoch": epoch, "step": 10 * epoch + 9, "val/avg_auc": value})
+    (run_dir / "csv").mkdir()
+    pd.DataFrame.from_records(rows).to_csv(run_dir / "csv" / "metrics.csv", index=False)
+
+
 def test_figures_per_configuration(tmp_path: Path) -> None:
-    from src.reporting.figures import write_figures
+    from src.reporting.figures import learning_curves, write_figures
 
     gen = torch.Generator().manual_seed(0)
     n = 40
     for seed in (0, 1):
-        run_dir = complete_run(tmp_path / f"m{seed}", AMMFM, seed, 0.8)
+        run_dir = complete_run(tmp_path / f"m{seed}", AMMFM, seed, 0.8 + 0.02 * seed)
         labels = torch.stack([torch.randint(0, k, (n,), generator=gen) for k in NUM_CLASSES], 1)
         probs = task_softmax(torch.randn(n, 24, generator=gen))
         write_predictions(run_dir, [f"c{i}" for i in range(n)], {"final": probs}, labels)
+        _csv_log(run_dir, [0.5 + 0.1 * seed, 0.6 + 0.1 * seed, 0.7])
     complete_run(tmp_path / "b0", BASELINE, 0, 0.7)  # no predictions.csv: no ROC figure
     results, _ = group_runs(find_runs([tmp_path]))
-    written = write_figures(results, load_paper_results(), tmp_path / "report")
-    names = sorted(p.relative_to(tmp_path / "report").as_posix() for p in written)
+    out = tmp_path / "report"
+    written = write_figures(results, load_paper_results(), out)
+    names = sorted(p.relative_to(out).as_posix() for p in written)
     assert names == [
         "avg_auc_vs_params.png",
+        "learning_curves.png",
         "roc/AFF_MN+ST_AAB_synthetic_64px_6ep_SWA50_from_scratch.png",
+        "roc_overlay.png",
+        *(f"strip_table{t}.png" for t in (10, 6, 7, 9)),
     ]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+    (curves,) = learning_curves(results).values()  # the baseline has no CSV log
+    mean = pd.concat(curves, axis=1).mean(axis=1)
+    assert mean.tolist() == pytest.approx([55.0, 65.0, 70.0])
+    keep = Path("/tmp/report_figs")
+    if keep.is_dir():  # a look at the figures, when asked for
+        for p in written:
+            (keep / p.name).write_bytes(p.read_bytes())
 
 
 def test_a_folder_with_both_results_and_an_error_counts_as_failed(tmp_path: Path) -> None:
@@ -314,3 +336,111 @@ def test_non_numeric_metrics_are_not_averaged(tmp_path: Path) -> None:
     (run / "metrics.json").write_text(json.dumps(metrics))
     (record,) = find_runs([tmp_path / "sweep"])
     assert record.status == "failed" and "non-numeric avg_auc" in (record.error or "")
+
+
+def test_comparisons_are_paired_by_seed_with_a_t_interval_and_p_value(tmp_path: Path) -> None:
+    """2 configurations x 3 seeds: AMMFM vs the baseline (Tables 6 and 7), AVG AUC and ACC."""
+    from scipy import stats
+
+    ammfm = {0: 0.80, 1: 0.84, 2: 0.83}
+    baseline = {0: 0.79, 1: 0.80, 2: 0.815}
+    for seed in range(3):
+        complete_run(tmp_path / f"a{seed}", AMMFM, seed, ammfm[seed])
+        complete_run(tmp_path / f"b{seed}", BASELINE, seed, baseline[seed])
+    complete_run(tmp_path / "b9", BASELINE, 9, 0.5)  # no AMMFM seed 9: not paired
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], find_runs([tmp_path]), out, plots=False)
+    frame = pd.read_csv(out / "comparisons.csv")
+    assert list(frame.columns) == [
+        "a", "b", "metric", "mean_diff", "ci_low", "ci_high", "p_value", "n_pairs"
+    ]  # fmt: skip
+    assert frame[["a", "b", "metric"]].values.tolist() == [
+        ["AFF MN+ST AAB", "SFF ST+ST CAT", "avg_auc"],
+        ["AFF MN+ST AAB", "SFF ST+ST CAT", "avg_acc"],
+    ]
+    # avg_acc = avg_auc - 0.1 in the fabricated runs: the same paired differences
+    diffs = [100 * (ammfm[s] - baseline[s]) for s in range(3)]
+    mean = sum(diffs) / 3
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / 2)
+    half = stats.t.ppf(0.975, 2) * sd / math.sqrt(3)
+    p = stats.ttest_rel([100 * ammfm[s] for s in range(3)], [100 * baseline[s] for s in range(3)])
+    for _, row in frame.iterrows():
+        assert row["n_pairs"] == 3
+        assert row["mean_diff"] == pytest.approx(mean)
+        assert row["ci_low"] == pytest.approx(mean - half)
+        assert row["ci_high"] == pytest.approx(mean + half)
+        assert row["p_value"] == pytest.approx(p.pvalue)
+    report = (out / "report.md").read_text()
+    assert "paired t-test" in report
+    assert "AMMFM vs baseline" in report and "**not supported**, the 95% CI includes 0" in report
+
+
+def test_comparisons_with_one_pair_have_no_interval_and_say_so(tmp_path: Path) -> None:
+    complete_run(tmp_path / "a0", AMMFM, 0, 0.80)
+    complete_run(tmp_path / "b0", BASELINE, 0, 0.70)
+    complete_run(tmp_path / "b1", BASELINE, 1, 0.70)
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], find_runs([tmp_path]), out, plots=False)
+    row = pd.read_csv(out / "comparisons.csv").iloc[0]
+    assert row["n_pairs"] == 1 and row["mean_diff"] == pytest.approx(10.0)
+    assert math.isnan(row["ci_low"]) and math.isnan(row["p_value"])
+    assert "not testable, 1 paired seed(s)" in (out / "report.md").read_text()
+
+
+def test_a_supported_claim_is_said_so() -> None:
+    from scipy import stats
+
+    from src.reporting.comparisons import paired_test
+
+    diffs = [1.0, 1.2, 0.9, 1.1]
+    mean, low, high, p = paired_test(diffs)
+    assert low > 0 and low < mean < high and mean == pytest.approx(1.05)
+    assert p == pytest.approx(stats.ttest_1samp(diffs, 0.0).pvalue)
+
+
+def _job_overrides(run_dir: Path, overrides: tuple[str, ...], seed: int) -> None:
+    """The job's own overrides, as Hydra saves them in a sweep's job folder."""
+    items = ["experiment=table9", *overrides, f"seed={seed}"]
+    (run_dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in items))
+
+
+def test_seeds_are_expected_of_the_configurations_a_sweep_asked_them_of(tmp_path: Path) -> None:
+    """A table's sweep folder, first run with seed=range(2), then re-run for CAT rows only with
+    seed=range(3): AAB was never asked for seed 2, CAT was."""
+    root = tmp_path / "sweep"
+    root.mkdir()
+    (root / "multirun.yaml").write_text(
+        "hydra:\n  sweeper:\n    params:\n      block: cat,bab,aab\n      seed: range(10)\n"
+        "  overrides:\n    task:\n    - experiment=table9\n    - block=cat\n    - seed=range(3)\n"
+    )
+    for seed in (0, 1):
+        _job_overrides(complete_run(root / f"aab/seed{seed}", AMMFM, seed, 0.8), AMMFM, seed)
+    for seed in (0, 2):  # seed 1 of the re-run never started
+        _job_overrides(complete_run(root / f"cat/seed{seed}", BASELINE, seed, 0.7), BASELINE, seed)
+    results, _ = group_runs(find_runs([root]))
+    aab, cat = by_name(results, "aff", "aab"), by_name(results, "sff", "cat")
+    assert aab.expected_seeds == (0, 1) and aab.status() == "complete"
+    assert cat.expected_seeds == (0, 1, 2)
+    assert cat.status() == "incomplete: 2 of 3 seeds; not run: seed 1"
+
+
+def test_latex_model_table_is_ready_for_a_paper(sweep: Path, tmp_path: Path) -> None:
+    """Table 9 as LaTeX: caption, label, booktabs, numbers right-aligned, the best of each
+    metric column in bold, scaled to the page, at most 10 columns."""
+    out = tmp_path / "report"
+    write_report([str(sweep)], find_runs([sweep]), out, plots=False)
+    tex = (out / "table9.tex").read_text()
+    paper = [m for m in load_paper_results().models if m.table == 9]
+    best_paper_auc = max(m.avg_auc.mean for m in paper if m.avg_auc)
+    assert r"\label{tab:table9}" in tex and r"\caption{The paper's Table 9 and ours" in tex
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"\resizebox{\linewidth}{!}{%" in tex
+    (spec,) = [line for line in tex.splitlines() if line.startswith(r"\begin{tabular}")]
+    assert spec == r"\begin{tabular}{lrrrrrrrrr}"  # the model name, then numbers
+    rows = [line for line in tex.splitlines() if line.startswith("AFF MN+ST, AAB")]
+    # ours 82.0 ± 2.8 (seeds 80 and 84) is the best of our AUC column; the paper's best too
+    assert r"\textbf{82.0 $\pm$ 2.8}" in rows[0]
+    assert rf"\textbf{{{best_paper_auc:.1f} $\pm$" in tex
+    assert tex.count(r"\textbf{") == 4  # one per bold column: AUC, paper AUC, ACC, paper ACC
+    assert "$-$5.6" in rows[0]  # Δ with a minus sign
+    assert r"$\ddagger$" in rows[0]  # not at the paper's recipe

@@ -74,22 +74,38 @@ def save_roc_curves(
     return _save(fig, path)
 
 
+def confusion_matrices(probs: Tensor, labels: Tensor) -> list[tuple[np.ndarray, float]]:
+    """Per task: (counts of true (rows) against argmax-predicted (columns) classes, accuracy)."""
+    probs, labels = check_inputs(probs, labels)
+    preds = task_predictions(probs)
+    out = []
+    for t, task in enumerate(TASKS):
+        matrix = multiclass_confusion_matrix(preds[:, t], labels[:, t], task.num_classes).numpy()
+        total = int(matrix.sum())
+        out.append((matrix, float(np.trace(matrix)) / total if total else float("nan")))
+    return out
+
+
 def save_confusion_matrices(
     probs: Tensor, labels: Tensor, path: str | os.PathLike[str], title: str
 ) -> Path:
-    """One subplot per task: counts of true (rows) against argmax-predicted (columns) classes."""
-    probs, labels = check_inputs(probs, labels)
-    preds = task_predictions(probs)
+    """One subplot per task: true (rows) against argmax-predicted (columns) classes, coloured
+    by the fraction of each true class (row-normalised) and annotated with that fraction and
+    the count; the task's accuracy in its title; one shared colour bar."""
     fig, axes = _task_figure(title)
-    for t, (task, ax) in enumerate(zip(TASKS, axes)):
-        matrix = multiclass_confusion_matrix(preds[:, t], labels[:, t], task.num_classes).numpy()
-        ax.imshow(matrix, cmap="Blues", vmin=0, vmax=max(int(matrix.max()), 1))
+    image = None
+    for task, ax, (matrix, accuracy) in zip(TASKS, axes, confusion_matrices(probs, labels)):
+        totals = matrix.sum(axis=1, keepdims=True)
+        rows = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
+        image = ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
         ticks = range(task.num_classes)
         ax.set(xticks=ticks, yticks=ticks, xticklabels=task.classes, yticklabels=task.classes)
-        ax.set(title=task.name, xlabel="predicted", ylabel="true")
+        ax.set(title=f"{task.name}: accuracy {accuracy:.3f}", xlabel="predicted", ylabel="true")
         for (i, j), count in np.ndenumerate(matrix):
-            colour = "white" if count > matrix.max() / 2 else "black"
-            ax.text(j, i, str(count), ha="center", va="center", color=colour)
+            colour = "white" if rows[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{rows[i, j]:.2f}\n({count})", ha="center", va="center", color=colour)
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="fraction of the true class (row)")
     return _save(fig, path)
 
 

@@ -126,7 +126,8 @@ def group_runs(
     """(one ConfigResult per configuration, runs whose configuration is unknown).
 
     `seeds` states the expected seeds of every configuration; without it, a configuration
-    expects the seeds its sweep(s) asked for, or else as many seeds as the best-covered one.
+    expects the seeds its sweep(s) asked of its own jobs (`RunRecord.asked_seeds`), or else as
+    many seeds as the best-covered one.
     """
     groups: dict[str, ConfigResult] = {}
     unnamed: list[RunRecord] = []

@@ -30,6 +30,11 @@ class ReportTable:
     data: pd.DataFrame  # numbers, one column per quantity
     display: pd.DataFrame  # text cells
     notes: list[str] = field(default_factory=list)
+    # LaTeX: a narrower table for a paper page (default: `display`), the columns whose highest
+    # number is set in bold, and the caption's sentence after the title
+    latex_display: pd.DataFrame | None = None
+    bold_max: tuple[str, ...] = ()
+    caption: str = ""
 
 
 @lru_cache(maxsize=1)

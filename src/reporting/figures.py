@@ -1,4 +1,6 @@
-"""Report figures: AVG AUC against parameters, and per-label mean ROC curves per configuration.
+"""Report figures: AVG AUC against parameters, per-label mean ROC curves per configuration and
+of all configurations overlaid, per-seed points beside mean ± std per paper table, and
+validation AVG AUC learning curves from the runs' CSV logs.
 
 Drawn on matplotlib `Figure` objects (Agg canvas, no pyplot state) and saved atomically.
 """
@@ -13,18 +15,22 @@ import pandas as pd
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.transforms import Bbox
 
 from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, TASK_NAMES
 from src.evaluation.plots import mean_roc_curve
 from src.reference import PaperModel, PaperResults
 from src.reporting.aggregate import ConfigResult
 from src.reporting.cells import PCT, avg_auc, params_m
-from src.reporting.matching import paper_summaries
+from src.reporting.matching import PaperMatches, paper_summaries
 from src.reporting.naming import describe, setting, slug
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
 
 ROC_COLUMNS = 6  # 17 labels -> 3 x 6 panels
+MODEL_TABLES = (6, 7, 9, 10)
+CSV_LOG = Path("csv") / "metrics.csv"  # the CSV logger's file in a run folder
+VAL_AUC = "val/avg_auc"
 
 
 def _figure(width: float, height: float) -> Figure:
@@ -39,14 +45,58 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+# Offsets (points) tried in turn for a point's label, the first that overlaps no other label.
+LABEL_OFFSETS = [(6, 4), (6, -12), (-6, 4), (-6, -12)] + [
+    (side, dy) for dy in (14, -22, 24, -32, 34, -42, 44, -52) for side in (6, -6)
+]
+
+
+def _place_labels(fig: Figure, ax: object, labels: list[tuple[float, float, str, dict]]) -> None:
+    """Annotate points so that labels do not overlap: each takes the first candidate offset
+    whose box overlaps no label placed before it (else the last candidate tried)."""
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    fig.draw_without_rendering()
+    fig.set_layout_engine("none")  # keep the axes where the boxes below are measured
+    inside = ax.get_window_extent(renderer)  # type: ignore[attr-defined]
+    to_pixels = ax.transData.transform  # type: ignore[attr-defined]
+    placed = [Bbox.from_bounds(*(to_pixels((x, y)) - 4), 8, 8) for x, y, _, _ in labels]
+    for x, y, text, style in labels:
+        for dx, dy in LABEL_OFFSETS:
+            note = ax.annotate(  # type: ignore[attr-defined]
+                text,
+                (x, y),
+                xytext=(dx, dy),
+                textcoords="offset points",
+                ha="left" if dx > 0 else "right",
+                arrowprops={"arrowstyle": "-", "color": "lightgrey", "lw": 0.6}
+                if abs(dy) > 12
+                else None,
+                **style,
+            )
+            note.set_in_layout(False)  # the axes keep the size the boxes were measured at
+            box = note.get_window_extent(renderer).expanded(1.02, 1.1)
+            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
+            if fits and not any(box.overlaps(other) for other in placed):
+                break
+            note.remove()
+        else:
+            note = ax.annotate(  # type: ignore[attr-defined]
+                text, (x, y), xytext=(6, 4), textcoords="offset points", **style
+            )
+            note.set_in_layout(False)
+            box = note.get_window_extent(renderer)
+        placed.append(box)
+
+
 def auc_vs_params(results: Sequence[ConfigResult], paper: PaperResults, path: Path) -> Path:
     """AVG AUC (mean ± std over seeds) against parameters, counted the paper's way.
 
     The paper's own rows are drawn as open markers for comparison; the x axis uses the paper's
     accounting (whole backbones) for both, so the two sets of points are comparable.
     """
-    fig = _figure(9, 6)
+    fig = _figure(12, 8)
     ax = fig.add_subplot()
+    labels: list[tuple[float, float, str, dict]] = []
     for where in sorted({setting(r.config) for r in results}):
         points = [
             (params_m(r, "paper_accounting"), avg_auc(r), describe(r.config))
@@ -61,8 +111,7 @@ def auc_vs_params(results: Sequence[ConfigResult], paper: PaperResults, path: Pa
         ax.errorbar(
             xs, ys, yerr=[s.std or 0.0 for s in stats], fmt="o", capsize=3, label=f"ours: {where}"
         )
-        for x, y, name in zip(xs, ys, names):
-            ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        labels += [(x, y, name, {"fontsize": 9}) for x, y, name in zip(xs, ys, names)]
     published: dict[tuple[float, float], PaperModel] = {}
     for row in paper.models:
         if row.params_m is not None and row.avg_auc is not None:
@@ -80,22 +129,25 @@ def auc_vs_params(results: Sequence[ConfigResult], paper: PaperResults, path: Pa
             label="paper (published)",
         )
         names = paper_summaries()
-        for (x, y), row in published.items():
-            ax.annotate(
+        labels += [
+            (
+                x,
+                y,
                 describe(names[row.id]) if row.id in names else row.description,
-                (x, y),
-                fontsize=6,
-                color="grey",
-                xytext=(4, -8),
-                textcoords="offset points",
+                {"fontsize": 8, "color": "dimgrey"},
             )
+            for (x, y), row in published.items()
+        ]
     ax.set(
         xlabel="parameters (M, paper accounting: whole backbones)",
         ylabel="test AVG AUC (%)",
         title="AVG AUC against model size",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="medium")
+    _place_labels(fig, ax, labels)
+    ax.xaxis.label.set_size(12)
+    ax.yaxis.label.set_size(12)
     return _save(fig, path)
 
 
@@ -141,17 +193,151 @@ def mean_roc_figure(result: ConfigResult, path: Path) -> Path | None:
     for ax in axes[len(AVG_AUC_LABELS) :]:
         ax.set_visible(False)
     fig.suptitle(
-        f"{describe(result.config)} | {setting(result.config)} | mean ROC over "
+        f"{describe(result.config)} | {setting(result.config)} | test split, mean ROC over "
         f"{len(runs)} run(s), band ±1 std"
     )
+    return _save(fig, path)
+
+
+def _config_label(result: ConfigResult, several_settings: bool) -> str:
+    name = describe(result.config)
+    return f"{name}\n{setting(result.config)}" if several_settings else name
+
+
+def strip_figure(table: int, matches: PaperMatches, path: Path) -> Path | None:
+    """One paper table: every configuration's per-seed test AVG AUC (dots), its mean ± std
+    (bar) and the paper's mean ± std (open grey square), one row per configuration."""
+    rows: list[tuple[str, list[float], float | None, float | None]] = []
+    results = matches.in_table(table)
+    several = len({setting(r.config) for r in results}) > 1
+    for result in results:
+        seeds = [100 * r.metrics["avg_auc"] for r in result.runs if r.metrics.get("avg_auc")]
+        if not seeds:
+            continue
+        paper = [m.avg_auc for m in matches.rows_of(result) if m.table == table and m.avg_auc]
+        rows.append(
+            (
+                _config_label(result, several),
+                seeds,
+                paper[0].mean if paper else None,
+                paper[0].std if paper else None,
+            )
+        )
+    if not rows:
+        return None
+    fig = _figure(9, 1.0 + 0.7 * len(rows))
+    ax = fig.add_subplot()
+    for y, (_, seeds, paper_mean, paper_std) in enumerate(rows):
+        jitter = np.linspace(-0.12, 0.12, len(seeds)) if len(seeds) > 1 else np.zeros(1)
+        ax.scatter(seeds, y + jitter, s=18, color="C0", alpha=0.7, zorder=3)
+        std = float(np.std(seeds, ddof=1)) if len(seeds) > 1 else 0.0
+        ax.errorbar(
+            float(np.mean(seeds)), y + 0.3, xerr=std, fmt="D", color="C1", capsize=4, zorder=4
+        )
+        if paper_mean is not None:
+            ax.errorbar(
+                paper_mean, y - 0.3, xerr=paper_std or 0.0, fmt="s", mfc="none", color="grey"
+            )
+    ax.set_yticks(range(len(rows)), [r[0] for r in rows])
+    ax.invert_yaxis()
+    ax.scatter([], [], s=18, color="C0", label="ours, one seed")
+    ax.errorbar([], [], xerr=[], fmt="D", color="C1", label="ours, mean ± std")
+    ax.errorbar([], [], xerr=[], fmt="s", mfc="none", color="grey", label="paper, mean ± std")
+    ax.set(xlabel="test AVG AUC (%)", title=f"Table {table}: AVG AUC per seed")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize="small", loc="best")
+    return _save(fig, path)
+
+
+def roc_overlay_figure(results: Sequence[ConfigResult], path: Path) -> Path | None:
+    """One panel per AVG AUC label, grouped by task, with every configuration's mean ROC curve
+    over its seeds on shared axes."""
+    curves: list[tuple[str, list[tuple[torch.Tensor, torch.Tensor]]]] = []
+    several = len({setting(r.config) for r in results}) > 1
+    for result in results:
+        runs = [load_predictions(r.predictions) for r in result.runs if r.predictions is not None]
+        if runs:
+            curves.append((_config_label(result, several).replace("\n", " | "), runs))
+    if not curves:
+        return None
+    rows = -(-len(AVG_AUC_LABELS) // ROC_COLUMNS)
+    fig = _figure(3.0 * ROC_COLUMNS, 3.0 * rows + 1.0)
+    axes = fig.subplots(rows, ROC_COLUMNS, sharex=True, sharey=True)
+    flat = list(axes.flat)
+    for ax, label in zip(flat, AVG_AUC_LABELS):
+        for i, (name, runs) in enumerate(curves):
+            try:
+                grid, mean, _ = mean_roc_curve(runs, label)
+            except ValueError:
+                continue
+            ax.plot(grid, mean, color=f"C{i % 10}", label=name)
+        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+        ax.set_title(label, fontsize=9)
+        ax.set(xlim=(0, 1), ylim=(0, 1.01))
+    for ax in flat[len(AVG_AUC_LABELS) :]:
+        ax.set_visible(False)
+    for column in range(ROC_COLUMNS):  # the lowest panel shown in each column
+        ax = [a for a in axes[:, column] if a.get_visible()][-1]
+        ax.set_xlabel("false positive rate")
+        ax.xaxis.set_tick_params(labelbottom=True)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("true positive rate")
+    handles, names = flat[0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3))
+    data = ", ".join(sorted({str(r.config.get("data")) for r in results}))
+    fig.suptitle(f"Mean ROC over seeds per label, test split of {data}, all configurations")
+    return _save(fig, path)
+
+
+def learning_curves(results: Sequence[ConfigResult]) -> dict[str, list[pd.Series]]:
+    """configuration label -> per-run validation AVG AUC by epoch, from each run's CSV log."""
+    several = len({setting(r.config) for r in results}) > 1
+    found: dict[str, list[pd.Series]] = {}
+    for result in results:
+        for run in result.runs:
+            log_file = Path(run.source) / CSV_LOG
+            if not log_file.is_file():
+                continue
+            frame = pd.read_csv(log_file)
+            if VAL_AUC not in frame or "epoch" not in frame:
+                continue
+            curve = frame.dropna(subset=[VAL_AUC]).groupby("epoch")[VAL_AUC].last()
+            if not curve.empty:
+                label = _config_label(result, several).replace("\n", " | ")
+                found.setdefault(label, []).append(curve * PCT)
+    return found
+
+
+def learning_curve_figure(results: Sequence[ConfigResult], path: Path) -> Path | None:
+    """Validation AVG AUC per epoch: each configuration's mean over its runs, band ± 1 std."""
+    found = learning_curves(results)
+    if not found:
+        return None
+    fig = _figure(9, 6)
+    ax = fig.add_subplot()
+    for i, (name, runs) in enumerate(found.items()):
+        frame = pd.concat(runs, axis=1)
+        mean, std = frame.mean(axis=1), frame.std(axis=1, ddof=1).fillna(0.0)
+        ax.plot(mean.index, mean, color=f"C{i % 10}", label=f"{name} (n={len(runs)})")
+        ax.fill_between(mean.index, mean - std, mean + std, color=f"C{i % 10}", alpha=0.2)
+    ax.set(xlabel="epoch", ylabel="validation AVG AUC (%)", title="Learning curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
     return _save(fig, path)
 
 
 def write_figures(
     results: Sequence[ConfigResult], paper: PaperResults, out_dir: Path
 ) -> list[Path]:
-    """avg_auc_vs_params.png and roc/<configuration>.png for every configuration with runs."""
-    written = [auc_vs_params(results, paper, out_dir / "avg_auc_vs_params.png")]
+    """avg_auc_vs_params.png, strip_table<N>.png per paper table with runs, roc_overlay.png,
+    learning_curves.png (when runs have CSV logs) and roc/<configuration>.png per configuration
+    with predictions."""
+    matches = PaperMatches(results, paper)
+    drawn: list[Path | None] = [auc_vs_params(results, paper, out_dir / "avg_auc_vs_params.png")]
+    drawn += [strip_figure(t, matches, out_dir / f"strip_table{t}.png") for t in MODEL_TABLES]
+    drawn.append(roc_overlay_figure(results, out_dir / "roc_overlay.png"))
+    drawn.append(learning_curve_figure(results, out_dir / "learning_curves.png"))
+    written = [p for p in drawn if p is not None]
     used: set[str] = set()
     for result in results:
         name = slug(result.config)

@@ -46,7 +46,7 @@ class RunRecord:
     config: dict[str, Any] | None  # metrics.json "config" without "choices"; None if unknown
     metrics: dict[str, Any] | None = None
     error: str | None = None
-    asked_seeds: tuple[int, ...] | None = None  # the seeds its sweep asked for, when known
+    asked_seeds: tuple[int, ...] | None = None  # the seeds its sweep asked of its job, if known
 
     @property
     def predictions(self) -> Path | None:
@@ -166,8 +166,40 @@ def _run_dirs(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def asked_seeds(sweep_file: Path) -> tuple[int, ...] | None:
-    """The seeds a sweep asked for: its `seed=` command-line override, else its grid's `seed`."""
+JOB_OVERRIDES = Path(".hydra") / "overrides.yaml"  # the overrides of one job of a sweep
+
+
+def _values(override: str) -> tuple[str, frozenset[str]] | None:
+    """(key, the values it asks for) of one Hydra override, or None if it cannot be parsed."""
+    try:
+        parsed = OverridesParser.create().parse_override(override)
+        values = parsed.sweep_iterator() if parsed.is_sweep_override() else [parsed.value()]
+        return parsed.key_or_group.lstrip("+~"), frozenset(str(v) for v in values)
+    except Exception:
+        return None
+
+
+@dataclass(frozen=True)
+class SweepRequest:
+    """What a sweep's command line asked for: its seeds and its other overrides."""
+
+    seeds: tuple[int, ...] | None
+    others: dict[str, frozenset[str]]  # override key -> the values asked, seed excluded
+
+    def covers(self, job: dict[str, frozenset[str]] | None) -> bool:
+        """Whether a job (its own overrides) is one this command asked for; True if unknown.
+
+        A table's sweep folder is reused: a re-run restricted to some rows (e.g. `block=cat`)
+        rewrites multirun.yaml, and asks its seeds of those rows only.
+        """
+        if job is None:
+            return True
+        return all(job[k] <= values for k, values in self.others.items() if k in job)
+
+
+def sweep_request(sweep_file: Path) -> SweepRequest | None:
+    """The seeds a sweep asked for (its `seed=` command-line override, else its grid's `seed`)
+    and its other command-line overrides."""
     try:
         sweep = OmegaConf.load(sweep_file)
         task = [str(o) for o in sweep.hydra.overrides.task]
@@ -175,14 +207,26 @@ def asked_seeds(sweep_file: Path) -> tuple[int, ...] | None:
     except Exception as err:
         log.warning("cannot read the sweep definition %s: %s", sweep_file, err)
         return None
-    values = [o.split("=", 1)[1] for o in task if o.split("=", 1)[0].lstrip("+~") == "seed"]
-    if not values and "seed" in grid:
-        values = [str(grid["seed"])]
-    if not values:
+    parsed = [v for v in map(_values, task) if v is not None]
+    others = {k: v for k, v in parsed if k != "seed"}
+    asked = [v for k, v in parsed if k == "seed"]
+    if not asked and "seed" in grid:
+        from_grid = _values(f"seed={grid['seed']}")
+        asked = [from_grid[1]] if from_grid else []
+    seeds = tuple(sorted(int(s) for s in asked[-1])) if asked else None
+    return SweepRequest(seeds, others)
+
+
+def job_overrides(run_dir: Path) -> dict[str, frozenset[str]] | None:
+    """A sweep job's own overrides (Hydra's .hydra/overrides.yaml), None if unknown."""
+    path = run_dir / JOB_OVERRIDES
+    if not path.is_file():
         return None
-    override = OverridesParser.create().parse_override(f"seed={values[-1]}")
-    seeds = override.sweep_iterator() if override.is_sweep_override() else [override.value()]
-    return tuple(sorted(int(s) for s in seeds))  # type: ignore[arg-type]
+    try:
+        items = [str(o) for o in OmegaConf.load(path)]
+    except Exception:
+        return None
+    return dict(v for v in map(_values, items) if v is not None)
 
 
 def _sweep_file_of(run_dir: Path, root: Path) -> Path | None:
@@ -205,15 +249,23 @@ def find_runs(paths: Sequence[str | Path]) -> list[RunRecord]:
         dirs = [d for d in _run_dirs(root) if d not in seen]
         if not dirs:
             log.warning("%s holds no run (no %s, %s or .hydra)", given, METRICS_FILE, ERROR_FILE)
-        sweeps: dict[Path, tuple[int, ...] | None] = {}
+        sweeps: dict[Path, SweepRequest | None] = {}
         for run_dir in dirs:
             seen.add(run_dir)
             record = load_run(run_dir, str(Path(given) / run_dir.relative_to(root)))
             sweep_file = _sweep_file_of(run_dir, root)
             if sweep_file is not None:
                 if sweep_file not in sweeps:
-                    sweeps[sweep_file] = asked_seeds(sweep_file)
-                record.asked_seeds = sweeps[sweep_file]
+                    sweeps[sweep_file] = sweep_request(sweep_file)
+                request = sweeps[sweep_file]
+                if request is None:
+                    pass
+                elif request.covers(job_overrides(run_dir)):
+                    record.asked_seeds = request.seeds
+                elif record.seed is not None:
+                    # left from an earlier command in a reused sweep folder: it was asked for
+                    # its own seed, and the last command asked nothing of its configuration
+                    record.asked_seeds = (record.seed,)
             records.append(record)
     return records
 

@@ -84,7 +84,10 @@ def evaluate_and_save(
     }
     case_nums = [c.case_num for c in datamodule.cases("test")]
     write_predictions(run_dir, case_nums, evaluation.test_probs, evaluation.test_labels)
-    title = f"{cfg.fusion.mode}-{cfg.block.type}-{cfg.backbone.name} seed {cfg.seed}"
+    title = (
+        f"{cfg.fusion.mode}-{cfg.block.type}-{cfg.backbone.name} seed {cfg.seed} | "
+        f"test split of {cfg.data.name} ({len(case_nums)} cases)"
+    )
     plots = write_plots(run_dir, evaluation.test_probs["final"], evaluation.test_labels, title)
     write_metrics(run_dir, metrics)
     log_summary(loggers, metrics, {p.stem: p for p in plots}, step=step)
