@@ -12,7 +12,7 @@ from typing import Any
 
 import hydra
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
@@ -33,15 +33,18 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
 
 
 def drop_unusable_callbacks(
-    callbacks: list[Callback], has_logger: bool, progress_bar: bool
+    callbacks: list[Callback], has_logger: bool, progress_bar: bool, model_summary: bool = True
 ) -> list[Callback]:
     """Leave out callbacks the trainer would reject: an LR monitor without a logger
-    (`logger=none`), a progress bar when `trainer.enable_progress_bar=false`."""
+    (`logger=none`), a progress bar when `trainer.enable_progress_bar=false`, a model summary
+    when `trainer.enable_model_summary=false`."""
     kept = []
     for callback in callbacks:
         if isinstance(callback, LearningRateMonitor) and not has_logger:
             continue
         if isinstance(callback, ProgressBar) and not progress_bar:
+            continue
+        if isinstance(callback, ModelSummary) and not model_summary:
             continue
         kept.append(callback)
     return kept
