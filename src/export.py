@@ -6,8 +6,9 @@ The graph (opset 17) takes `clinic` and `derm`, float32 [batch, 3, S, S], each i
 straight to S x S and normalised with its stream's mean/std (both written to the sidecar
 `<out>.json`), and returns `p_fi`, float32 [batch, 24]: P_FI of Eq. 4, the fusion-weighted
 per-task probabilities, columns in `schema.ALL_LABELS` order. The batch axis is dynamic.
-TTA is OFF in the graph by default (one forward pass: the identity view); `tta=true` puts the
-run's TTA views (or `tta_views=[...]`) into the graph (one pass per view, same weights).
+The graph holds the run's TTA views by default (one pass per view, same weights), so it gives
+the probabilities `src.predict` and the run's evaluation give; `tta_views=[...]` picks others,
+`tta=false` exports one pass (the identity view).
 Fusion weights come from the run's metrics.json or `fusion_weights=`, as in `src.predict`.
 
 The model is written to a temporary file, run with onnxruntime on random inputs at two batch

@@ -76,7 +76,10 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
         cfg.get("logger"), run_dir, ckpt_path.parent.parent if ckpt_path else None
     )
     callbacks = drop_unusable_callbacks(
-        callbacks, bool(loggers), cfg.trainer.get("enable_progress_bar", True)
+        callbacks,
+        bool(loggers),
+        cfg.trainer.get("enable_progress_bar", True),
+        cfg.trainer.get("enable_model_summary", True),
     )
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
     try:

@@ -154,3 +154,17 @@ def test_jobs_differing_in_an_unnamed_setting_get_their_own_folders() -> None:
     assert len(jobs) == 4 and len(set(subdirs)) == 4
     assert "aff-aab-swin_data.batch_size=8,model.lr=0.001/seed1".replace(",", "_") in subdirs
     assert seed_only == "aff-aab-swin/seed3"  # named settings add nothing
+
+
+def test_help_says_how_to_see_a_tables_grid() -> None:
+    """Hydra's --help cannot hide the experiment/row group; its footer says what it is and how to
+    print a table's grid, and that command's node holds the grid."""
+    cfg = compose_job(["experiment=table9"])
+    footer = cfg.hydra.help.footer
+    assert "experiment/row" in footer
+    assert "python -m src.train experiment=table9 --cfg hydra -p hydra.sweeper.params" in footer
+    assert dict(cfg.hydra.sweeper.params) == {
+        "fusion": "sff,aff",
+        "block": "cat,bab,aab",
+        "seed": "range(10)",
+    }

@@ -39,12 +39,13 @@ def test_export_matches_pytorch_at_any_batch_size(tiny_ckpt: Path, capsys) -> No
     assert _printed_diff(capsys.readouterr().out) < 1e-4
 
     info = json.loads(Path(f"{onnx_path}.json").read_text())
-    assert info["tta_views"] == ["identity"]  # TTA is off in the graph by default
+    # The run's TTA views by default, as src.predict and the run's evaluation use them.
+    assert info["tta_views"] == ["identity", "hflip"]
     assert info["fusion_weights"] == pytest.approx(RUN_WEIGHTS)
     assert info["output"]["labels"] == list(ALL_LABELS)
     assert info["inputs"]["derm"]["shape"] == ["batch", 3, 32, 32]
 
-    model = load_predictor(tiny_ckpt, tta_views=["identity"]).model
+    model = load_predictor(tiny_ckpt).model  # src.predict's predictor of the run
     session = onnx_session(onnx_path)
     clinic, derm = random_inputs(32, 5, seed=42)  # a batch size never traced or verified
     got = run_onnx(session, clinic, derm)
@@ -68,6 +69,12 @@ def test_tta_in_the_graph_includes_rotations(tiny_ckpt: Path, tmp_path: Path, ca
     with torch.no_grad():
         assert np.abs(got - tta_model(clinic, derm).numpy()).max() < 1e-4
         assert np.abs(got - plain_model(clinic, derm).numpy()).max() > 1e-6
+
+
+def test_tta_false_exports_one_pass(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "plain.onnx"
+    run(export_cfg(f"ckpt_path={tiny_ckpt}", f"out={out}", "tta=false"))
+    assert json.loads(Path(f"{out}.json").read_text())["tta_views"] == ["identity"]
 
 
 def test_failed_check_writes_nothing(tiny_ckpt: Path, tmp_path: Path) -> None:

@@ -350,3 +350,22 @@ def test_an_unwritable_run_folder_is_one_line(synthetic_release, tmp_path):
     )
     line = _one_line_error(result)
     assert line.startswith(f"error: hydra.run.dir={blocker / 'run'} cannot be created or written")
+
+
+def test_the_run_folder_check_resolves_the_default_run_folder(tmp_path):
+    """The default run folder names its configuration with ${hydra:...}, which Hydra can resolve
+    only once its config is set: the check sets it rather than failing with a warning."""
+    import warnings
+
+    from hydra.core.hydra_config import HydraConfig
+
+    from src.project import compose_config
+    from src.utils.output_dir_check import OutputDirCheck
+
+    cfg = compose_config([f"paths.log_dir={tmp_path}"], hydra_config=True)
+    HydraConfig.instance().cfg = None  # as when Hydra calls on_run_start
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        OutputDirCheck().on_run_start(cfg)
+    (run_dir,) = (tmp_path / "train" / "runs" / "aff-aab-swin").iterdir()
+    assert run_dir.name.startswith("seed0_")

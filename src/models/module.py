@@ -75,7 +75,8 @@ class AMMFMModule(LightningModule):
         super().__init__()
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
-        self.save_hyperparameters({"cfg": cfg})
+        # Stored in the checkpoint only: the run logs its resolved config once (src.train).
+        self.save_hyperparameters({"cfg": cfg}, logger=False)
         self.cfg = OmegaConf.create(cfg)
         matmul = self.cfg.model.get("matmul_precision", "high")
         if matmul not in MATMUL_PRECISIONS:

@@ -20,7 +20,7 @@ from src.models.module import AMMFMModule
 from src.models.network import count_parameters
 from src.runs.artifacts import write_metrics, write_plots, write_predictions
 from src.runs.files import METRICS_FILE
-from src.runs.loggers import log_summary
+from src.runs.loggers import TestPredictions, log_summary
 from src.runs.summary import run_config_summary
 from src.utils.run_info import git_commit, machine_info, package_versions
 
@@ -90,7 +90,8 @@ def evaluate_and_save(
     )
     plots = write_plots(run_dir, evaluation.test_probs["final"], evaluation.test_labels, title)
     write_metrics(run_dir, metrics)
-    log_summary(loggers, metrics, {p.stem: p for p in plots}, step=step)
+    predictions = TestPredictions(case_nums, evaluation.test_probs, evaluation.test_labels)
+    log_summary(loggers, metrics, {p.stem: p for p in plots}, step, predictions)
     avg_auc = metrics["avg_auc"]
     log.info(
         "test AVG AUC %s  AVG ACC %.4f  fusion weights %s  -> %s",

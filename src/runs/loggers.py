@@ -4,16 +4,23 @@ from __future__ import annotations
 
 import logging
 import secrets
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import hydra
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelSummary, ProgressBar
 from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
 
+from src.data.schema import ALL_LABELS, TASKS
+from src.runs.artifacts import predictions_frame
 from src.runs.files import WANDB_ID_FILE
+from src.utils.errors import UserError
 from src.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -26,15 +33,18 @@ def instantiate_callbacks(callbacks_cfg: DictConfig | None) -> list[Callback]:
 
 
 def drop_unusable_callbacks(
-    callbacks: list[Callback], has_logger: bool, progress_bar: bool
+    callbacks: list[Callback], has_logger: bool, progress_bar: bool, model_summary: bool = True
 ) -> list[Callback]:
     """Leave out callbacks the trainer would reject: an LR monitor without a logger
-    (`logger=none`), a progress bar when `trainer.enable_progress_bar=false`."""
+    (`logger=none`), a progress bar when `trainer.enable_progress_bar=false`, a model summary
+    when `trainer.enable_model_summary=false`."""
     kept = []
     for callback in callbacks:
         if isinstance(callback, LearningRateMonitor) and not has_logger:
             continue
         if isinstance(callback, ProgressBar) and not progress_bar:
+            continue
+        if isinstance(callback, ModelSummary) and not model_summary:
             continue
         kept.append(callback)
     return kept
@@ -53,32 +63,147 @@ def wandb_run_id(run_dir: Path, resume_from: Path | None) -> str:
 def instantiate_loggers(
     logger_cfg: DictConfig | None, run_dir: Path, resume_from: Path | None
 ) -> list[Logger]:
+    """The loggers of `logger=...`; one that cannot start is a UserError and leaves no folder."""
     if not logger_cfg:
         return []
     loggers: list[Logger] = []
     for name, cfg in logger_cfg.items():
         if not cfg or "_target_" not in cfg:
             continue
-        if cfg._target_.endswith("WandbLogger"):
-            run_id = wandb_run_id(run_dir, resume_from)
-            loggers.append(hydra.utils.instantiate(cfg, id=run_id, resume="allow"))
-        else:
-            loggers.append(hydra.utils.instantiate(cfg))
+        is_wandb = cfg._target_.endswith("WandbLogger")
+        folder = logger_folder(cfg, is_wandb)
+        existed = folder is not None and folder.exists()
+        try:
+            if is_wandb:
+                run_id = wandb_run_id(run_dir, resume_from)
+                logger = hydra.utils.instantiate(cfg, id=run_id, resume="allow")
+            else:
+                logger = hydra.utils.instantiate(cfg)
+        except Exception as err:
+            if folder is not None and not existed and folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+            cause = err.__cause__ if isinstance(err.__cause__, Exception) else err
+            raise UserError(
+                f"logger={name} cannot start ({type(cause).__name__}: {cause}); "
+                "`make install` installs every logger's package, or choose another logger"
+            ) from err
+        if is_wandb:
+            define_wandb_metrics(logger)
+        loggers.append(logger)
         log.info("logger %s: %s", name, cfg._target_)
     return loggers
 
 
+def logger_folder(cfg: DictConfig, is_wandb: bool) -> Path | None:
+    """The folder a logger writes under its save_dir (W&B: `wandb/`, others: their name)."""
+    if not cfg.get("save_dir"):
+        return None
+    sub = "wandb" if is_wandb else cfg.get("name")
+    return Path(cfg.save_dir) / str(sub) if sub else None
+
+
+def define_wandb_metrics(logger: WandbLogger) -> None:
+    """Epoch as the x axis of the per-epoch curves, the best validation AVG AUC as summary."""
+    run = logger.experiment
+    if not hasattr(run, "define_metric"):  # a disabled run
+        return
+    run.define_metric("epoch")
+    for pattern in ("val/*", "gate/*"):
+        run.define_metric(pattern, step_metric="epoch")
+    run.define_metric("val/avg_auc", step_metric="epoch", summary="max")
+    run.define_metric("val/avg_acc", step_metric="epoch", summary="max")
+
+
+# Facts about the run, not test metrics: in metrics.json and the logged config, not the summary.
+RUN_FACTS = (
+    "seed",
+    "config",
+    "blocks",
+    "epochs_trained",
+    "wall_time_s",
+    "checkpoint",
+    "git_commit",
+    "packages",
+    "machine",
+    "output_dir",
+)
+
+
+def summary_scalars(metrics: dict[str, Any]) -> dict[str, float]:
+    """The test metric numbers as flat `test/...` scalars (run facts left out)."""
+    kept = {k: v for k, v in metrics.items() if k not in RUN_FACTS}
+    return {
+        f"test/{k}": v
+        for k, v in flatten(kept).items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+
+
+@dataclass
+class TestPredictions:
+    """The test split's cases, labels [N, 8] and probabilities per branch (plus "final")."""
+
+    case_nums: Sequence[str]
+    probs: dict[str, Tensor]
+    labels: Tensor
+
+
 def log_summary(
-    loggers: list[Logger], metrics: dict[str, Any], images: dict[str, Path], step: int
+    loggers: list[Logger],
+    metrics: dict[str, Any],
+    images: dict[str, Path],
+    step: int,
+    predictions: TestPredictions | None = None,
 ) -> None:
-    """Final test metrics as scalars (and, for W&B, run summary and images)."""
-    scalars = {f"test/{k}": v for k, v in flatten(metrics).items() if isinstance(v, (int, float))}
+    """Final test metrics: scalars for CSV and TensorBoard (written to disk at once); for W&B,
+    the run summary, a per-label AUC table, ROC and confusion panels, predictions and images."""
+    scalars = summary_scalars(metrics)
     for logger in loggers:
-        logger.log_metrics(scalars, step=step)
         if isinstance(logger, WandbLogger):
-            logger.experiment.summary.update(scalars)
-            for key, path in images.items():
-                logger.log_image(key=key, images=[str(path)], step=step)
+            log_wandb_results(logger, scalars, metrics, images, predictions)
+        else:
+            logger.log_metrics(scalars, step=step)
+            logger.save()
+
+
+def log_wandb_results(
+    logger: WandbLogger,
+    scalars: dict[str, float],
+    metrics: dict[str, Any],
+    images: dict[str, Path],
+    predictions: TestPredictions | None,
+) -> None:
+    import wandb
+
+    run = logger.experiment
+    run.summary.update(scalars)
+    media: dict[str, Any] = {}
+    auc = metrics.get("auc") or {}
+    rows = [[label.split("/")[0], label, auc[label]] for label in ALL_LABELS if label in auc]
+    media["test/auc_per_label"] = wandb.Table(columns=["task", "label", "auc"], data=rows)
+    if predictions is not None:
+        final = predictions.probs["final"].float()
+        labels = predictions.labels
+        start = 0
+        for t, task in enumerate(TASKS):
+            probs = final[:, start : start + task.num_classes].numpy()
+            start += task.num_classes
+            y_true = labels[:, t].tolist()
+            names = list(task.classes)
+            media[f"test/roc/{task.name}"] = wandb.plot.roc_curve(
+                y_true, probs, labels=names, title=f"ROC {task.name} (test, P_FI)"
+            )
+            media[f"test/confusion/{task.name}"] = wandb.plot.confusion_matrix(
+                y_true=y_true,
+                preds=probs.argmax(1).tolist(),
+                class_names=names,
+                title=f"Confusion {task.name} (test, P_FI)",
+            )
+        frame = predictions_frame(predictions.case_nums, predictions.probs, labels)
+        media["test/predictions"] = wandb.Table(dataframe=frame)
+    for key, path in images.items():
+        media[f"test/{key}"] = wandb.Image(str(path))
+    run.log(media)
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:

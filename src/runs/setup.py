@@ -11,17 +11,19 @@ from src.data.datamodule import Derm7ptDataModule
 from src.models.module import AMMFMModule
 from src.runs.files import CONFIG_FILE
 from src.utils.io import atomic_write_text
-from src.utils.logging_setup import route_lightning_logs_to_root
+from src.utils.logging_setup import quiet_library_noise, route_lightning_logs_to_root
 
 
 def start_run(cfg: DictConfig) -> Path:
-    """Create the run folder, write its resolved config.yaml, route logs, seed everything."""
+    """Create the run folder, write its resolved config.yaml, route and quiet logs, seed
+    everything."""
     import lightning as L
 
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     route_lightning_logs_to_root()
+    quiet_library_noise()
     L.seed_everything(cfg.seed, workers=True)
     return run_dir
 

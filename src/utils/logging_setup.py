@@ -14,3 +14,40 @@ def route_lightning_logs_to_root() -> None:
             if type(handler) is logging.StreamHandler:
                 logger.removeHandler(handler)
         logger.propagate = True
+
+
+# Lines Lightning prints that say nothing about the user's run: an advertisement, a note that
+# the project's model summary replaces its own, and warnings
+# about Lightning's own use of torch internals.
+NOISE_MESSAGES = ("💡 Tip:", "litlogger", "already configured with model summary callbacks")
+DEPRECATION_NOISE = r".*isinstance\(treespec, LeafSpec\)` is deprecated"
+# Printed by every Trainer; a run builds one to fit and one to predict: say them once.
+ONCE_PREFIXES = ("GPU available:", "TPU available:", "HPU available:")
+
+
+class QuietLightning(logging.Filter):
+    """Drops Lightning's advertisement lines and repeats of its device lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if any(noise in message for noise in NOISE_MESSAGES):
+            return False
+        if message.startswith(ONCE_PREFIXES):
+            if message in self.seen:
+                return False
+            self.seen.add(message)
+        return True
+
+
+def quiet_library_noise() -> None:
+    """Quiet what is not the user's business; every other warning and message stays."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=DEPRECATION_NOISE)
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, QuietLightning) for f in logger.filters):
+        logger.addFilter(QuietLightning())

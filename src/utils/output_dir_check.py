@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -31,6 +32,9 @@ def _check_writable(folder: str, key: str) -> None:
 
 class OutputDirCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # The run folder's name reads ${hydra:...}; Hydra sets its config only after this hook
+        # (to this same config, so ${now:...} resolves to the same time).
+        HydraConfig.instance().set_config(config)
         _check_writable(str(config.hydra.run.dir), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
