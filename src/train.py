@@ -19,7 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import src.project  # noqa: F401  (the set-up: root, environment, schema)
-from src.runs.sweep import run_sweep_job
+from src.runs.sweep import check_one_process_per_job, run_sweep_job
 from src.utils.errors import exit_on_user_error
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from src.runs.checkpoints import resolve_ckpt_path
     from src.runs.files import METRICS_FILE, is_complete
     from src.runs.status import check_same_settings
+    from src.utils.distributed import launch_rank
     from src.utils.folder_lock import folder_lock
 
     check_config_values(cfg)  # out-of-range values fail before anything is read or written
@@ -43,6 +44,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     validate_network_config(cfg)  # incompatible choices fail before any data loads
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    if launch_rank() != 0:  # a DDP process started by rank zero, which holds the folder
+        return _fit_and_evaluate(cfg, run_dir, ckpt_path)
     with folder_lock(run_dir):  # a second run into this folder is turned away
         return _fit_and_evaluate(cfg, run_dir, ckpt_path)
 
@@ -52,6 +55,7 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
 
     from src.models.module import AMMFMModule
     from src.models.swa import swa_callback
+    from src.runs.checkpoints import save_final_checkpoint
     from src.runs.evaluate import evaluate_and_save
     from src.runs.files import final_checkpoint
     from src.runs.loggers import (
@@ -61,8 +65,7 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
         instantiate_loggers,
         resolved_container,
     )
-    from src.runs.setup import datamodule_for, start_run
-    from src.utils.io import atomic_path
+    from src.runs.setup import datamodule_for, start_run, trainer_settings
 
     start_run(cfg)
     started = time.time()
@@ -81,7 +84,9 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
         cfg.trainer.get("enable_progress_bar", True),
         cfg.trainer.get("enable_model_summary", True),
     )
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        trainer_settings(cfg.trainer), callbacks=callbacks, logger=loggers
+    )
     try:
         for logger in loggers:
             logger.log_hyperparams(resolved_container(cfg))
@@ -89,10 +94,9 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
             if swa is not None:
                 swa.apply(trainer, module)  # no-op unless fit had no epoch left to train
-            with atomic_path(final_checkpoint(run_dir)) as tmp:
-                trainer.save_checkpoint(tmp, weights_only=True)  # averaged weights + config
-        if not cfg.test:
-            return {}
+            save_final_checkpoint(trainer, final_checkpoint(run_dir))  # averaged weights
+        if not cfg.test or not trainer.is_global_zero:
+            return {}  # under DDP rank zero alone evaluates and writes the results
         extra = {
             "epochs_trained": trainer.current_epoch,
             "wall_time_s": round(time.time() - started, 1),
@@ -109,6 +113,7 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
+        check_one_process_per_job(cfg.trainer)
         return run_sweep_job(train, cfg)
     return train(cfg).get("avg_auc")
 

@@ -19,30 +19,7 @@ from src.project import PROJECT_ROOT
 from src.train import train
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError
-from tests.train_helpers import TINY, tiny_config
-
-ENV = {
-    **os.environ,
-    "NO_ALBUMENTATIONS_UPDATE": "1",
-    "HF_HUB_OFFLINE": "1",
-    "WANDB_MODE": "disabled",
-    "PYTHONUNBUFFERED": "1",
-}
-
-
-def _train_command(release: Path, run_dir: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "src.train",
-        *TINY,
-        f"data.root={release}",
-        "data.synthetic=false",
-        "callbacks=default",
-        "trainer.enable_progress_bar=false",
-        f"hydra.run.dir={run_dir}",
-        *overrides,
-    ]
+from tests.train_helpers import SUBPROCESS_ENV, tiny_config, train_command
 
 
 def _one_line_error(result: subprocess.CompletedProcess) -> str:
@@ -59,8 +36,8 @@ def test_sigkilled_run_resumes_to_the_same_metrics(synthetic_release: Path, tmp_
     schedule = ("trainer.max_epochs=4", "model.swa_epochs=2")
     reference = tmp_path / "uninterrupted"
     subprocess.run(
-        _train_command(synthetic_release, reference, *schedule),
-        env=ENV,
+        train_command(synthetic_release, reference, *schedule),
+        env=SUBPROCESS_ENV,
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,
@@ -69,8 +46,8 @@ def test_sigkilled_run_resumes_to_the_same_metrics(synthetic_release: Path, tmp_
     killed = tmp_path / "killed"
     in_swa_phase = killed / "checkpoints" / "epoch002.ckpt"  # written whole (temp + rename)
     proc = subprocess.Popen(
-        _train_command(synthetic_release, killed, *schedule),
-        env=ENV,
+        train_command(synthetic_release, killed, *schedule),
+        env=SUBPROCESS_ENV,
         cwd=PROJECT_ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -83,8 +60,8 @@ def test_sigkilled_run_resumes_to_the_same_metrics(synthetic_release: Path, tmp_
     assert in_swa_phase.exists() and not (killed / "metrics.json").exists(), "no kill mid-run"
 
     resumed = subprocess.run(
-        _train_command(synthetic_release, killed, *schedule, "ckpt_path=last"),
-        env=ENV,
+        train_command(synthetic_release, killed, *schedule, "ckpt_path=last"),
+        env=SUBPROCESS_ENV,
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -159,10 +136,10 @@ def test_wrong_key_or_type_fails_at_compose_time(synthetic_release, tmp_path, ov
 
 def test_incompatible_choices_fail_in_one_line_before_data_loads(tmp_path: Path):
     result = subprocess.run(
-        _train_command(
+        train_command(
             tmp_path / "no-such-release", tmp_path / "run", "fusion=derm_only", "block=aab"
         ),
-        env=ENV,
+        env=SUBPROCESS_ENV,
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -200,8 +177,8 @@ def test_resume_from_truncated_checkpoint_fails_before_training(tmp_path: Path):
     bad = tmp_path / "last.ckpt"
     bad.write_bytes(b"PK\x03\x04 truncated")
     result = subprocess.run(
-        _train_command(tmp_path / "release", tmp_path / "run", f"ckpt_path={bad}"),
-        env=ENV,
+        train_command(tmp_path / "release", tmp_path / "run", f"ckpt_path={bad}"),
+        env=SUBPROCESS_ENV,
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -271,8 +248,8 @@ def test_no_room_for_a_checkpoint_is_one_line_and_leaves_nothing_half_written(
         resource.setrlimit(resource.RLIMIT_FSIZE, (4_000_000, 4_000_000))
 
     result = subprocess.run(
-        _train_command(synthetic_release, run_dir, "callbacks=default", "model.swa_epochs=0"),
-        env=ENV,
+        train_command(synthetic_release, run_dir, "callbacks=default", "model.swa_epochs=0"),
+        env=SUBPROCESS_ENV,
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -342,8 +319,8 @@ def test_an_unwritable_run_folder_is_one_line(synthetic_release, tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
     result = subprocess.run(
-        _train_command(synthetic_release, blocker / "run"),
-        env=ENV,
+        train_command(synthetic_release, blocker / "run"),
+        env=SUBPROCESS_ENV,
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -44,3 +46,29 @@ def tiny_config(
         cfg.paths.log_dir = str(run_dir.parent / "logs")
         del cfg["hydra"]
     return cfg
+
+
+# The environment of a `python -m src.train` subprocess in tests: offline, unbuffered.
+SUBPROCESS_ENV = {
+    **os.environ,
+    "NO_ALBUMENTATIONS_UPDATE": "1",
+    "HF_HUB_OFFLINE": "1",
+    "WANDB_MODE": "disabled",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+def train_command(release: Path, run_dir: Path, *overrides: str) -> list[str]:
+    """`python -m src.train` with the TINY settings on `release`, writing into `run_dir`."""
+    return [
+        sys.executable,
+        "-m",
+        "src.train",
+        *TINY,
+        f"data.root={release}",
+        "data.synthetic=false",
+        "callbacks=default",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={run_dir}",
+        *overrides,
+    ]

@@ -19,7 +19,7 @@ from src.config import DataConfig
 from src.data.cache import ImageCache, check_cache_mode
 from src.data.dataset import PairDataset
 from src.data.derm7pt import Case, Release, load_release
-from src.data.sampling import EpochShuffleSampler
+from src.data.sampling import EpochShuffleSampler, shard_sampler
 from src.data.schema import SPLITS
 from src.data.synthetic import generate_synthetic_release
 from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats, eval_transform, train_transform
@@ -111,11 +111,23 @@ class Derm7ptDataModule(LightningDataModule):
         self.setup()
         return list(self.datasets[split].cases)
 
-    def _loader(self, split: str, batch_size: int, train: bool) -> DataLoader:
+    def _shard(self) -> tuple[int, int]:
+        """(processes, this process's rank) of the attached trainer; (1, 0) without one.
+
+        Each loader shards itself (the trainer presets set `use_distributed_sampler: false`),
+        so training keeps its (seed, epoch) order and evaluation can be put back in order.
+        """
+        trainer = self.trainer
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
+    def _loader(self, split: str, batch_size: int, train: bool, sharded: bool) -> DataLoader:
         self.setup()
         dataset = self.datasets[split]
         workers = self.cfg.num_workers
-        sampler = None
+        replicas, rank = self._shard() if sharded else (1, 0)
+        sampler: Any = None if train else shard_sampler(dataset, replicas, rank)
         if train:
             # Order and augmentation depend on (seed, epoch, index) only, so a run resumed
             # from a checkpoint replays exactly the epochs an uninterrupted run would see.
@@ -126,13 +138,14 @@ class Derm7ptDataModule(LightningDataModule):
             trainer = self.trainer
             epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
             dataset.seed = torch.initial_seed() % 2**31
-            sampler = EpochShuffleSampler(dataset, seed=dataset.seed, epoch=epoch)
+            sampler = EpochShuffleSampler(dataset, dataset.seed, epoch, replicas, rank)
+        samples = len(sampler) if sampler is not None else len(dataset)
         return DataLoader(
             dataset,
             batch_size=batch_size,
             sampler=sampler,
             shuffle=False,
-            drop_last=train and len(dataset) >= batch_size,
+            drop_last=train and samples >= batch_size,
             num_workers=workers,
             pin_memory=self.cfg.pin_memory,
             persistent_workers=workers > 0 and not train,
@@ -142,11 +155,18 @@ class Derm7ptDataModule(LightningDataModule):
             generator=torch.Generator().manual_seed(torch.initial_seed() % 2**63),
         )
 
+    def split_dataloader(self, split: str) -> DataLoader:
+        """All of `split` ("valid" or "test") in case order on this process, whatever the
+        trainer's processes: for evaluating a trained model once."""
+        if split not in ("valid", "test"):
+            raise ValueError(f"split_dataloader serves 'valid' or 'test', not {split!r}")
+        return self._loader(split, self.cfg.eval_batch_size, train=False, sharded=False)
+
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.cfg.batch_size, train=True)
+        return self._loader("train", self.cfg.batch_size, train=True, sharded=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("valid", self.cfg.eval_batch_size, train=False)
+        return self._loader("valid", self.cfg.eval_batch_size, train=False, sharded=True)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.cfg.eval_batch_size, train=False)
+        return self._loader("test", self.cfg.eval_batch_size, train=False, sharded=True)

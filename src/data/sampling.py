@@ -8,11 +8,13 @@ whatever the number of workers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Sized
 from typing import Protocol
 
 import torch
-from torch.utils.data import Sampler
+from torch import Tensor
+from torch.utils.data import DistributedSampler, Sampler
 
 
 class EpochAware(Protocol):
@@ -34,11 +36,27 @@ class EpochShuffleSampler(Sampler[int]):
 
     Lightning calls `set_epoch` before each epoch; the sampler passes the epoch on to the
     dataset, which seeds each sample's augmentation from (seed, epoch, index).
+
+    With `num_replicas` > 1 (distributed training) every process draws the same permutation,
+    padded at the end with its first indices to a multiple of `num_replicas`, and takes every
+    `num_replicas`-th index from position `rank`: the processes together see each sample of
+    the epoch once (the padding aside), as one process would.
     """
 
-    def __init__(self, dataset: EpochAware, seed: int, epoch: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: EpochAware,
+        seed: int,
+        epoch: int = 0,
+        num_replicas: int = 1,
+        rank: int = 0,
+    ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is not in 0..{num_replicas - 1}")
         self.dataset = dataset
         self.seed = seed
+        self.num_replicas = num_replicas
+        self.rank = rank
         self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
@@ -46,8 +64,31 @@ class EpochShuffleSampler(Sampler[int]):
         self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return math.ceil(len(self.dataset) / self.num_replicas)
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
-        yield from torch.randperm(len(self.dataset), generator=generator).tolist()
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        if self.num_replicas > 1:
+            order += order[: len(self) * self.num_replicas - len(order)]
+        yield from order[self.rank :: self.num_replicas]
+
+
+def shard_sampler(dataset: Sized, num_replicas: int, rank: int) -> DistributedSampler | None:
+    """The in-order share of `dataset` that process `rank` evaluates (None: one process).
+
+    torch's layout: indices padded with the first ones to a multiple of `num_replicas`, then
+    every `num_replicas`-th from `rank`; `unshard` puts the gathered results back in order.
+    """
+    if num_replicas == 1:
+        return None
+    return DistributedSampler(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+
+
+def unshard(gathered: Tensor, length: int) -> Tensor:
+    """Results gathered from `shard_sampler`'s processes, [num_replicas, per_process, ...],
+    back in dataset order with the padding dropped: [length, ...]."""
+    per_process_first = gathered.transpose(0, 1).reshape(-1, *gathered.shape[2:])
+    if per_process_first.shape[0] < length:
+        raise ValueError(f"gathered {per_process_first.shape[0]} results for {length} samples")
+    return per_process_first[:length]

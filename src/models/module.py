@@ -7,18 +7,21 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import move_data_to_device
+from lightning_utilities.core.apply_func import apply_to_collection
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from src.config import MATMUL_PRECISIONS, OPTIMIZERS, SCHEDULERS
 from src.config_checks import check_config_values
-from src.data.sampling import mix_seed
+from src.data.sampling import mix_seed, unshard
 from src.data.schema import TASK_NAMES
 from src.evaluation.metrics import compute_metrics
 from src.evaluation.probabilities import split_tasks, task_softmax
 from src.evaluation.tta import tta_probabilities
 from src.models.lr_schedule import lr_factor_schedule
 from src.models.network import build_network
+from src.utils.distributed import broadcast_batchnorm_statistics
 from src.utils.errors import UserError
 
 
@@ -64,6 +67,20 @@ class RefinementMeter:
         }
 
 
+# One validation batch: per-branch probabilities, labels, per-stage per-stream refinement.
+ValidationBatch = tuple[dict[str, Tensor], Tensor, dict[int, dict[str, Tensor]]]
+
+
+def _concat(batches: list[ValidationBatch]) -> ValidationBatch:
+    probs = {b: torch.cat([p[b] for p, _, _ in batches]) for b in batches[0][0]}
+    labels = torch.cat([lbl for _, lbl, _ in batches])
+    refinement = {
+        stage: {s: torch.cat([r[stage][s] for _, _, r in batches]) for s in streams}
+        for stage, streams in batches[0][2].items()
+    }
+    return probs, labels, refinement
+
+
 class AMMFMModule(LightningModule):
     """Wraps a FusionNetwork with the paper's training and evaluation recipe.
 
@@ -89,8 +106,7 @@ class AMMFMModule(LightningModule):
             self.network = self.network.to(memory_format=torch.channels_last)
         if self.cfg.model.compile:
             self.network.compile()  # in place: parameter names, so checkpoints, stay the same
-        self._val_outputs: list[tuple[dict[str, Tensor], Tensor]] = []
-        self._val_refinement = RefinementMeter()
+        self._val_outputs: list[ValidationBatch] = []
 
     @classmethod
     def from_trained(
@@ -149,9 +165,9 @@ class AMMFMModule(LightningModule):
         for branch, branch_logits in logits.items():
             loss, per_task = branch_loss(branch_logits.float(), labels)
             self._check_finite(loss, per_task, branch)
-            self.log(f"train/loss_{branch}", loss, on_step=False, on_epoch=True)
+            self.log(f"train/loss_{branch}", loss, on_step=False, on_epoch=True, sync_dist=True)
             total = total + loss
-        self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True)
+        self.log("train/loss", total, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
         return total
 
     def _check_finite(self, loss: Tensor, per_task: list[Tensor], branch: str) -> None:
@@ -165,6 +181,11 @@ class AMMFMModule(LightningModule):
         )
 
     # ---------------------------------------------------------------- validation
+    def on_validation_epoch_start(self) -> None:
+        # Under DDP each process's BatchNorm statistics drifted with its own last batches;
+        # validate what the checkpoint keeps, rank zero's, on every process.
+        broadcast_batchnorm_statistics(self)
+
     def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         clinic, derm, labels = batch
         logits, refinement = self.network.forward_with_refinement(*self._layout(clinic, derm))
@@ -176,32 +197,41 @@ class AMMFMModule(LightningModule):
                     "model.lr or check the inputs)"
                 )
         probs = {b: task_softmax(v.float()) for b, v in logits.items()}
-        self._val_outputs.append(({b: p.cpu() for b, p in probs.items()}, labels.cpu()))
-        self._val_refinement.update(refinement)
+        refinement = {k: {s: v.float() for s, v in r.items()} for k, r in refinement.items()}
+        self._val_outputs.append((probs, labels, refinement))
+
+    def _whole_split(self) -> ValidationBatch:
+        """This epoch's validation outputs over the whole split, in order, on every process:
+        under DDP each process saw a padded share (`src.data.sampling.shard_sampler`)."""
+        outputs = _concat(self._val_outputs)
+        self._val_outputs.clear()
+        if self.trainer.world_size > 1:
+            length = len(self.trainer.val_dataloaders.dataset)
+            outputs = apply_to_collection(self.all_gather(outputs), Tensor, unshard, length)
+        return move_data_to_device(outputs, "cpu")
 
     def on_validation_epoch_end(self) -> None:
         if not self._val_outputs:
             return
-        labels = torch.cat([lbl for _, lbl in self._val_outputs])
+        probs, labels, refinement = self._whole_split()
+        # Every process holds the same whole-split values; sync_dist keeps Lightning's
+        # epoch-level reduction explicit (a mean of equal numbers).
         for branch in self.branches:
-            probs = torch.cat([p[branch] for p, _ in self._val_outputs])
-            metrics = compute_metrics(probs, labels)
-            self.log(f"val/avg_acc_{branch}", metrics["avg_acc"])
+            metrics = compute_metrics(probs[branch], labels)
+            self.log(f"val/avg_acc_{branch}", metrics["avg_acc"], sync_dist=True)
         # Equal-weight average of the branches: a cheap stand-in for P_FI during training.
-        mean_probs = torch.stack(
-            [torch.cat([p[b] for p, _ in self._val_outputs]) for b in self.branches]
-        ).mean(0)
+        mean_probs = torch.stack([probs[b] for b in self.branches]).mean(0)
         metrics = compute_metrics(mean_probs, labels)
-        self.log("val/avg_acc", metrics["avg_acc"], prog_bar=True)
+        self.log("val/avg_acc", metrics["avg_acc"], prog_bar=True, sync_dist=True)
         if metrics["avg_auc"] is not None:
-            self.log("val/avg_auc", metrics["avg_auc"], prog_bar=True)
-        self._val_outputs.clear()
-        for key, value in self._val_refinement.flat("val/refinement").items():
-            self.log(key, value)
+            self.log("val/avg_auc", metrics["avg_auc"], prog_bar=True, sync_dist=True)
+        meter = RefinementMeter()
+        meter.update(refinement)
+        for key, value in meter.flat("val/refinement").items():
+            self.log(key, value, sync_dist=True)
         for stage, gates in self.network.gate_values().items():
             for stream, value in gates.items():
-                self.log(f"gate/stage{stage}_{stream}", value)
-        self._val_refinement = RefinementMeter()
+                self.log(f"gate/stage{stage}_{stream}", value, sync_dist=True)
 
     @torch.no_grad()
     def block_summary(self, dataloader: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 
 from src.data.sampling import mix_seed
+from src.utils.distributed import average_batchnorm_statistics
 from src.utils.errors import UserError
 
 AVERAGE_KEY = "swa_average"
@@ -135,7 +136,9 @@ def refresh_batchnorm(trainer: pl.Trainer, pl_module: pl.LightningModule, seed: 
     """Recompute every BatchNorm's running statistics over one pass of the training data.
 
     The pass is seeded (dropout and drop-path run in training mode, as in `update_bn`) and uses
-    the trainer's precision context, so it sees what training saw.
+    the trainer's precision context, so it sees what training saw. Under DDP each process
+    passes over its share and the statistics are averaged over processes (SyncBatchNorm,
+    where it runs, has already made them equal).
     """
     loader = trainer.train_dataloader
     if loader is None:
@@ -143,3 +146,4 @@ def refresh_batchnorm(trainer: pl.Trainer, pl_module: pl.LightningModule, seed: 
     torch.manual_seed(seed)
     with trainer.precision_plugin.forward_context():
         update_bn(_stacked_pairs(loader), _PairInput(pl_module), device=pl_module.device)
+    average_batchnorm_statistics(pl_module)

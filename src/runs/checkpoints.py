@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.runs.files import last_checkpoint
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError
+from src.utils.io import atomic_path
 
 # Parts of the configuration that always come from the evaluation run, not the checkpoint.
 RUN_KEYS = ("paths", "logger", "callbacks", "task_name", "ckpt_path", "train", "test")
@@ -27,6 +28,16 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
         )
     read_checkpoint(path)  # intact, weights-only and written by src.train, or one line
     return path
+
+
+def save_final_checkpoint(trainer: Any, path: Path) -> None:
+    """The trained weights and config at `path`, atomically. Every process calls this (the
+    save waits for all of them); only rank zero writes, the others must not touch `path`."""
+    if not trainer.is_global_zero:
+        trainer.save_checkpoint(path, weights_only=True)  # writes nothing off rank zero
+        return
+    with atomic_path(path) as tmp:
+        trainer.save_checkpoint(tmp, weights_only=True)
 
 
 def checkpoint_config(stored: dict[str, Any], run_cfg: DictConfig) -> DictConfig:

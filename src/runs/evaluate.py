@@ -65,14 +65,14 @@ def evaluate_and_save(
     """TTA + validation weight search + test metrics -> metrics.json, predictions.csv, plots."""
     datamodule.setup("predict")
     trainer = build_eval_trainer(cfg, run_dir)
-    val_probs, val_labels = predict_split(trainer, module, datamodule.val_dataloader())
-    test_probs, test_labels = predict_split(trainer, module, datamodule.test_dataloader())
+    val_probs, val_labels = predict_split(trainer, module, datamodule.split_dataloader("valid"))
+    test_probs, test_labels = predict_split(trainer, module, datamodule.split_dataloader("test"))
     evaluation = evaluate(
         val_probs, val_labels, test_probs, test_labels, cfg.model.weight_grid_step
     )
     metrics = {
         **evaluation.metrics,
-        "blocks": module.block_summary(datamodule.val_dataloader()),
+        "blocks": module.block_summary(datamodule.split_dataloader("valid")),
         "params": count_parameters(cfg),
         "seed": cfg.seed,
         "config": run_config_summary(cfg),

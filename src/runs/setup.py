@@ -3,6 +3,7 @@ seed, and a datamodule normalising each stream with its backbone's statistics.""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -10,8 +11,11 @@ from omegaconf import DictConfig, OmegaConf
 from src.data.datamodule import Derm7ptDataModule
 from src.models.module import AMMFMModule
 from src.runs.files import CONFIG_FILE
+from src.utils.distributed import launch_rank, sync_batchnorm_supported
 from src.utils.io import atomic_write_text
 from src.utils.logging_setup import quiet_library_noise, route_lightning_logs_to_root
+
+log = logging.getLogger(__name__)
 
 
 def start_run(cfg: DictConfig) -> Path:
@@ -21,11 +25,26 @@ def start_run(cfg: DictConfig) -> Path:
 
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    if launch_rank() == 0:  # the other DDP processes share this run folder
+        atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     route_lightning_logs_to_root()
     quiet_library_noise()
     L.seed_everything(cfg.seed, workers=True)
     return run_dir
+
+
+def trainer_settings(trainer_cfg: DictConfig) -> DictConfig:
+    """`cfg.trainer` as the Trainer gets it: SyncBatchNorm only where it runs (CUDA); on CPU
+    each DDP process keeps its own BatchNorm statistics and rank zero's are validated and
+    saved (src.utils.distributed)."""
+    settings = trainer_cfg.copy()
+    accelerator = settings.get("accelerator", "auto")
+    if settings.get("sync_batchnorm") and not sync_batchnorm_supported(accelerator):
+        log.info(
+            "trainer.sync_batchnorm: off with trainer.accelerator=%s (needs CUDA)", accelerator
+        )
+        settings.sync_batchnorm = False
+    return settings
 
 
 def datamodule_for(cfg: DictConfig, module: AMMFMModule) -> Derm7ptDataModule:

@@ -20,6 +20,8 @@ from omegaconf import DictConfig
 
 from src.runs.files import ERROR_FILE
 from src.runs.status import clear_failure, read_failure, record_failure
+from src.utils.distributed import launched_by_cluster, requested_processes
+from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,18 @@ class SweepSummary(Callback):
             self._sweep_dir,
         )
         raise SystemExit(1)
+
+
+def check_one_process_per_job(trainer_cfg: DictConfig) -> None:
+    """Refuse DDP inside a local multirun: Lightning's launcher would start each extra process
+    by re-running the whole command line, the sweep included."""
+    devices = trainer_cfg.get("devices", 1)
+    if requested_processes(devices) > 1 and not launched_by_cluster():
+        raise UserError(
+            f"trainer.devices={devices} in a multirun: Lightning's DDP launcher would re-run the "
+            "whole sweep in every process; run multi-device jobs one at a time (without -m), or "
+            "sweep with hydra/launcher=slurm and hydra.launcher.tasks_per_node=<devices>"
+        )
 
 
 def run_sweep_job(job: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> float | None:

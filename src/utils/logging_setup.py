@@ -20,7 +20,10 @@ def route_lightning_logs_to_root() -> None:
 # the project's model summary replaces its own, and warnings
 # about Lightning's own use of torch internals.
 NOISE_MESSAGES = ("💡 Tip:", "litlogger", "already configured with model summary callbacks")
-DEPRECATION_NOISE = r".*isinstance\(treespec, LeafSpec\)` is deprecated"
+DEPRECATION_NOISE = (
+    r".*isinstance\(treespec, LeafSpec\)` is deprecated",
+    r"torch\.distributed\.nn\.functional\.all_gather is deprecated",
+)
 # Printed by every Trainer; a run builds one to fit and one to predict: say them once.
 ONCE_PREFIXES = ("GPU available:", "TPU available:", "HPU available:")
 
@@ -47,7 +50,8 @@ def quiet_library_noise() -> None:
     """Quiet what is not the user's business; every other warning and message stays."""
     import warnings
 
-    warnings.filterwarnings("ignore", message=DEPRECATION_NOISE)
+    for pattern in DEPRECATION_NOISE:
+        warnings.filterwarnings("ignore", message=pattern)
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
     if not any(isinstance(f, QuietLightning) for f in logger.filters):
         logger.addFilter(QuietLightning())
