@@ -52,6 +52,7 @@ class DataConfig:
     eval_batch_size: int = 48
     num_workers: int = 4
     pin_memory: bool = False
+    persistent_workers: bool = True  # loader workers live for the whole run (training too)
     drop_duplicate_pairs: bool = False
     augment: bool = True
     augment_p: float = 0.5  # probability a training pair is augmented at all (public pipelines)

@@ -106,6 +106,29 @@ def test_an_epoch_replays_identically_in_a_fresh_loader(synthetic_release, cache
     assert not torch.equal(a[1], c[1])
 
 
+def test_persistent_workers_serve_each_epoch_like_fresh_ones(synthetic_release, cache_dir):
+    """Workers that live across epochs augment epoch 2 as workers started for epoch 2 do
+    (the epoch travels with each index), and as the main process does."""
+
+    def epoch_batches(workers: int, persistent: bool, epochs: tuple[int, ...]):
+        seed_everything(0)
+        cfg = _cfg(synthetic_release, cache_dir, num_workers=workers, persistent_workers=persistent)
+        loader = Derm7ptDataModule(cfg).train_dataloader()
+        assert loader.persistent_workers is (persistent and workers > 0)
+        batches = []
+        for epoch in epochs:
+            loader.sampler.set_epoch(epoch)
+            batches.append(next(iter(loader)))
+        return batches
+
+    persistent = epoch_batches(2, True, (0, 1, 2))
+    fresh = epoch_batches(2, False, (0, 1, 2))
+    main_process = epoch_batches(0, False, (0, 1, 2))
+    for p, f, m in zip(persistent, fresh, main_process, strict=True):
+        assert all(torch.equal(u, v) and torch.equal(u, w) for u, v, w in zip(p, f, m))
+    assert not torch.equal(persistent[1][0], persistent[2][0])  # epochs differ
+
+
 def test_drop_duplicate_pairs(synthetic_release, cache_dir):
     dm = Derm7ptDataModule(_cfg(synthetic_release, cache_dir, drop_duplicate_pairs=True))
     cases = [c for s in ("train", "valid", "test") for c in dm.cases(s)]

@@ -34,13 +34,14 @@ class _Items:
 @pytest.mark.parametrize(("n", "replicas"), [(203, 2), (413, 3), (8, 4)])
 def test_shuffle_shards_cover_the_single_process_permutation(n: int, replicas: int):
     items = _Items(n)
-    whole = list(EpochShuffleSampler(items, seed=5, epoch=3))
-    shards = [list(EpochShuffleSampler(items, 5, 3, replicas, r)) for r in range(replicas)]
+    whole = EpochShuffleSampler(items, seed=5, epoch=3).indices()
+    shards = [EpochShuffleSampler(items, 5, 3, replicas, r).indices() for r in range(replicas)]
+    assert list(EpochShuffleSampler(items, 5, 3, replicas, 1)) == [(3, i) for i in shards[1]]
     assert {len(s) for s in shards} == {-(-n // replicas)}  # equal shares: equal step counts
     interleaved = [i for row in zip(*shards, strict=True) for i in row]
     assert interleaved[:n] == whole  # the epoch's order, dealt out round-robin
     assert sorted(set(interleaved)) == list(range(n))
-    assert list(EpochShuffleSampler(items, 5, 4, replicas, 0)) != shards[0]  # epochs differ
+    assert EpochShuffleSampler(items, 5, 4, replicas, 0).indices() != shards[0]  # epochs differ
 
 
 @pytest.mark.parametrize(("n", "replicas"), [(203, 2), (395, 3), (5, 4), (6, 2)])

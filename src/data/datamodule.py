@@ -131,7 +131,7 @@ class Derm7ptDataModule(LightningDataModule):
         if train:
             # Order and augmentation depend on (seed, epoch, index) only, so a run resumed
             # from a checkpoint replays exactly the epochs an uninterrupted run would see.
-            # Workers are not persistent: each epoch's workers get that epoch's dataset state.
+            # The epoch travels with every index, so workers may persist across epochs.
             # The epoch Lightning will pass to `set_epoch` next (after a resume from an
             # end-of-epoch checkpoint this is current_epoch + 1): the first batch is prefetched
             # before that call.
@@ -148,7 +148,7 @@ class Derm7ptDataModule(LightningDataModule):
             drop_last=train and samples >= batch_size,
             num_workers=workers,
             pin_memory=self.cfg.pin_memory,
-            persistent_workers=workers > 0 and not train,
+            persistent_workers=workers > 0 and self.cfg.persistent_workers,
             worker_init_fn=_seed_worker if workers > 0 else None,
             # A private generator: creating an iterator must not draw from the global RNG,
             # or dropout would depend on when Lightning happens to create it (fresh vs resumed).

@@ -35,9 +35,14 @@ class PairDataset(Dataset):
     def __len__(self) -> int:
         return len(self.cases)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def __getitem__(
+        self, key: int | tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Item `key`: an index (of the epoch set by `set_epoch`), or an (epoch, index) pair as
+        `EpochShuffleSampler` yields them."""
+        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
         case = self.cases[i]
         if self.seed is not None:
-            self.transform.set_random_seed(mix_seed(self.seed, self.epoch, i))
+            self.transform.set_random_seed(mix_seed(self.seed, epoch, i))
         clin, derm = self.transform(self.images.get(case.clinic), self.images.get(case.derm))
         return clin, derm, torch.tensor(case.labels, dtype=torch.long)

@@ -31,11 +31,12 @@ def mix_seed(*parts: int) -> int:
     return value % (2**31 - 1)
 
 
-class EpochShuffleSampler(Sampler[int]):
+class EpochShuffleSampler(Sampler[tuple[int, int]]):
     """Random permutation of the dataset that depends only on (seed, epoch).
 
-    Lightning calls `set_epoch` before each epoch; the sampler passes the epoch on to the
-    dataset, which seeds each sample's augmentation from (seed, epoch, index).
+    Lightning calls `set_epoch` before each epoch. The sampler yields (epoch, index) keys: the
+    dataset seeds each sample's augmentation from (seed, epoch, index) whichever worker
+    process serves it, so loader workers can live across epochs (persistent workers).
 
     With `num_replicas` > 1 (distributed training) every process draws the same permutation,
     padded at the end with its first indices to a multiple of `num_replicas`, and takes every
@@ -66,12 +67,17 @@ class EpochShuffleSampler(Sampler[int]):
     def __len__(self) -> int:
         return math.ceil(len(self.dataset) / self.num_replicas)
 
-    def __iter__(self) -> Iterator[int]:
+    def indices(self) -> list[int]:
+        """This process's dataset indices of the current epoch, in order."""
         generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))
         order = torch.randperm(len(self.dataset), generator=generator).tolist()
         if self.num_replicas > 1:
             order += order[: len(self) * self.num_replicas - len(order)]
-        yield from order[self.rank :: self.num_replicas]
+        return order[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return ((epoch, i) for i in self.indices())
 
 
 def shard_sampler(dataset: Sized, num_replicas: int, rank: int) -> DistributedSampler | None:
