@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test test-all lint format bench clean
+.PHONY: install demo test test-all lint format bench bench-training bench-training-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ format: $(STAMP)
 
 bench: $(STAMP)  ## efficiency benchmarks; results land in experiments/bench/
 	$(PY) -m src.bench
+
+bench-training: $(STAMP)  ## whole-run training throughput + paper run / Table 9 estimates (GPU: experiments/bench/gpu.json)
+	$(PY) -m src.bench training
+
+bench-training-quick: $(STAMP)  ## the same at 64 px with a few batches per epoch (CPU, ~1.5 min)
+	$(PY) -m src.bench training --quick
 
 clean:
 	rm -rf outputs multirun logs .pytest_cache

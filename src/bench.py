@@ -2,6 +2,9 @@
 
     python -m src.bench            # everything at 224 px (about 10-15 min on 2 CPU cores)
     python -m src.bench --quick    # fewer configurations and repetitions (a few minutes)
+    python -m src.bench training [--quick] [--json FILE]
+        # whole-run training throughput, runs packed per device, and the estimated cost of a
+        # paper run and of Table 9 (src/benchmarks/throughput.py)
 
 Sections (each described in its module under src/benchmarks/):
 - inference: latency (batch 1), throughput (batch 24), peak memory and MACs of each paper
@@ -65,6 +68,12 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 @exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["training"]:
+        from src.benchmarks.throughput_cli import main as training_main
+
+        training_main(argv[1:])
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     results = run(argv)
     failed = failed_sections(results)
