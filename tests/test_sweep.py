@@ -208,3 +208,24 @@ def test_submitit_local_launcher_runs_jobs_and_records_failures(
     line = read_failure(sweep / f"clin_only-aab-mobilenet{TINY_SUFFIX}/seed0")
     assert line is not None and line.startswith("UserError: ")
     assert list((sweep / ".submitit").iterdir())  # submitit's job folders
+
+
+@pytest.mark.slow
+def test_packed_runs_on_one_device_give_the_same_metrics_as_one_at_a_time(
+    synthetic_release: Path, tmp_path: Path
+) -> None:
+    """hydra/launcher=pack trains two seeds side by side in their own processes; each run's
+    results equal those of the same seed run alone (packing changes speed, not results)."""
+    overrides = [*tiny(synthetic_release, tmp_path), "+experiment/row=derm_only", "seed=0,1"]
+    packed = run_sweep(
+        [*overrides, "hydra/launcher=pack", "hydra.launcher.n_jobs=2"], tmp_path / "p"
+    )
+    assert packed.returncode == 0, packed.stderr[-3000:]
+    alone = run_sweep(overrides, tmp_path / "alone")
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    for seed in (0, 1):
+        job = f"derm_only-cat-mobilenet{TINY_SUFFIX}/seed{seed}/metrics.json"
+        a = json.loads((tmp_path / "p" / job).read_text())
+        b = json.loads((tmp_path / "alone" / job).read_text())
+        assert a["avg_auc"] == pytest.approx(b["avg_auc"], abs=1e-6), seed
+        assert a["fusion_weights"] == b["fusion_weights"]

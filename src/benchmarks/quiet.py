@@ -8,10 +8,12 @@ machine's capacity, the timings are marked unquotable.
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # Other processes may use at most this share of all cores during a quotable measurement.
@@ -72,3 +74,25 @@ def verdict(start: CpuSnapshot, end: CpuSnapshot, limit: float = MAX_FOREIGN_SHA
     else:
         result.update(quotable=True, reason=None)
     return result
+
+
+def verdict_line(verdict: dict[str, Any]) -> str:
+    """One markdown line saying whether the timings can be quoted."""
+    if verdict["quotable"]:
+        return f"- quotable: other processes used {verdict['foreign_cpu_share']:.1%} of the CPU"
+    return f"- **NOT QUOTABLE**: {verdict['reason']}"
+
+
+def is_quotable_file(path: Path) -> bool:
+    try:
+        return bool(json.loads(path.read_text())["quiet"]["quotable"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def destination(path: Path, verdict: dict[str, Any]) -> Path:
+    """Where results with `verdict` go: `path`, unless they are unquotable and `path` holds
+    quotable ones, which they never replace (then `<stem>.unquotable.json` beside it)."""
+    if not verdict["quotable"] and is_quotable_file(path):
+        return path.with_suffix(".unquotable.json")
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from src.benchmarks.configs import AMMFM_ROW, REFERENCE_ROW
+from src.benchmarks.quiet import verdict_line
 
 TARGET_OVERHEAD = 0.05  # Lightning step at most 5 % slower than the plain loop
 TARGET_LOADER_RATIO = 3.0  # loader at least 3x the model's consumption
@@ -75,6 +76,8 @@ def _machine(results: dict[str, Any]) -> list[str]:
     ]
     if load.get("note"):
         lines.append(f"- note: {load['note']}")
+    if "quiet" in results:
+        lines.append(verdict_line(results["quiet"]))
     return lines
 
 

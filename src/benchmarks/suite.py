@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from src.benchmarks import quiet
 from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS, ONNX_ROWS, REFERENCE_ROW, paper_row
 from src.benchmarks.inference import InferenceSettings
 from src.benchmarks.report import evaluate_targets, render_markdown
@@ -217,6 +218,7 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     if args.wait_load is not None:
         waited, note = wait_for_load(args.wait_load, args.wait_max)
     started = time.time()
+    before = quiet.snapshot()
     results: dict[str, Any] = {
         "mode": plan.mode,
         "command": "python -m src.bench " + shlex.join(sys.argv[1:] if argv is None else argv),
@@ -237,12 +239,18 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     if "gpu" in plan.sections:
         results["gpu"] = _guarded("gpu", run_gpu, plan)
     results["load_average"]["end"] = load_average()
+    results["quiet"] = quiet.verdict(before, quiet.snapshot())
     results["duration_s"] = time.time() - started
     results["targets"] = evaluate_targets(results)
     stem = "quick" if args.quick else "results"
-    atomic_write_json(args.out / f"{stem}.json", results)
+    json_path = quiet.destination(args.out / f"{stem}.json", results["quiet"])
+    markdown_path = args.out / ("quick.md" if args.quick else "README.md")
+    if json_path != args.out / f"{stem}.json":  # unquotable: beside the quotable results
+        markdown_path = json_path.with_suffix(".md")
+        log.error("%s; the quotable results stay, wrote %s", results["quiet"]["reason"], json_path)
+    atomic_write_json(json_path, results)
     markdown = render_markdown(results)
-    atomic_write_text(args.out / ("quick.md" if args.quick else "README.md"), markdown)
+    atomic_write_text(markdown_path, markdown)
     print(markdown)
     return results
 

@@ -10,7 +10,6 @@ an unquotable result never replaces a quotable one: it is written beside it as
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import shlex
 import sys
@@ -109,20 +108,14 @@ def write(results: dict[str, Any], path: Path) -> Path:
     """Write JSON + markdown; an unquotable result goes beside a quotable one, not over it."""
     from src.utils.io import atomic_write_json, atomic_write_text
 
-    if not results["quiet"]["quotable"] and _quotable(path):
-        path = path.with_suffix(".unquotable.json")
-        log.error("%s; kept the quotable result, wrote %s", results["quiet"]["reason"], path)
+    target = quiet.destination(path, results["quiet"])
+    if target != path:
+        log.error("%s; kept the quotable %s, wrote %s", results["quiet"]["reason"], path, target)
+    path = target
     atomic_write_json(path, results)
     atomic_write_text(path.with_suffix(".md"), render(results))
     log.info("wrote %s and %s", path, path.with_suffix(".md"))
     return path
-
-
-def _quotable(path: Path) -> bool:
-    try:
-        return bool(json.loads(path.read_text())["quiet"]["quotable"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
 
 
 def _fmt(value: Any, digits: int = 1) -> str:
@@ -144,11 +137,7 @@ def render(results: dict[str, Any]) -> str:
         f" load average at start {results['load_average']['start']}, "
         f"at end {results['load_average']['end']}",
     ]
-    share = verdict["foreign_cpu_share"]
-    if verdict["quotable"]:
-        lines.append(f"- quotable: other processes used {share:.1%} of the CPU meanwhile")
-    else:
-        lines.append(f"- **NOT QUOTABLE**: {verdict['reason']}")
+    lines.append(quiet.verdict_line(verdict))
     if plan["limit_batches"]:
         lines.append(
             f"- quick: {plan['limit_batches']} training batches and 1 validation batch per epoch,"
