@@ -53,6 +53,7 @@ class DataConfig:
     num_workers: int = 4
     pin_memory: bool = False
     persistent_workers: bool = True  # loader workers live for the whole run (training too)
+    device_pipeline: bool = False  # train/valid images on the device, augmented there
     drop_duplicate_pairs: bool = False
     augment: bool = True
     augment_p: float = 0.5  # probability a training pair is augmented at all (public pipelines)

@@ -32,18 +32,19 @@ def test_quick_training_bench_writes_every_key(tmp_path: Path):
     results = json.loads(out.read_text())
     assert isinstance(results["device"], str) and results["device"]
     names = [c["name"] for c in results["configs"]]
-    assert names == ["AMMFM fp32", "SFF-CAT fp32"]
+    assert names == ["AMMFM fp32", "SFF-CAT fp32", "AMMFM fp32 + device pipeline"]
     for config in results["configs"]:
         assert config["epoch_s"] == pytest.approx(config["train_epoch_s"] + config["val_epoch_s"])
         assert config["pairs_per_s"] > 0 and config["evaluation_s"] > 0
         assert config["extrapolated_from_batches"] == results["plan"]["limit_batches"]
-    ammfm, sff = results["configs"]
+    ammfm, sff, _ = results["configs"]
     assert ammfm["pairs_per_s"] > sff["pairs_per_s"]  # MN+ST is lighter than ST+ST
     assert [p["runs"] for p in results["packing"]] == [1, 2]
     assert all(p["pairs_per_s"] > 0 for p in results["packing"])
     estimates = results["estimates"]
     assert estimates["paper_run_s"] > 250 * ammfm["epoch_s"]
     assert estimates["table9_s"] > estimates["paper_run_s"]
+    assert estimates["paper_run_fastest_s"] <= estimates["paper_run_s"]
     assert set(results["quiet"]) >= {"quotable", "foreign_cpu_share"}
     markdown = out.with_suffix(".md").read_text()
     assert "AMMFM fp32" in markdown and "Table 9" in markdown

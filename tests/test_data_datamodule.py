@@ -193,3 +193,31 @@ def test_corrupt_jpeg_stops_setup_with_the_file_name(release_copy, tmp_path):
     with pytest.raises(UserError) as info:
         Derm7ptDataModule(_cfg(release_copy, tmp_path / "cache")).setup()
     assert str(bad) in str(info.value) and "\n" not in str(info.value)
+
+
+def _first_batch(root, cache_dir, split: str, **overrides):
+    seed_everything(0)
+    dm = Derm7ptDataModule(_cfg(root, cache_dir, **overrides))
+    loader = dm.train_dataloader() if split == "train" else dm.val_dataloader()
+    return dm.on_after_batch_transfer(next(iter(loader)), 0)
+
+
+@pytest.mark.parametrize("split", ["train", "valid"])
+def test_device_pipeline_batches_equal_the_loaders_where_nothing_is_random(
+    synthetic_release, cache_dir, split
+):
+    """data.device_pipeline: the same cases in the same order, the same pixels, normalised
+    bit for bit as on the CPU, when no augmentation fires (augment_p=0)."""
+    cpu = _first_batch(synthetic_release, cache_dir, split, augment_p=0.0)
+    device = _first_batch(synthetic_release, cache_dir, split, augment_p=0.0, device_pipeline=True)
+    assert all(torch.equal(a, b) for a, b in zip(cpu, device, strict=True))
+
+
+def test_device_pipeline_augments_by_seed_epoch_and_index(synthetic_release, cache_dir):
+    plain = _first_batch(synthetic_release, cache_dir, "train", augment_p=0.0, device_pipeline=True)
+    a = _first_batch(synthetic_release, cache_dir, "train", augment_p=1.0, device_pipeline=True)
+    b = _first_batch(synthetic_release, cache_dir, "train", augment_p=1.0, device_pipeline=True)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # reproducible
+    assert torch.equal(a[2], plain[2]) and not torch.equal(a[1], plain[1])  # same cases, moved
+    changed = (a[0] != plain[0]).flatten(1).any(1)
+    assert changed.float().mean() > 0.5  # most pairs augmented at p=1 (some draws are no-ops)

@@ -19,6 +19,7 @@ from src.config import DataConfig
 from src.data.cache import ImageCache, check_cache_mode
 from src.data.dataset import PairDataset
 from src.data.derm7pt import Case, Release, load_release
+from src.data.device_batches import DEVICE_SPLITS, DeviceImages, is_key_batch
 from src.data.sampling import EpochShuffleSampler, shard_sampler
 from src.data.schema import SPLITS
 from src.data.synthetic import generate_synthetic_release
@@ -81,6 +82,7 @@ class Derm7ptDataModule(LightningDataModule):
         self.derm_stats = derm_stats
         self.release: Release | None = None
         self.datasets: dict[str, PairDataset] = {}
+        self.device_images: DeviceImages | None = None  # data.device_pipeline=true
 
     def prepare_data(self) -> None:
         ensure_release(self.cfg)
@@ -102,6 +104,14 @@ class Derm7ptDataModule(LightningDataModule):
             else:
                 transform = eval_transform(size, clin, derm)
             self.datasets[split] = PairDataset(cases, images, transform)
+        if cfg.device_pipeline:
+            self.device_images = DeviceImages(
+                self.datasets,
+                {"clin": clin, "derm": derm},
+                cfg.augment,
+                cfg.augment_p,
+                cfg.photometric,
+            )
         self.release = release
 
     def cases(self, split: str) -> list[Case]:
@@ -124,8 +134,12 @@ class Derm7ptDataModule(LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, train: bool, sharded: bool) -> DataLoader:
         self.setup()
-        dataset = self.datasets[split]
+        dataset: Any = self.datasets[split]
         workers = self.cfg.num_workers
+        keys = sharded and self.device_images is not None and split in DEVICE_SPLITS
+        if keys:  # the images are on the device: the loader only deals out keys
+            assert self.device_images is not None
+            dataset, workers = self.device_images.key_dataset(split), 0
         replicas, rank = self._shard() if sharded else (1, 0)
         sampler: Any = None if train else shard_sampler(dataset, replicas, rank)
         if train:
@@ -137,8 +151,11 @@ class Derm7ptDataModule(LightningDataModule):
             # before that call.
             trainer = self.trainer
             epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
-            dataset.seed = torch.initial_seed() % 2**31
-            sampler = EpochShuffleSampler(dataset, dataset.seed, epoch, replicas, rank)
+            seed = torch.initial_seed() % 2**31
+            self.datasets[split].seed = seed
+            if self.device_images is not None:
+                self.device_images.seed = seed
+            sampler = EpochShuffleSampler(dataset, seed, epoch, replicas, rank)
         samples = len(sampler) if sampler is not None else len(dataset)
         return DataLoader(
             dataset,
@@ -147,13 +164,19 @@ class Derm7ptDataModule(LightningDataModule):
             shuffle=False,
             drop_last=train and samples >= batch_size,
             num_workers=workers,
-            pin_memory=self.cfg.pin_memory,
+            pin_memory=self.cfg.pin_memory and not keys,
             persistent_workers=workers > 0 and self.cfg.persistent_workers,
             worker_init_fn=_seed_worker if workers > 0 else None,
             # A private generator: creating an iterator must not draw from the global RNG,
             # or dropout would depend on when Lightning happens to create it (fresh vs resumed).
             generator=torch.Generator().manual_seed(torch.initial_seed() % 2**63),
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """With data.device_pipeline, a batch of keys becomes images here, on the device."""
+        if self.device_images is not None and is_key_batch(batch):
+            return self.device_images.batch(batch)
+        return batch
 
     def split_dataloader(self, split: str) -> DataLoader:
         """All of `split` ("valid" or "test") in case order on this process, whatever the

@@ -42,8 +42,11 @@ class _PairInput(nn.Module):
         return self.module(pair[0], pair[1])
 
 
-def _stacked_pairs(batches: Iterable[Any]) -> Iterator[Tensor]:
-    for clinic, derm, *_ in batches:
+def _stacked_pairs(batches: Iterable[Any], module: pl.LightningModule) -> Iterator[Tensor]:
+    """Each training batch as the training step gets it (moved to the device, the datamodule's
+    batch hooks applied), its images stacked."""
+    for batch in batches:
+        clinic, derm, *_ = module._apply_batch_transfer_handler(batch)
         yield torch.stack((clinic, derm))
 
 
@@ -145,5 +148,5 @@ def refresh_batchnorm(trainer: pl.Trainer, pl_module: pl.LightningModule, seed: 
         raise UserError("SWA needs the training data to refresh BatchNorm statistics")
     torch.manual_seed(seed)
     with trainer.precision_plugin.forward_context():
-        update_bn(_stacked_pairs(loader), _PairInput(pl_module), device=pl_module.device)
+        update_bn(_stacked_pairs(loader, pl_module), _PairInput(pl_module), device=pl_module.device)
     average_batchnorm_statistics(pl_module)
