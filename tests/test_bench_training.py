@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,24 +11,15 @@ import pytest
 from src.benchmarks import quiet
 from src.benchmarks.throughput import PhaseStamps, estimate
 from src.benchmarks.throughput_cli import write
-from src.project import PROJECT_ROOT
-from tests.train_helpers import SUBPROCESS_ENV
+from tests.train_helpers import run_ok
 
 
 def test_quick_training_bench_writes_every_key(tmp_path: Path):
     """The issue's CPU check, as a user runs it: all keys, numbers that hang together."""
     out = tmp_path / "out.json"
-    result = subprocess.run(
-        [sys.executable, "-m", "src.bench", "training", "--quick", "--json", str(out)],
-        cwd=PROJECT_ROOT,
-        env=SUBPROCESS_ENV,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Traceback" not in result.stderr
+    run_ok([sys.executable, "-m", "src.bench", "training", "--quick", "--json", str(out)], 600)
     results = json.loads(out.read_text())
+    assert results["complete"] is True
     assert isinstance(results["device"], str) and results["device"]
     names = [c["name"] for c in results["configs"]]
     assert names == ["AMMFM fp32", "SFF-CAT fp32", "AMMFM fp32 + device pipeline"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -72,3 +73,21 @@ def train_command(release: Path, run_dir: Path, *overrides: str) -> list[str]:
         f"hydra.run.dir={run_dir}",
         *overrides,
     ]
+
+
+def run_ok(command: Sequence[str], timeout: float, **env: str) -> subprocess.CompletedProcess:
+    """Run `command` from the project root with SUBPROCESS_ENV (plus `env`); it must succeed
+    without a traceback."""
+    from src.project import PROJECT_ROOT
+
+    result = subprocess.run(
+        list(command),
+        cwd=PROJECT_ROOT,
+        env={**SUBPROCESS_ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    return result

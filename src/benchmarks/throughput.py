@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import timedelta
 from typing import Any
@@ -509,33 +509,55 @@ def _label(name: str, precision: str, device: str, lever: str | None) -> str:
     return f"{label} + {lever}" if lever else label
 
 
-def run_plan(plan: ThroughputPlan) -> dict[str, Any]:
-    """Every measurement of `plan`; a failed part is recorded and the others go on."""
-    jobs: list[tuple[str, str, str | None]] = [
-        (name, precision, None) for precision in plan.precisions for name in CONFIG_ROWS
-    ]
-    jobs += [("AMMFM", plan.precisions[0], lever) for lever in LEVERS]
+def _measure_or_record(
+    plan: ThroughputPlan, name: str, precision: str, lever: str | None
+) -> dict[str, Any]:
+    try:
+        return measure_config(plan, name, precision, lever)
+    except Exception as err:  # one failed configuration must not end the check
+        first = (str(err).strip().splitlines() or [""])[0]
+        return {
+            "name": _label(name, precision, plan.device, lever),
+            "lever": lever,
+            "precision": precision,
+            "error": f"{type(err).__name__}: {first[:300]}",
+        }
+
+
+def run_plan(
+    plan: ThroughputPlan, progress: Callable[[dict[str, Any]], None] | None = None
+) -> dict[str, Any]:
+    """Every measurement of `plan`, the most important first (the paper's precision, then
+    packing, then other precisions and the levers); a failed part is recorded and the others
+    go on. `progress` gets the results so far after each part (to save them as they come)."""
     configs: list[dict[str, Any]] = []
-    for name, precision, lever in jobs:
-        try:
-            configs.append(measure_config(plan, name, precision, lever))
-        except Exception as err:
-            first = (str(err).strip().splitlines() or [""])[0]
-            configs.append(
-                {
-                    "name": _label(name, precision, plan.device, lever),
-                    "lever": lever,
-                    "precision": precision,
-                    "error": f"{type(err).__name__}: {first[:300]}",
-                }
-            )
-    packing = [measure_packing(plan, k, plan.precisions[0]) for k in plan.packing]
-    return {
-        "plan": asdict(plan),
-        "configs": configs,
-        "packing": packing,
-        "estimates": estimate(configs, packing),
-    }
+    packing: list[dict[str, Any]] = []
+
+    def results(complete: bool) -> dict[str, Any]:
+        return {
+            "plan": asdict(plan),
+            "configs": configs,
+            "packing": packing,
+            "estimates": estimate(configs, packing),
+            "complete": complete,
+        }
+
+    def done_one() -> None:
+        if progress is not None:
+            progress(results(complete=False))
+
+    first, *others = plan.precisions
+    for name in CONFIG_ROWS:
+        configs.append(_measure_or_record(plan, name, first, None))
+        done_one()
+    for runs in plan.packing:
+        packing.append(measure_packing(plan, runs, first))
+        done_one()
+    jobs = [(name, precision, None) for precision in others for name in CONFIG_ROWS]
+    for name, precision, lever in [*jobs, *(("AMMFM", first, lever) for lever in LEVERS)]:
+        configs.append(_measure_or_record(plan, name, precision, lever))
+        done_one()
+    return results(complete=True)
 
 
 def plan_for(quick: bool, device: str | None = None, **changes: Any) -> ThroughputPlan:

@@ -95,13 +95,19 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
         "load_average": {"start": load_average()},
     }
     log.info("training throughput on %s (%s mode)", results["device"], results["mode"])
-    results.update(run_plan(plan))
-    results["load_average"]["end"] = load_average()
-    results["quiet"] = quiet.verdict(before, quiet.snapshot())
-    results["duration_s"] = time.time() - started
-    results["goals"] = GOALS
-    write(results, args.json or default_json(plan.device, args.quick))
-    return results
+    path = args.json or default_json(plan.device, args.quick)
+
+    def finish(measured: dict[str, Any]) -> dict[str, Any]:
+        results.update(measured)
+        results["load_average"]["end"] = load_average()
+        results["quiet"] = quiet.verdict(before, quiet.snapshot())
+        results["duration_s"] = time.time() - started
+        results["goals"] = GOALS
+        write(results, path)
+        return results
+
+    # Saved after every part: a time limit that ends the check keeps what was measured.
+    return finish(run_plan(plan, progress=finish))
 
 
 def write(results: dict[str, Any], path: Path) -> Path:
@@ -138,6 +144,8 @@ def render(results: dict[str, Any]) -> str:
         f"at end {results['load_average']['end']}",
     ]
     lines.append(quiet.verdict_line(verdict))
+    if not results.get("complete", True):
+        lines.append("- **incomplete**: stopped before every part was measured")
     if plan["limit_batches"]:
         lines.append(
             f"- quick: {plan['limit_batches']} training batches and 1 validation batch per epoch,"
