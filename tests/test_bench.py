@@ -11,7 +11,12 @@ import torch
 from src.bench import run
 from src.benchmarks.configs import AMMFM_ROW, REFERENCE_ROW, bench_config
 from src.benchmarks.gpu import measure_options
-from src.benchmarks.inference import InferenceSettings, count_flops, measure
+from src.benchmarks.inference import (
+    InferenceSettings,
+    count_flops,
+    measure,
+    measure_side_by_side,
+)
 from src.benchmarks.report import evaluate_targets
 from src.benchmarks.timing import summarize
 from src.models.network import count_parameters
@@ -114,6 +119,17 @@ def test_targets_are_judged_from_the_measurements() -> None:
     assert [t["met"] for t in missed] == [False, False, False]
     assert missed[0]["measured"] == pytest.approx(0.7)
     assert [t["met"] for t in evaluate_targets({})] == [None, None, None]
+
+
+def test_side_by_side_ratio_alternates_both_configurations() -> None:
+    settings = InferenceSettings(image_size=32, batch=1, warmup=1, runs=1)
+    side = measure_side_by_side("t7-derm-mn", "t7-baseline-mn", settings, rounds=3, calls=2)
+    ms = side["median_ms"]
+    assert side["ratio"] == pytest.approx(ms["t7-derm-mn"] / ms["t7-baseline-mn"])
+    assert side["round_ratio_min"] <= side["round_ratio_max"]
+    results = _fake_results(0.9, 0.04, 3.5)
+    results["inference"]["side_by_side"] = {**side, "ratio": 0.55}
+    assert evaluate_targets(results)[0]["measured"] == 0.55  # the side-by-side ratio wins
 
 
 def test_bench_command_line_writes_json_and_markdown(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -151,6 +152,35 @@ def measure(row_id: str, settings: InferenceSettings, onnx_dir: Path | None = No
             first = (str(err).strip().splitlines() or [""])[0]
             result["onnx"] = {"error": f"{type(err).__name__}: {first[:300]}"}
     return result
+
+
+def measure_side_by_side(
+    row_id: str, reference: str, settings: InferenceSettings, rounds: int = 12, calls: int = 3
+) -> dict[str, Any]:
+    """Batch-1 latency of `row_id` over `reference`, both built in this process and timed in
+    alternation (`rounds` rounds of `calls` calls each): a drift of the machine's speed hits
+    both alike, which separate processes measured one after the other cannot promise."""
+    models = {name: _predictor(name, settings)[0] for name in (row_id, reference)}
+    pair = random_inputs(settings.image_size, 1)
+    times: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for model in models.values():
+            for _ in range(settings.warmup):
+                model(*pair)
+        for _ in range(rounds):
+            for name, model in models.items():
+                times[name].append(time_calls(lambda m=model: m(*pair), 0, calls)["median_s"])
+    per_round = sorted(a / b for a, b in zip(times[row_id], times[reference], strict=True))
+    return {
+        "row": row_id,
+        "reference": reference,
+        "rounds": rounds,
+        "calls_per_round": calls,
+        "median_ms": {name: 1e3 * statistics.median(t) for name, t in times.items()},
+        "ratio": statistics.median(times[row_id]) / statistics.median(times[reference]),
+        "round_ratio_min": per_round[0],
+        "round_ratio_max": per_round[-1],
+    }
 
 
 def measure_in_subprocess(

@@ -50,6 +50,7 @@ class Plan:
     probe_steps: int = 20
     loader_batches: int = 40
     gpu_steps: int = 10
+    side_by_side_rounds: int = 12
     sections: tuple[str, ...] = field(default=("inference", "training", "data", "gpu"))
 
 
@@ -69,6 +70,7 @@ QUICK = Plan(
     probe_steps=5,
     loader_batches=10,
     gpu_steps=3,
+    side_by_side_rounds=3,
 )
 
 
@@ -109,7 +111,15 @@ def run_inference(plan: Plan) -> dict[str, Any]:
         rows.append(measure_in_subprocess(row, plan.inference, onnx=row in plan.onnx_rows))
         if "error" in rows[-1]:
             log.error("inference %s failed: %s", row, rows[-1]["error"])
-    return {"settings": asdict(plan.inference), "reference": REFERENCE_ROW, "rows": rows}
+    result = {"settings": asdict(plan.inference), "reference": REFERENCE_ROW, "rows": rows}
+    if AMMFM_ROW in plan.rows and REFERENCE_ROW in plan.rows:
+        from src.benchmarks.inference import measure_side_by_side
+
+        log.info("inference: %s vs %s side by side", AMMFM_ROW, REFERENCE_ROW)
+        result["side_by_side"] = measure_side_by_side(
+            AMMFM_ROW, REFERENCE_ROW, plan.inference, rounds=plan.side_by_side_rounds
+        )
+    return result
 
 
 def run_training(plan: Plan) -> dict[str, Any]:
