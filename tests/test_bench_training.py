@@ -35,6 +35,7 @@ def test_quick_training_bench_writes_every_key(tmp_path: Path):
     assert estimates["paper_run_s"] > 250 * ammfm["epoch_s"]
     assert estimates["table9_s"] > estimates["paper_run_s"]
     assert estimates["paper_run_fastest_s"] <= estimates["paper_run_s"]
+    assert estimates["paper_run_sparse_validation_s"] < estimates["paper_run_fastest_s"]
     assert set(results["quiet"]) >= {"quotable", "foreign_cpu_share"}
     markdown = out.with_suffix(".md").read_text()
     assert "AMMFM fp32" in markdown and "Table 9" in markdown
@@ -48,7 +49,7 @@ def test_a_phase_is_scaled_from_its_first_and_steady_batches():
 
 def test_estimates_follow_the_measured_parts():
     ammfm = {"name": "AMMFM fp32", "precision": "32-true", "setup_s": 5.0, "epoch_s": 2.0,
-             "train_epoch_s": 1.5, "evaluation_s": 10.0}  # fmt: skip
+             "train_epoch_s": 1.5, "val_epoch_s": 0.5, "evaluation_s": 10.0}  # fmt: skip
     sff = {**ammfm, "name": "SFF-CAT fp32", "epoch_s": 4.0, "train_epoch_s": 3.0}
     packing = [{"runs": 1, "pairs_per_s": 100.0}, {"runs": 4, "pairs_per_s": 250.0}]
     est = estimate([ammfm, sff], packing)
@@ -58,6 +59,7 @@ def test_estimates_follow_the_measured_parts():
     assert est["table9_sequential_s"] == pytest.approx(10 * (3 * paper + 3 * sff_run))
     assert est["table9_s"] == pytest.approx(est["table9_sequential_s"] / 2.5)
     assert est["packing_runs"] == 4
+    assert est["paper_run_sparse_validation_s"] == pytest.approx(paper - 250 * 0.5 * 0.9)
 
 
 def test_other_processes_cpu_time_makes_timings_unquotable():

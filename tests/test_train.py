@@ -145,6 +145,24 @@ def test_same_seed_same_weights_other_seed_differs(synthetic_release: Path, tmp_
     assert not all(torch.equal(first[k], other[k]) for k in first)
 
 
+def test_validating_less_often_leaves_the_trained_weights_unchanged(
+    synthetic_release: Path, tmp_path: Path
+):
+    """Validation only reports (no monitor, no early stop, the RNG is re-seeded every epoch),
+    so trainer.check_val_every_n_epoch is a pure speed setting."""
+    import torch
+
+    quick = ("trainer.max_epochs=3", "test=false")
+
+    def final_weights(name: str, every: int) -> dict:
+        overrides = [*quick, f"trainer.check_val_every_n_epoch={every}"]
+        train(tiny_config(synthetic_release, tmp_path / name, overrides))
+        return read_checkpoint(tmp_path / name / "checkpoints" / "final.ckpt")["state_dict"]
+
+    every_epoch, once = final_weights("every", 1), final_weights("once", 3)
+    assert all(torch.equal(every_epoch[k], once[k]) for k in every_epoch)
+
+
 def test_device_pipeline_trains_reproducibly_with_swa(synthetic_release: Path, tmp_path: Path):
     """data.device_pipeline=true through the real app (the SWA BatchNorm refresh reads key
     batches through the datamodule's hooks): same seed, same averaged weights and metrics."""
