@@ -19,25 +19,27 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing as mp
-import os
-import queue as queue_module
-import shutil
-import subprocess
-import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
 
 import lightning as L
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from src.benchmarks.configs import bench_config
+from src.benchmarks.gpu_busy import GpuBusySampler
+from src.benchmarks.packing import measure_packing
+from src.benchmarks.throughput_plan import (
+    CONFIG_ROWS,
+    CPU_LEVERS,
+    LEVERS,
+    ThroughputPlan,
+    run_config,
+    scratch_dir,
+    trainer_args,
+)
 from src.benchmarks.timing import peak_rss_mib, synchronize
-from src.utils.logging_setup import quiet_library_noise
 
 PAPER_EPOCHS = 250
 TABLE9_SEEDS = 10
@@ -50,81 +52,10 @@ TABLE9_ROWS = {
     "t9-aff-bab": "AMMFM",
     "t9-aff-aab": "AMMFM",
 }
-CONFIG_ROWS = {"AMMFM": "t9-aff-aab", "SFF-CAT": "t9-sff-cat"}
-# Settings measured on AMMFM beside its default one (the levers of a faster run).
-LEVERS: dict[str, tuple[str, ...]] = {
-    "device pipeline": ("data.device_pipeline=true",),  # images on the device, batch augment
-    "channels_last": ("model.channels_last=true",),
-    "compile": ("model.compile=true",),
-}
-CPU_LEVERS = ("device pipeline",)  # compiling takes minutes on a CPU; channels_last is a GPU layout
 # Validation only reports during training (no monitor, the RNG re-seeded every epoch; a test
 # checks the weights are the same), so validating every 10th epoch is a pure speed setting.
 SPARSE_VALIDATION = 10
 TTA_VIEWS = 6
-
-
-@dataclass(frozen=True)
-class ThroughputPlan:
-    """What to measure; `limit_batches` None trains whole epochs."""
-
-    image_size: int
-    batch: int
-    device: str  # "cuda" or "cpu"
-    precisions: tuple[str, ...]
-    timed_epochs: int
-    limit_batches: int | None
-    packing: tuple[int, ...]
-    packing_steps: int
-    cap_s: float  # per measured configuration and per packing level
-    num_workers: int
-
-
-def default_plan(quick: bool, device: str) -> ThroughputPlan:
-    cores = os.cpu_count() or 1
-    if device == "cuda":
-        return ThroughputPlan(
-            image_size=224,
-            batch=24,
-            device=device,
-            precisions=("32-true", "bf16-mixed"),
-            timed_epochs=1 if quick else 3,
-            limit_batches=None,
-            packing=(1, 2, 4) if quick else (1, 2, 4, 8),
-            packing_steps=20 if quick else 60,
-            cap_s=60.0 if quick else 75.0,
-            num_workers=min(8, cores),
-        )
-    return ThroughputPlan(
-        image_size=64 if quick else 224,
-        batch=24,
-        device=device,
-        precisions=("32-true",),
-        timed_epochs=1,
-        limit_batches=2 if quick else 4,
-        packing=(1, 2) if cores >= 2 else (1,),
-        packing_steps=2 if quick else 4,
-        cap_s=45.0 if quick else 600.0,
-        num_workers=min(2, cores),
-    )
-
-
-# ------------------------------------------------------------------------------ configs
-def run_config(
-    plan: ThroughputPlan, name: str, precision: str, lever: str | None = None
-) -> DictConfig:
-    """The project's config of measured configuration `name` at the plan's settings."""
-    overrides = [
-        f"data.batch_size={plan.batch}",
-        f"data.num_workers={plan.num_workers}",
-        f"trainer.precision={precision}",
-        "model.swa_epochs=0",  # SWA's cost is the BatchNorm refresh, estimated apart
-        *(LEVERS[lever] if lever else ()),
-    ]
-    if plan.device == "cuda":
-        overrides.append("data.pin_memory=true")
-    trainer = "gpu" if plan.device == "cuda" else "cpu"
-    return bench_config(CONFIG_ROWS[name], plan.image_size, overrides, trainer=trainer)
 
 
 @dataclass
@@ -174,64 +105,6 @@ class EpochClock(L.Callback):
         self.val[-1].batch_ends.append(self._now())
 
 
-class GpuBusySampler:
-    """Samples the GPU's utilisation (% of time a kernel ran) in a background thread."""
-
-    def __init__(self, period_s: float = 0.1) -> None:
-        self.period_s = period_s
-        self.samples: list[float] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.source = _utilisation_source()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.period_s):
-            value = self.source() if self.source else None
-            if value is not None:
-                self.samples.append(value)
-
-    def __enter__(self) -> GpuBusySampler:
-        if self.source is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
-
-    def mean(self) -> float | None:
-        return sum(self.samples) / len(self.samples) if self.samples else None
-
-
-def _utilisation_source() -> Any:
-    """torch.cuda.utilization (NVML) where it works, else nvidia-smi, else None."""
-    if not torch.cuda.is_available():
-        return None
-    try:
-        torch.cuda.utilization()
-        return lambda: float(torch.cuda.utilization())
-    except Exception:  # NVML bindings missing: fall back to the command-line tool
-        pass
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-
-    def query() -> float | None:
-        out = subprocess.run(
-            [smi, "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-i", "0"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-        try:
-            return float(out.stdout.strip().splitlines()[0])
-        except (ValueError, IndexError):
-            return None
-
-    return query
-
-
 def measure_config(
     plan: ThroughputPlan, name: str, precision: str, lever: str | None = None
 ) -> dict[str, Any]:
@@ -249,7 +122,7 @@ def measure_config(
     clock = EpochClock(plan.device)
     limit = plan.limit_batches
     trainer = L.Trainer(
-        **_trainer_args(cfg),
+        **trainer_args(cfg),
         max_epochs=1 + plan.timed_epochs,
         limit_train_batches=limit,
         limit_val_batches=1 if limit else None,
@@ -303,7 +176,7 @@ def measure_evaluation(plan: ThroughputPlan, module: Any, datamodule: Any) -> fl
         ("identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw")[:TTA_VIEWS]
     )
     module.cfg.trainer.enable_progress_bar = False
-    trainer = build_eval_trainer(module.cfg, _scratch_dir())
+    trainer = build_eval_trainer(module.cfg, scratch_dir())
     loader = datamodule.split_dataloader("valid")
     limit = plan.limit_batches
     if limit:
@@ -320,29 +193,6 @@ def measure_evaluation(plan: ThroughputPlan, module: Any, datamodule: Any) -> fl
     return valid_s * (n_valid + n_test) / n_valid + valid_s / TTA_VIEWS
 
 
-def _trainer_args(cfg: DictConfig) -> dict[str, Any]:
-    return {
-        "accelerator": cfg.trainer.accelerator,
-        "devices": 1,
-        "precision": cfg.trainer.precision,
-        "benchmark": cfg.trainer.get("benchmark", False),
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "num_sanity_val_steps": 0,
-        "use_distributed_sampler": False,
-        "default_root_dir": str(_scratch_dir()),
-    }
-
-
-def _scratch_dir() -> Any:
-    from pathlib import Path
-    from tempfile import gettempdir
-
-    return Path(gettempdir()) / "ammfm-bench"
-
-
 def _median(values: Sequence[float]) -> float:
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -353,121 +203,6 @@ def _precision_label(precision: str, device: str) -> str:
     if precision.startswith("bf16"):
         return "bf16"
     return "TF32" if device == "cuda" else "fp32"
-
-
-# ------------------------------------------------------------------------------ packing
-class BarrierClock(L.Callback):
-    """Waits at `barrier` before training batch `warmup`, so the k runs start timing
-    together; records the timed span and pairs."""
-
-    def __init__(self, barrier: Any, warmup: int, device: str, timeout_s: float) -> None:
-        self.barrier, self.warmup, self.device, self.timeout_s = barrier, warmup, device, timeout_s
-        self.start: float | None = None
-        self.end: float | None = None
-        self.pairs = 0
-        self._step = 0
-
-    def on_train_batch_start(self, trainer: L.Trainer, module: Any, batch: Any, *args: Any) -> None:
-        if self._step == self.warmup:
-            synchronize(self.device)
-            self.barrier.wait(timeout=self.timeout_s)
-            self.start = time.monotonic()
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, module: Any, outputs: Any, batch: Any, *args: Any
-    ) -> None:
-        if self._step >= self.warmup:
-            self.pairs += int(batch[0].shape[0])
-        self._step += 1
-
-    def on_train_end(self, *args: Any) -> None:
-        synchronize(self.device)
-        self.end = time.monotonic()
-
-
-def packed_worker(
-    cfg: dict[str, Any],
-    steps: int,
-    warmup: int,
-    threads: int,
-    barrier: Any,
-    results: Any,
-    cap_s: float,
-) -> None:
-    """One of k runs sharing the device: train `warmup + steps` batches, report the timed span."""
-    from src.models.module import AMMFMModule
-    from src.runs.setup import datamodule_for
-
-    try:
-        quiet_library_noise()
-        torch.set_num_threads(threads)
-        config = OmegaConf.create(cfg)
-        L.seed_everything(0, verbose=False)
-        module = AMMFMModule(config)
-        datamodule = datamodule_for(config, module)
-        device = "cuda" if config.trainer.accelerator == "gpu" else "cpu"
-        clock = BarrierClock(barrier, warmup, device, cap_s)
-        trainer = L.Trainer(
-            **_trainer_args(config),
-            max_steps=warmup + steps,
-            max_epochs=-1,
-            limit_val_batches=0,
-            callbacks=[clock],
-        )
-        trainer.fit(module, datamodule=datamodule)
-        results.put({"start": clock.start, "end": clock.end, "pairs": clock.pairs})
-    except Exception as err:  # reported by the parent, which then ends the others
-        barrier.abort()
-        results.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"})
-
-
-def measure_packing(plan: ThroughputPlan, runs: int, precision: str) -> dict[str, Any]:
-    """Aggregate training pairs/s of `runs` AMMFM runs at once on one device."""
-    cfg = run_config(plan, "AMMFM", precision)
-    cores = os.cpu_count() or 1
-    threads = max(1, cores // runs)
-    workers = max(0, min(plan.num_workers, cores // runs))
-    cfg.data.num_workers = workers
-    context = mp.get_context("spawn")
-    barrier = context.Barrier(runs)
-    results = context.Queue()
-    container = OmegaConf.to_container(cfg, resolve=True)
-    warmup = 2
-    processes = [
-        context.Process(
-            target=packed_worker,
-            args=(container, plan.packing_steps, warmup, threads, barrier, results, plan.cap_s),
-        )
-        for _ in range(runs)
-    ]
-    for process in processes:
-        process.start()
-    reports = []
-    deadline = time.monotonic() + plan.cap_s + 120  # start-up (imports, model, data) included
-    try:
-        for _ in processes:
-            reports.append(results.get(timeout=max(1.0, deadline - time.monotonic())))
-    except queue_module.Empty:
-        reports.append({"error": f"no result within {plan.cap_s + 120:.0f} s"})
-    finally:
-        for process in processes:
-            process.join(timeout=10)
-            if process.is_alive():
-                process.kill()
-    errors = [r["error"] for r in reports if "error" in r]
-    record: dict[str, Any] = {
-        "runs": runs,
-        "threads_per_run": threads,
-        "loader_workers_per_run": workers,
-        "steps_per_run": plan.packing_steps,
-    }
-    if errors or len(reports) < runs:
-        record["error"] = errors[0] if errors else "a run did not report"
-        return record
-    span = max(r["end"] for r in reports) - min(r["start"] for r in reports)
-    pairs = sum(r["pairs"] for r in reports)
-    record.update(pairs_per_s=pairs / span, span_s=span)
-    return record
 
 
 # ---------------------------------------------------------------------------- estimates
@@ -569,9 +304,3 @@ def run_plan(
         configs.append(_measure_or_record(plan, name, precision, lever))
         done_one()
     return results(complete=True)
-
-
-def plan_for(quick: bool, device: str | None = None, **changes: Any) -> ThroughputPlan:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    plan = default_plan(quick, device)
-    return replace(plan, **{k: v for k, v in changes.items() if v is not None})

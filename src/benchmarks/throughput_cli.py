@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from src.benchmarks import quiet
-from src.benchmarks.throughput import plan_for, run_plan
+from src.benchmarks.throughput import run_plan
+from src.benchmarks.throughput_plan import plan_for
 from src.benchmarks.timing import load_average
 from src.project import PROJECT_ROOT
 from src.utils.errors import UserError
