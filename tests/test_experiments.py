@@ -154,6 +154,9 @@ def test_jobs_differing_in_an_unnamed_setting_get_their_own_folders() -> None:
     assert len(jobs) == 4 and len(set(subdirs)) == 4
     assert "aff-aab-swin_data.batch_size=8,model.lr=0.001/seed1".replace(",", "_") in subdirs
     assert seed_only == "aff-aab-swin/seed3"  # named settings add nothing
+    speed_only = ["experiment=demo", "seed=3", "data.persistent_workers=false"]
+    speed_only.append("trainer.check_val_every_n_epoch=10")  # neither changes the results
+    assert compose_job(speed_only).hydra.sweep.subdir == "aff-aab-swin/seed3"
 
 
 def test_help_says_how_to_see_a_tables_grid() -> None:

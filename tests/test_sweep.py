@@ -83,6 +83,9 @@ def test_setting_differences_name_result_settings_and_ignore_the_rest() -> None:
         compose_config(["data=synthetic", "data.num_workers=0", "trainer=gpu", "logger=csv"])
     )
     assert setting_differences(same, saved) == []  # type: ignore[arg-type]
+    # Loader settings do not change results (tests compare the batches and the weights).
+    faster = compose_config(["data=synthetic", "data.persistent_workers=false"])
+    assert setting_differences(OmegaConf.to_container(faster), saved) == []  # type: ignore[arg-type]
     other = compose_config(["data=synthetic", "model.lr=0.001", "seed=3", "block=bab"])
     assert setting_differences(OmegaConf.to_container(other), saved) == [  # type: ignore[arg-type]
         "block.type: aab -> bab",

@@ -64,6 +64,7 @@ IGNORED_KEYS = frozenset(
         "data.root",
         "data.num_workers",
         "data.pin_memory",
+        "data.persistent_workers",
         "data.cache",
         "data.cache_dir",
         "data.eval_batch_size",
