@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The GPU check in one go, for short GPU slots (<= 8 minutes with set-up): install what the
-# machine lacks, then `python -m src.bench training` under a time cap, writing JSON + markdown
-# to $OUT (default experiments/bench), saved after every part. Run from the repository root.
+# The GPU check in one go, for short GPU slots (built for <= 8 minutes with set-up): install
+# what the machine lacks, then `python -m src.bench training` under a time cap, writing JSON +
+# markdown to $OUT (default experiments/bench), saved after every part. Run from the repository
+# root.
 #   Lent GPU machine without internet: first, here, `bash scripts/gpu_wheels.sh`; then there
 #   (carrying .whl):  OUT=$OUT bash scripts/gpu_check.sh
 #   A GPU machine with internet:  bash scripts/gpu_check.sh   (pip installs the project)

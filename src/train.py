@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     validate_network_config(cfg)  # incompatible choices fail before any data loads
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
-    if launch_rank() != 0:  # a DDP process started by rank zero, which holds the folder
-        return _fit_and_evaluate(cfg, run_dir, ckpt_path)
-    with folder_lock(run_dir):  # a second run into this folder is turned away
+    # A second run into this folder is turned away; a DDP process that rank zero started
+    # shares rank zero's folder (and lock).
+    with folder_lock(run_dir) if launch_rank() == 0 else nullcontext():
         return _fit_and_evaluate(cfg, run_dir, ckpt_path)
 
 

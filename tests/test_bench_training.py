@@ -48,9 +48,11 @@ def test_a_phase_is_scaled_from_its_first_and_steady_batches():
 
 
 def test_estimates_follow_the_measured_parts():
-    ammfm = {"name": "AMMFM fp32", "precision": "32-true", "setup_s": 5.0, "epoch_s": 2.0,
-             "train_epoch_s": 1.5, "val_epoch_s": 0.5, "evaluation_s": 10.0}  # fmt: skip
-    sff = {**ammfm, "name": "SFF-CAT fp32", "epoch_s": 4.0, "train_epoch_s": 3.0}
+    ammfm = {"name": "AMMFM fp32", "config": "AMMFM", "precision": "32-true", "setup_s": 5.0,
+             "epoch_s": 2.0, "train_epoch_s": 1.5, "val_epoch_s": 0.5,
+             "evaluation_s": 10.0}  # fmt: skip
+    sff = {**ammfm, "name": "SFF-CAT fp32", "config": "SFF-CAT", "epoch_s": 4.0}
+    sff["train_epoch_s"] = 3.0
     packing = [{"runs": 1, "pairs_per_s": 100.0}, {"runs": 4, "pairs_per_s": 250.0}]
     est = estimate([ammfm, sff], packing)
     paper = 5.0 + 250 * 2.0 + 1.5 / 3 + 10.0

@@ -119,7 +119,7 @@ def test_brightness_contrast_equals_albumentations_exactly():
 def test_normalisation_equals_the_cpu_pipeline_bit_for_bit():
     image = _image(3)
     tensor = torch.from_numpy(image.transpose(2, 0, 1)[None].copy())
-    got = normalise(tensor, IMAGENET_MEAN, IMAGENET_STD)[0]
+    got = normalise(tensor, (IMAGENET_MEAN, IMAGENET_STD))[0]
     assert torch.equal(got, to_tensor(image, (IMAGENET_MEAN, IMAGENET_STD)))
 
 

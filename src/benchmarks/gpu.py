@@ -19,6 +19,7 @@ from src.benchmarks.timing import time_calls
 from src.benchmarks.training import measure_training
 from src.inference.onnx import random_inputs
 from src.models.module import AMMFMModule
+from src.runs.status import error_line
 
 # option name -> (trainer.precision, model.channels_last, model.compile)
 OPTIONS: dict[str, tuple[str, bool, bool]] = {
@@ -78,8 +79,7 @@ def measure_options(
             del module
             record["training"] = measure_training(cfg, steps=steps, warmup=warmup, rounds=1)
         except Exception as err:  # one option failing (e.g. compile) must not end the benchmark
-            first = (str(err).strip().splitlines() or [""])[0]
-            record["error"] = f"{type(err).__name__}: {first[:300]}"
+            record["error"] = error_line(err)[:300]
         if dev.type == "cuda":
             record["max_memory_allocated_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
             torch.cuda.reset_peak_memory_stats(dev)

@@ -31,6 +31,7 @@ from src.benchmarks.timing import peak_rss_mib, time_calls
 from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
 from src.inference.predictor import FusedPredictor
 from src.models.network import build_network, validate_network_config
+from src.runs.status import error_line
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,7 @@ def measure(row_id: str, settings: InferenceSettings, onnx_dir: Path | None = No
         try:
             result["onnx"] = measure_onnx(model, settings, onnx_dir)
         except Exception as err:  # e.g. onnxruntime missing: keep the PyTorch measurements
-            first = (str(err).strip().splitlines() or [""])[0]
-            result["onnx"] = {"error": f"{type(err).__name__}: {first[:300]}"}
+            result["onnx"] = {"error": error_line(err)[:300]}
     return result
 
 

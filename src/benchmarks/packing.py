@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 
 from src.benchmarks.throughput_plan import ThroughputPlan, run_config, trainer_args
 from src.benchmarks.timing import synchronize
+from src.runs.status import error_line
 from src.utils.logging_setup import quiet_library_noise
 
 
@@ -80,7 +81,7 @@ def packed_worker(
         results.put({"start": clock.start, "end": clock.end, "pairs": clock.pairs})
     except Exception as err:  # reported by the parent, which then ends the others
         barrier.abort()
-        results.put({"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"})
+        results.put({"error": error_line(err)[:300]})
 
 
 def measure_packing(plan: ThroughputPlan, runs: int, precision: str) -> dict[str, Any]:

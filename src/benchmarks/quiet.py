@@ -9,12 +9,15 @@ machine's capacity, the timings are marked unquotable.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("src.bench")
 
 # Other processes may use at most this share of all cores during a quotable measurement.
 MAX_FOREIGN_SHARE = 0.10
@@ -90,9 +93,20 @@ def is_quotable_file(path: Path) -> bool:
         return False
 
 
-def destination(path: Path, verdict: dict[str, Any]) -> Path:
-    """Where results with `verdict` go: `path`, unless they are unquotable and `path` holds
-    quotable ones, which they never replace (then `<stem>.unquotable.json` beside it)."""
-    if not verdict["quotable"] and is_quotable_file(path):
-        return path.with_suffix(".unquotable.json")
-    return path
+def write_results(
+    results: dict[str, Any], json_path: Path, markdown_path: Path, markdown: str
+) -> Path:
+    """Write `results` (with their "quiet" verdict) as JSON and `markdown`, atomically; returns
+    where the JSON went. Unquotable results never replace quotable ones: they go beside them,
+    as `<stem>.unquotable.json` and `.md`."""
+    from src.utils.io import atomic_write_json, atomic_write_text
+
+    verdict = results["quiet"]
+    if not verdict["quotable"] and is_quotable_file(json_path):
+        kept = json_path
+        json_path = json_path.with_suffix(".unquotable.json")
+        markdown_path = json_path.with_suffix(".md")
+        log.error("%s; kept the quotable %s, wrote %s", verdict["reason"], kept, json_path)
+    atomic_write_json(json_path, results)
+    atomic_write_text(markdown_path, markdown)
+    return json_path

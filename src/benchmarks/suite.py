@@ -26,6 +26,7 @@ from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS, ONNX_ROWS, REFEREN
 from src.benchmarks.inference import InferenceSettings
 from src.benchmarks.report import evaluate_targets, render_markdown
 from src.benchmarks.timing import cpu_model, load_average, memory_total_gib
+from src.runs.status import error_line
 from src.utils.errors import UserError
 
 log = logging.getLogger("src.bench")
@@ -187,8 +188,7 @@ def _guarded(name: str, fn: Any, *args: Any) -> dict[str, Any]:
         raise
     except Exception as err:
         log.exception("section %s failed", name)
-        first = (str(err).strip().splitlines() or [""])[0]
-        return {"error": f"{type(err).__name__}: {first[:300]}"}
+        return {"error": error_line(err)[:300]}
 
 
 def build_plan(args: argparse.Namespace) -> Plan:
@@ -213,7 +213,6 @@ def build_plan(args: argparse.Namespace) -> Plan:
 
 def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Measure what the parsed command line `args` asks for; write and return the results."""
-    from src.utils.io import atomic_write_json, atomic_write_text
     from src.utils.run_info import git_commit, package_versions
 
     plan = build_plan(args)
@@ -253,14 +252,9 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     results["duration_s"] = time.time() - started
     results["targets"] = evaluate_targets(results)
     stem = "quick" if args.quick else "results"
-    json_path = quiet.destination(args.out / f"{stem}.json", results["quiet"])
-    markdown_path = args.out / ("quick.md" if args.quick else "README.md")
-    if json_path != args.out / f"{stem}.json":  # unquotable: beside the quotable results
-        markdown_path = json_path.with_suffix(".md")
-        log.error("%s; the quotable results stay, wrote %s", results["quiet"]["reason"], json_path)
-    atomic_write_json(json_path, results)
     markdown = render_markdown(results)
-    atomic_write_text(markdown_path, markdown)
+    markdown_path = args.out / ("quick.md" if args.quick else "README.md")
+    quiet.write_results(results, args.out / f"{stem}.json", markdown_path, markdown)
     print(markdown)
     return results
 

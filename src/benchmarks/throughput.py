@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import itertools
 import math
+import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,6 +41,7 @@ from src.benchmarks.throughput_plan import (
     trainer_args,
 )
 from src.benchmarks.timing import peak_rss_mib, synchronize
+from src.runs.status import error_line
 
 PAPER_EPOCHS = 250
 TABLE9_SEEDS = 10
@@ -55,7 +57,6 @@ TABLE9_ROWS = {
 # Validation only reports during training (no monitor, the RNG re-seeded every epoch; a test
 # checks the weights are the same), so validating every 10th epoch is a pure speed setting.
 SPARSE_VALIDATION = 10
-TTA_VIEWS = 6
 
 
 @dataclass
@@ -76,8 +77,8 @@ class PhaseStamps:
         if len(ends) >= full_batches:
             return ends[-1] - self.start
         first = ends[0] - self.start
-        steady = _median([b - a for a, b in itertools.pairwise(ends)]) if len(ends) > 1 else first
-        return first + (full_batches - 1) * steady
+        gaps = [b - a for a, b in itertools.pairwise(ends)]
+        return first + (full_batches - 1) * (statistics.median(gaps) if gaps else first)
 
 
 class EpochClock(L.Callback):
@@ -139,11 +140,12 @@ def measure_config(
         raise TimeoutError(f"{name}: no epoch after the warm-up within {plan.cap_s:.0f} s")
     full_train = len(datamodule.datasets["train"]) // plan.batch
     full_val = math.ceil(len(datamodule.datasets["valid"]) / int(cfg.data.eval_batch_size))
-    train_s = _median([phase.seconds(full_train) for phase in clock.train[1 : timed + 1]])
-    val_s = _median([phase.seconds(full_val) for phase in clock.val[1 : timed + 1]])
+    train_s = statistics.median([phase.seconds(full_train) for phase in clock.train[1 : timed + 1]])
+    val_s = statistics.median([phase.seconds(full_val) for phase in clock.val[1 : timed + 1]])
     train_pairs = full_train * plan.batch
     record: dict[str, Any] = {
         "name": _label(name, precision, plan.device, lever),
+        "config": name,
         "lever": lever,
         "row": CONFIG_ROWS[name],
         "precision": precision,
@@ -168,13 +170,11 @@ def measure_config(
 
 
 def measure_evaluation(plan: ThroughputPlan, module: Any, datamodule: Any) -> float:
-    """Seconds of the final evaluation: 6-view TTA on valid and test, plus the block summary
-    (one more pass over valid), scaled from the validation split."""
+    """Seconds of the final evaluation: TTA (the configured views, the paper's 6) on valid and
+    test, plus the block summary (one more pass over valid without TTA), scaled from the
+    validation split."""
     from src.runs.evaluate import build_eval_trainer, predict_split
 
-    module.cfg.model.tta_views = list(
-        ("identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw")[:TTA_VIEWS]
-    )
     module.cfg.trainer.enable_progress_bar = False
     trainer = build_eval_trainer(module.cfg, scratch_dir())
     loader = datamodule.split_dataloader("valid")
@@ -190,13 +190,7 @@ def measure_evaluation(plan: ThroughputPlan, module: Any, datamodule: Any) -> fl
     valid_s = elapsed / batches * len(loader)
     n_valid = len(datamodule.datasets["valid"])
     n_test = len(datamodule.datasets["test"])
-    return valid_s * (n_valid + n_test) / n_valid + valid_s / TTA_VIEWS
-
-
-def _median(values: Sequence[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return valid_s * (n_valid + n_test) / n_valid + valid_s / len(module.cfg.model.tta_views)
 
 
 def _precision_label(precision: str, device: str) -> str:
@@ -209,7 +203,7 @@ def _precision_label(precision: str, device: str) -> str:
 def estimate(configs: list[dict[str, Any]], packing: list[dict[str, Any]]) -> dict[str, Any]:
     """A paper run and Table 9 from the measured parts (the paper's precision: TF32/fp32)."""
     measured = [c for c in configs if c["precision"] == "32-true" and "error" not in c]
-    fp32 = {c["name"].split()[0]: c for c in measured if not c.get("lever")}
+    fp32 = {c["config"]: c for c in measured if not c.get("lever")}
     if "AMMFM" not in fp32:
         return {"paper_run_s": None, "table9_s": None, "basis": "AMMFM was not measured"}
 
@@ -225,7 +219,7 @@ def estimate(configs: list[dict[str, Any]], packing: list[dict[str, Any]]) -> di
     gain = best["pairs_per_s"] / single["pairs_per_s"] if single and best else 1.0
     per_row = {row: run_s(fp32.get(name, fp32["AMMFM"])) for row, name in TABLE9_ROWS.items()}
     sequential = TABLE9_SEEDS * sum(per_row.values())
-    ammfm = [c for c in measured if c["name"].startswith("AMMFM")]
+    ammfm = [c for c in measured if c["config"] == "AMMFM"]
     fastest = min(ammfm, key=run_s)
     return {
         "paper_run_s": paper_run,
@@ -260,12 +254,12 @@ def _measure_or_record(
     try:
         return measure_config(plan, name, precision, lever)
     except Exception as err:  # one failed configuration must not end the check
-        first = (str(err).strip().splitlines() or [""])[0]
         return {
             "name": _label(name, precision, plan.device, lever),
+            "config": name,
             "lever": lever,
             "precision": precision,
-            "error": f"{type(err).__name__}: {first[:300]}",
+            "error": error_line(err)[:300],
         }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 from src.benchmarks import quiet
 from src.benchmarks.throughput import run_plan
 from src.benchmarks.throughput_plan import plan_for
-from src.benchmarks.timing import load_average
+from src.benchmarks.timing import cpu_model, load_average
 from src.project import PROJECT_ROOT
 from src.utils.errors import UserError
 
@@ -64,8 +64,6 @@ def default_json(device: str, quick: bool) -> Path:
 
 def device_name(device: str) -> str:
     import torch
-
-    from src.benchmarks.timing import cpu_model
 
     if device == "cuda":
         return torch.cuda.get_device_name(0)
@@ -113,14 +111,7 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
 
 def write(results: dict[str, Any], path: Path) -> Path:
     """Write JSON + markdown; an unquotable result goes beside a quotable one, not over it."""
-    from src.utils.io import atomic_write_json, atomic_write_text
-
-    target = quiet.destination(path, results["quiet"])
-    if target != path:
-        log.error("%s; kept the quotable %s, wrote %s", results["quiet"]["reason"], path, target)
-    path = target
-    atomic_write_json(path, results)
-    atomic_write_text(path.with_suffix(".md"), render(results))
+    path = quiet.write_results(results, path, path.with_suffix(".md"), render(results))
     log.info("wrote %s and %s", path, path.with_suffix(".md"))
     return path
 

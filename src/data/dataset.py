@@ -27,10 +27,6 @@ class PairDataset(Dataset):
         self.images = images
         self.transform = transform
         self.seed = seed  # when set, sample i of epoch e is augmented with seed (seed, e, i)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -38,9 +34,9 @@ class PairDataset(Dataset):
     def __getitem__(
         self, key: int | tuple[int, int]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Item `key`: an index (of the epoch set by `set_epoch`), or an (epoch, index) pair as
-        `EpochShuffleSampler` yields them."""
-        epoch, i = key if isinstance(key, tuple) else (self.epoch, key)
+        """Item `key`: an (epoch, index) pair as `EpochShuffleSampler` yields them, or an index
+        (epoch 0)."""
+        epoch, i = key if isinstance(key, tuple) else (0, key)
         case = self.cases[i]
         if self.seed is not None:
             self.transform.set_random_seed(mix_seed(self.seed, epoch, i))

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from src.data.sampling import mix_seed
+from src.data.transforms import Stats, normalisation
 
 TRANSLATE = 0.0625
 SCALE = (0.5, 1.5)
@@ -205,8 +206,7 @@ def augment_pair(clin: Tensor, derm: Tensor, params: PairParams) -> tuple[Tensor
     return images["clin"], images["derm"]
 
 
-def normalise(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
-    """0..255 values [B, 3, S, S] -> (x - mean x 255) / (std x 255), as `transforms.to_tensor`."""
-    mean_255 = torch.tensor(np.asarray(mean, dtype=np.float32) * 255.0, device=images.device)
-    inv_std = torch.tensor(1.0 / (np.asarray(std, dtype=np.float32) * 255.0), device=images.device)
+def normalise(images: Tensor, stats: Stats) -> Tensor:
+    """0..255 values [B, 3, S, S] -> normalised float32, with `transforms.to_tensor`'s numbers."""
+    mean_255, inv_std = (torch.from_numpy(a).to(images.device) for a in normalisation(stats))
     return (images.float() - mean_255[:, None, None]) * inv_std[:, None, None]

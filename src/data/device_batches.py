@@ -34,9 +34,6 @@ class KeyDataset(Dataset):
     def __len__(self) -> int:
         return self.length
 
-    def set_epoch(self, epoch: int) -> None:
-        """The epoch travels with each key (EpochShuffleSampler); nothing to keep here."""
-
     def __getitem__(self, key: int | tuple[int, int]) -> Tensor:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         return torch.tensor([self.split_id, epoch, index], dtype=torch.long)
@@ -95,7 +92,7 @@ class DeviceImages:
             seeds = [mix_seed(self.seed, epoch, i) for epoch, i in rows]
             params = draw_params(seeds, clin.shape[-1], self.augment_p, self.photometric_targets)
             clin, derm = augment_pair(clin, derm, params)
-        return normalise(clin, *self.stats["clin"]), normalise(derm, *self.stats["derm"]), labels
+        return normalise(clin, self.stats["clin"]), normalise(derm, self.stats["derm"]), labels
 
 
 def is_key_batch(batch: object) -> bool:

@@ -10,17 +10,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sized
-from typing import Protocol
 
 import torch
 from torch import Tensor
 from torch.utils.data import DistributedSampler, Sampler
-
-
-class EpochAware(Protocol):
-    def __len__(self) -> int: ...
-
-    def set_epoch(self, epoch: int) -> None: ...
 
 
 def mix_seed(*parts: int) -> int:
@@ -46,7 +39,7 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
 
     def __init__(
         self,
-        dataset: EpochAware,
+        dataset: Sized,
         seed: int,
         epoch: int = 0,
         num_replicas: int = 1,
@@ -62,7 +55,6 @@ class EpochShuffleSampler(Sampler[tuple[int, int]]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.dataset.set_epoch(epoch)
 
     def __len__(self) -> int:
         return math.ceil(len(self.dataset) / self.num_replicas)

@@ -70,11 +70,18 @@ def seed_independently(pipeline: A.Compose, seed: int) -> None:
         transform.set_random_seed(mix_seed(seed, index + 1))
 
 
+def normalisation(stats: Stats) -> tuple[np.ndarray, np.ndarray]:
+    """float32 (mean x 255, 1 / (std x 255)) per channel: x_norm = (x - mean_255) * inv_std for
+    0..255 pixel values (the CPU and the on-device pipelines both use these)."""
+    mean_255 = np.asarray(stats[0], dtype=np.float32) * 255.0
+    inv_std = 1.0 / (np.asarray(stats[1], dtype=np.float32) * 255.0)
+    return mean_255, inv_std
+
+
 def to_tensor(img: np.ndarray, stats: Stats) -> torch.Tensor:
     """uint8 HWC RGB -> normalised float32 CHW tensor."""
-    mean = np.asarray(stats[0], dtype=np.float32) * 255.0
-    inv_std = 1.0 / (np.asarray(stats[1], dtype=np.float32) * 255.0)
-    arr = (img.astype(np.float32) - mean) * inv_std
+    mean_255, inv_std = normalisation(stats)
+    arr = (img.astype(np.float32) - mean_255) * inv_std
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 

@@ -15,17 +15,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
-
 
 def launch_rank() -> int:
-    """This process's rank as its launcher set it (Lightning's DDP launcher, torchrun, SLURM);
-    0 for a process started by hand, which is the one that starts the others."""
-    for name in RANK_VARIABLES:
-        value = os.environ.get(name)
-        if value is not None:
-            return int(value)
-    return 0
+    """This process's rank as its launcher set it (Lightning's DDP launcher, torchrun, SLURM),
+    read by Lightning from the environment; 0 for a process started by hand, which is the one
+    that starts the others."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    return int(getattr(rank_zero_only, "rank", 0))
 
 
 def requested_processes(devices: object) -> int:
