@@ -12,6 +12,9 @@ lists (the one definition of each).
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -68,6 +71,9 @@ class BackboneConfig:
 
     name: str = "swinv2_tiny_window8_256"
     pretrained: bool = True
+    # the timm pretrained tag loaded from the hub (e.g. ms_in1k), pinned per conf/backbone file so
+    # a timm upgrade cannot change which weights a run starts from; null: timm's default tag
+    pretrained_tag: str | None = None
     weights: str | None = None  # local .safetensors/.pth file; wins over the hub
     drop_path_rate: float = 0.0  # stochastic depth; each conf/backbone/*.yaml sets its own
 
@@ -78,6 +84,7 @@ class FusionConfig:
 
     mode: str = "aff"  # FusionMode
     clin_backbone: str | None = "mobilenetv3_small_100"  # aff only; null = same as backbone
+    clin_pretrained_tag: str | None = None  # timm pretrained tag of clin_backbone (aff only)
     clin_weights: str | None = None  # local weights for the clinical backbone (aff only)
     clin_drop_path_rate: float = 0.0  # stochastic depth of the clinical backbone (aff only)
 
@@ -149,13 +156,75 @@ class TrainConfig:
     skip_complete: bool = True  # in sweeps: skip a run whose metrics.json is already complete
 
 
-def job_suffix(override_dirname: str) -> str:
+# Top-level config entries that never change a run's numbers: where it reads and writes, how
+# it logs, which checkpoint it resumes from, and what a sweep does with a finished folder.
+NON_RESULT_ROOTS = frozenset(
+    {
+        "paths",
+        "logger",
+        "callbacks",
+        "task_name",
+        "tags",
+        "ckpt_path",
+        "train",
+        "test",
+        "skip_complete",
+        "keep_resume_checkpoints",
+        "hydra",
+    }
+)
+# Keys that change only how fast a run goes (tests/test_identity.py lists them), and the paths
+# whose content the identity holds instead (the data fingerprint, the weight sources).
+SPEED_ONLY_KEYS = frozenset(
+    {
+        "data.num_workers",
+        "data.pin_memory",
+        "data.persistent_workers",
+        "data.cache",
+        "data.cache_dir",
+        "data.eval_batch_size",
+        "data.device_pipeline",
+        "model.channels_last",
+        "model.compile",
+        "trainer.check_val_every_n_epoch",
+        "trainer.enable_progress_bar",
+        "trainer.enable_model_summary",
+        "trainer.log_every_n_steps",
+        "trainer.num_sanity_val_steps",
+        "trainer.default_root_dir",
+        "trainer.benchmark",
+    }
+)
+CONTENT_KEYS = frozenset({"data.root", "backbone.weights", "fusion.clin_weights"})
+NAMED_BY_FOLDER = frozenset({"seed", "fusion", "block", "backbone", "experiment", "experiment/row"})
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+MAX_SUFFIX_CHARS = 80
+
+
+def _names_result(key: str) -> bool:
+    """Whether an override of `key` changes results and is not already in the folder name."""
+    key = key.lstrip("+~")
+    root = key.split(".")[0].split("/")[0]
+    return (
+        key not in NAMED_BY_FOLDER and root not in NON_RESULT_ROOTS and key not in SPEED_ONLY_KEYS
+    )
+
+
+def job_suffix(overrides: Sequence[str] | None) -> str:
     """ "_<overrides>" for a sweep job's folder name ("" without any): the job's overrides that
-    the folder name does not already say (hydra.job.config.override_dirname.exclude_keys), so
-    jobs that differ only in, say, model.lr never share a run folder."""
-    if not override_dirname:
+    change results and that the folder name does not already say, readable and free of the
+    characters Hydra's command line cannot take back (`=`, `,`, brackets, quotes, spaces), so
+    `hydra.run.dir=<folder>` and `ckpt_path=<folder>/...` work. When making it readable lost
+    characters, or it is long, a short hash of the exact overrides keeps jobs apart."""
+    kept = sorted(str(o) for o in overrides or () if _names_result(str(o).split("=", 1)[0]))
+    if not kept:
         return ""
-    return "_" + override_dirname.replace("/", "-").replace(",", "_")
+    exact = "_".join(kept)
+    readable = "_".join(_UNSAFE.sub("-", o.lstrip("+~")).strip("-") for o in kept)
+    if len(readable) > MAX_SUFFIX_CHARS or _UNSAFE.search(exact.replace("=", "")):
+        digest = hashlib.sha256(exact.encode()).hexdigest()[:6]
+        readable = f"{readable[:MAX_SUFFIX_CHARS]}_{digest}"
+    return f"_{readable}"
 
 
 def register_configs() -> None:

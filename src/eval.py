@@ -25,15 +25,18 @@ log = logging.getLogger(__name__)
 def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the checkpoint's network, evaluate it and write the run folder; returns metrics."""
     from src.config_checks import check_config_values
-    from src.models.module import AMMFMModule
+    from src.models.module import IDENTITY_KEY, AMMFMModule
     from src.runs.checkpoints import checkpoint_config
     from src.runs.evaluate import evaluate_and_save
+    from src.runs.identity import run_identity
     from src.runs.setup import datamodule_for, start_run
 
     ckpt = read_checkpoint(run_cfg.ckpt_path)
     check_config_values(ckpt["hyper_parameters"]["cfg"], source=f"ckpt_path={run_cfg.ckpt_path}")
     cfg = checkpoint_config(ckpt["hyper_parameters"]["cfg"], run_cfg)
     check_config_values(cfg)
+    trained = ckpt.get(IDENTITY_KEY) or {}
+    identity = run_identity(cfg, weights=trained.get("weights"))
     run_dir = start_run(cfg)
     started = time.time()
     module = AMMFMModule.from_trained(cfg, ckpt["state_dict"], run_cfg.ckpt_path)
@@ -42,6 +45,7 @@ def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
         "checkpoint": str(run_cfg.ckpt_path),
         "epochs_trained": ckpt.get("epoch"),
         "wall_time_s": round(time.time() - started, 1),
+        "identity": identity,
     }
     return evaluate_and_save(cfg, module, datamodule, run_dir, [], extra)
 
@@ -49,7 +53,7 @@ def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval")
 @exit_on_user_error
 def main(cfg: DictConfig) -> float | None:
-    return evaluate_checkpoint(cfg).get("avg_auc")
+    return evaluate_checkpoint(cfg)["valid"]["avg_auc"]  # validation selects, test reports
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Recipe: seed -> datamodule, module, callbacks, loggers, trainer -> fit (SWA) -> save the final
 averaged weights -> TTA predictions on valid/test -> fusion weight search on valid -> test
-metrics -> metrics.json, predictions.csv, plots. Returns test AVG AUC for sweepers.
+metrics -> metrics.json, predictions.csv, plots. Returns the VALIDATION AVG AUC (of P_FI with the
+searched weights) to sweepers: validation selects, the test split only reports.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 import src.project  # noqa: F401  (the set-up: root, environment, schema)
-from src.runs.sweep import check_one_process_per_job, run_sweep_job
+from src.runs.sweep import check_one_process_per_job, run_sweep_job, selection_metric
 from src.utils.errors import exit_on_user_error
 
 log = logging.getLogger(__name__)
@@ -32,26 +33,30 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from src.models.network import validate_network_config
     from src.runs.checkpoints import resolve_ckpt_path
     from src.runs.files import METRICS_FILE, is_complete
-    from src.runs.status import check_same_settings
+    from src.runs.identity import check_reusable, run_identity
     from src.utils.distributed import launch_rank
     from src.utils.folder_lock import folder_lock
 
     check_config_values(cfg)  # out-of-range values fail before anything is read or written
-    run_dir = Path(cfg.paths.output_dir)
-    if cfg.get("skip_complete") and cfg.get("ckpt_path") is None and is_complete(run_dir):
-        check_same_settings(cfg, run_dir)
-        log.info("%s/%s is complete: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
-        return json.loads((run_dir / METRICS_FILE).read_text())
-
     validate_network_config(cfg)  # incompatible choices fail before any data loads
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    run_dir = Path(cfg.paths.output_dir)
+    identity = run_identity(cfg)  # what this result is: settings, data fingerprint, weights
+    if cfg.get("skip_complete") and cfg.get("ckpt_path") is None and is_complete(run_dir):
+        metrics = json.loads((run_dir / METRICS_FILE).read_text())
+        check_reusable(identity, metrics.get("identity"), str(run_dir))
+        log.info("%s/%s is complete: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
+        return metrics
+
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, identity)
     # A second run into this folder is turned away; a DDP process that rank zero started
     # shares rank zero's folder (and lock).
     with folder_lock(run_dir) if launch_rank() == 0 else nullcontext():
-        return _fit_and_evaluate(cfg, run_dir, ckpt_path)
+        return _fit_and_evaluate(cfg, run_dir, ckpt_path, identity)
 
 
-def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) -> dict[str, Any]:
+def _fit_and_evaluate(
+    cfg: DictConfig, run_dir: Path, ckpt_path: Path | None, identity: dict[str, Any]
+) -> dict[str, Any]:
     import lightning as L
 
     from src.models.module import AMMFMModule
@@ -59,6 +64,7 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
     from src.runs.checkpoints import save_final_checkpoint
     from src.runs.evaluate import evaluate_and_save
     from src.runs.files import final_checkpoint
+    from src.runs.identity import write_identity
     from src.runs.loggers import (
         drop_unusable_callbacks,
         finish_wandb,
@@ -69,15 +75,20 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
     from src.runs.setup import datamodule_for, start_run, trainer_settings
 
     start_run(cfg)
+    write_identity(run_dir, identity)
     started = time.time()
     module = AMMFMModule(cfg)
+    module.identity = identity  # travels in every checkpoint: resuming checks it
     datamodule = datamodule_for(cfg, module)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     swa = swa_callback(cfg.model, int(cfg.trainer.max_epochs), int(cfg.seed))
     if swa is not None:
         callbacks.append(swa)
     loggers = instantiate_loggers(
-        cfg.get("logger"), run_dir, ckpt_path.parent.parent if ckpt_path else None
+        cfg.get("logger"),
+        run_dir,
+        ckpt_path.parent.parent if ckpt_path else None,
+        group_suffix=identity["configuration"],
     )
     callbacks = drop_unusable_callbacks(
         callbacks,
@@ -102,6 +113,7 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
             "epochs_trained": trainer.current_epoch,
             "wall_time_s": round(time.time() - started, 1),
             "checkpoint": str(final_checkpoint(run_dir)),
+            "identity": identity,
         }
         return evaluate_and_save(
             cfg, module, datamodule, run_dir, loggers, extra, step=trainer.global_step
@@ -116,7 +128,7 @@ def main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         check_one_process_per_job(cfg.trainer)
         return run_sweep_job(train, cfg)
-    return train(cfg).get("avg_auc")
+    return selection_metric(train(cfg))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from src.reporting.render import latex, markdown
 from src.reporting.runs import find_runs, summary_of
 from src.reporting.wandb_runs import metrics_from_summary
 from src.runs.artifacts import write_predictions
+from src.runs.identity import build_identity, result_settings
 from src.runs.loggers import log_summary
 from src.runs.status import record_failure
 from src.utils.errors import UserError
@@ -50,10 +51,20 @@ def _config(overrides: tuple[str, ...]) -> Any:
     return compose_config([*overrides, *SCALE])
 
 
+def _identity(overrides: tuple[str, ...], seed: int) -> dict[str, Any]:
+    cfg = _config(overrides).copy()
+    cfg.seed = seed
+    weights = {"clin": "random", "derm": "random"}
+    return build_identity(result_settings(cfg), "synthetic-data-fp", weights, None)
+
+
 def _metrics(overrides: tuple[str, ...], seed: int, avg_auc: float) -> dict[str, Any]:
-    """A metrics.json whose 17 label AUCs all equal `avg_auc` (ABS labels 0.5)."""
+    """A metrics.json whose 17 label AUCs all equal `avg_auc` (ABS labels 0.5); the validation
+    AVG AUC orders runs the other way round than the test one (selection must use it)."""
     auc = {label: (avg_auc if label in AVG_AUC_LABELS else 0.5) for label in ALL_LABELS}
     return {
+        "valid": {"avg_auc": 1.0 - avg_auc, "avg_acc": 0.5},
+        "identity": _identity(overrides, seed),
         "avg_auc": avg_auc,
         "avg_acc": avg_auc - 0.1,
         "auc": auc,
@@ -217,9 +228,10 @@ def test_per_label_tables_8_and_2(tmp_path: Path) -> None:
     assert clin.loc["VS/IR", "auc_mean"] == pytest.approx(70.0)
     assert table8[table8["paper_column"] == "Derm (ST)"]["n"].eq(0).all()  # not run
     table2 = pd.read_csv(out / "table2.csv").set_index("label")
-    assert table2.loc["AVG", "best_seed"] == 1  # the run with the highest AVG AUC
-    assert table2.loc["AVG", "best_auc"] == pytest.approx(90.0)
-    assert table2.loc["AVG", "best_auc_diff"] == pytest.approx(90.0 - 88.1)
+    # the run with the highest VALIDATION AVG AUC (seed 0 here), not the highest test one
+    assert table2.loc["AVG", "best_seed"] == 0
+    assert table2.loc["AVG", "best_auc"] == pytest.approx(80.0)
+    assert table2.loc["AVG", "best_auc_diff"] == pytest.approx(80.0 - 88.1)
     assert table2.loc["PN/TYP", "auc_mean"] == pytest.approx(85.0)
 
 
@@ -445,3 +457,18 @@ def test_latex_model_table_is_ready_for_a_paper(sweep: Path, tmp_path: Path) -> 
     assert tex.count(r"\textbf{") == 4  # one per bold column: AUC, paper AUC, ACC, paper ACC
     assert "$-$5.6" in rows[0]  # Δ with a minus sign
     assert r"$\ddagger$" in rows[0]  # not at the paper's recipe
+
+
+def test_a_run_off_the_recipe_gets_its_own_row_and_says_how(tmp_path: Path) -> None:
+    """Two runs of the same architecture and seed, one with another learning rate: two rows,
+    and the off-recipe one's label names lr (never the recipe's label); neither is dropped."""
+    complete_run(tmp_path / "a" / "seed0", AMMFM, 0, 0.80)
+    complete_run(tmp_path / "b" / "seed0", (*AMMFM, "model.lr=0.001"), 0, 0.60)
+    results, unnamed = group_runs(find_runs([tmp_path]))
+    assert not unnamed and len(results) == 2 and all(r.n == 1 and not r.duplicates for r in results)
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], find_runs([tmp_path]), out, plots=False)
+    overview = pd.read_csv(out / "runs.csv").set_index("run")
+    lr_run = overview.loc[str(tmp_path / "b" / "seed0"), "setting"]
+    assert "model.lr=0.001" in lr_run
+    assert "model.lr" not in overview.loc[str(tmp_path / "a" / "seed0"), "setting"]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
 
-from src.project import PROJECT_ROOT, compose_config
+from src.config import job_suffix
+from src.project import PROJECT_ROOT
 from src.report import main as report_main
 from src.runs.files import ERROR_FILE
 from src.runs.status import (
@@ -24,7 +24,6 @@ from src.runs.status import (
     error_line,
     read_failure,
     record_failure,
-    setting_differences,
 )
 from src.utils.errors import UserError
 
@@ -44,7 +43,7 @@ def run_sweep(overrides: list[str], sweep_dir: Path) -> subprocess.CompletedProc
 
 
 # What `tiny` adds to a job's folder name: its result-changing overrides (conf/hydra/default.yaml)
-TINY_SUFFIX = "_model.tta_views=[identity]_model.weight_grid_step=0.25"
+TINY_SUFFIX = job_suffix(["model.tta_views=[identity]", "model.weight_grid_step=0.25"])
 
 
 def tiny(release: Path, tmp_path: Path) -> list[str]:
@@ -76,24 +75,6 @@ def test_error_line_record_read_and_clear(tmp_path: Path) -> None:
     clear_failure(tmp_path)  # nothing to clear: no error
 
 
-def test_setting_differences_name_result_settings_and_ignore_the_rest() -> None:
-    base = compose_config(["data=synthetic"])
-    saved = OmegaConf.to_container(base)
-    same = OmegaConf.to_container(
-        compose_config(["data=synthetic", "data.num_workers=0", "trainer=gpu", "logger=csv"])
-    )
-    assert setting_differences(same, saved) == []  # type: ignore[arg-type]
-    # Loader settings do not change results (tests compare the batches and the weights).
-    faster = compose_config(["data=synthetic", "data.persistent_workers=false"])
-    assert setting_differences(OmegaConf.to_container(faster), saved) == []  # type: ignore[arg-type]
-    other = compose_config(["data=synthetic", "model.lr=0.001", "seed=3", "block=bab"])
-    assert setting_differences(OmegaConf.to_container(other), saved) == [  # type: ignore[arg-type]
-        "block.type: aab -> bab",
-        "model.lr: 3e-05 -> 0.001",
-        "seed: 0 -> 3",
-    ]
-
-
 # ------------------------------------------------------------------------- real sweeps
 def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     """Invalid combinations fail before any data loads: both jobs run, both are recorded."""
@@ -105,7 +86,7 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr[-3000:]
     folders = {}
     for block in ("aab", "bab"):  # the folder names the override the name does not say
-        (folders[block],) = sweep.glob(f"derm_only-{block}-mobilenet_backbone.pretrained=*/seed0")
+        (folders[block],) = sweep.glob(f"derm_only-{block}-mobilenet_backbone.pretrained-*/seed0")
         line = read_failure(folders[block])
         assert line is not None and line.startswith("UserError: "), result.stderr[-3000:]
     log = result.stdout + result.stderr
@@ -180,14 +161,15 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     assert (broken / "metrics.json").is_file() and read_failure(broken) is None
     assert (second.stdout + second.stderr).count("is complete: skipped") == 3
 
-    # A finished run made with other settings (here: its stored learning rate) is not reused.
-    saved = OmegaConf.load(broken / "config.yaml")
-    saved.model.lr = 0.002
-    OmegaConf.save(saved, broken / "config.yaml")
+    # A finished run of another experiment (here: its recorded learning rate) is not reused.
+    metrics = json.loads((broken / "metrics.json").read_text())
+    metrics["identity"]["settings"]["model.lr"] = 0.002
+    (broken / "metrics.json").write_text(json.dumps(metrics))
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")}
     third = run_sweep(overrides, sweep)
     assert third.returncode == 1
     line = read_failure(broken)
-    assert line is not None and "holds a finished run with other settings" in line
+    assert line is not None and "holds a finished run of another experiment" in line
     assert "model.lr: 0.002 -> 3e-05" in line
     assert all(p.stat().st_mtime_ns == t for p, t in stamps.items())
 

@@ -42,16 +42,22 @@ def _needs_img_size(name: str) -> bool:
 
 
 def create_timm_model(
-    name: str, *, image_size: int, pretrained: bool = False, drop_path_rate: float = 0.0
+    name: str,
+    *,
+    image_size: int,
+    pretrained: bool = False,
+    drop_path_rate: float = 0.0,
+    pretrained_tag: str | None = None,
 ) -> nn.Module:
-    """The complete timm model (ImageNet classifier included), built for `image_size` inputs."""
+    """The complete timm model (ImageNet classifier included), built for `image_size` inputs;
+    `pretrained_tag` picks which of timm's weights (and their normalisation statistics)."""
     if not timm.is_model(name):
         raise UserError(f"backbone {name!r} is not a timm model name (see timm.list_models())")
     # Always passed: timm's own default differs per family (0.1 for Swin), and would apply unseen.
     kwargs: dict[str, object] = {"pretrained": pretrained, "drop_path_rate": drop_path_rate}
     if _needs_img_size(name):
         kwargs["img_size"] = image_size
-    return timm.create_model(name, **kwargs)
+    return timm.create_model(f"{name}.{pretrained_tag}" if pretrained_tag else name, **kwargs)
 
 
 def feature_levels(model: nn.Module) -> list[dict]:
@@ -219,6 +225,7 @@ def create_backbone(
     pretrained: bool = False,
     weights: str | None = None,
     drop_path_rate: float = 0.0,
+    pretrained_tag: str | None = None,
     pretrained_key: str = "backbone.pretrained",
     weights_key: str = "backbone.weights",
 ) -> StagedBackbone:
@@ -229,7 +236,11 @@ def create_backbone(
     hub = pretrained and not weights
     try:
         model = create_timm_model(
-            name, image_size=image_size, pretrained=hub, drop_path_rate=drop_path_rate
+            name,
+            image_size=image_size,
+            pretrained=hub,
+            drop_path_rate=drop_path_rate,
+            pretrained_tag=pretrained_tag,
         )
     except UserError:
         raise

@@ -24,6 +24,8 @@ from src.models.network import build_network
 from src.utils.distributed import broadcast_batchnorm_statistics
 from src.utils.errors import UserError
 
+IDENTITY_KEY = "identity"  # the result identity in a checkpoint of src.train
+
 
 class NonFiniteLossError(UserError):
     """Raised at the first NaN/inf loss; names where it happened (printed as one line)."""
@@ -107,6 +109,8 @@ class AMMFMModule(LightningModule):
         if self.cfg.model.compile:
             self.network.compile()  # in place: parameter names, so checkpoints, stay the same
         self._val_outputs: list[ValidationBatch] = []
+        # What the result is (src/runs/identity.py), set by src.train; kept in every checkpoint
+        self.identity: dict[str, Any] | None = None
 
     @classmethod
     def from_trained(
@@ -153,6 +157,10 @@ class AMMFMModule(LightningModule):
         return self.network(*self._layout(clinic, derm))
 
     # ------------------------------------------------------------------ training
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.identity is not None:
+            checkpoint[IDENTITY_KEY] = self.identity
+
     def on_train_epoch_start(self) -> None:
         """Dropout and other in-model randomness restart from (seed, epoch) every epoch, so a
         run resumed from an end-of-epoch checkpoint continues exactly like an uninterrupted one."""

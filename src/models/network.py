@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 import timm
@@ -27,6 +28,7 @@ from src.models.backbones import NUM_STAGES, StagedBackbone, create_backbone, st
 from src.models.blocks import create_block, gate_values
 from src.models.heads import TaskHead
 from src.utils.errors import UserError
+from src.utils.hashing import sha256_file
 
 STREAMS: tuple[str, ...] = ("clin", "derm")
 FUSION = "fusion"
@@ -44,6 +46,7 @@ class StreamSpec:
 
     backbone: str
     pretrained: bool
+    pretrained_tag: str | None  # timm's pretrained tag (None: timm's default for the name)
     weights: str | None
     weights_key: str  # the config key that sets `weights`, for error messages
     drop_path_rate: float  # stochastic depth of this stream's backbone (always passed to timm)
@@ -96,6 +99,32 @@ def _drop_path_rate(value: object, key: str) -> float:
     return rate
 
 
+def _pretrained_tag(name: str, tag: str | None, key: str) -> str | None:
+    """`tag` if timm has pretrained weights `<name>.<tag>`; None keeps timm's default tag."""
+    if tag and f"{name}.{tag}" not in timm.list_pretrained(f"{name}.{tag}"):
+        known = ", ".join(t.split(".", 1)[1] for t in timm.list_pretrained(f"{name}.*")) or "none"
+        _fail(f"{key}={tag}: timm has no pretrained weights {name}.{tag} (its tags: {known})")
+    return tag or None
+
+
+def weight_sources(spec: NetworkSpec) -> dict[str, str]:
+    """Where each stream's starting weights come from: `timm:<name>.<tag>`, `file:<sha256>` of a
+    local weights file, or `random` (recorded in a result's identity)."""
+    sources: dict[str, str] = {}
+    for name, stream in spec.streams:
+        if stream.weights:
+            path = Path(stream.weights)
+            if not path.is_file():
+                _fail(f"{stream.weights_key}={stream.weights}: no such file")
+            sources[name] = f"file:{sha256_file(path)}"
+        elif stream.pretrained:
+            tag = stream.pretrained_tag or timm.models.get_pretrained_cfg(stream.backbone).tag
+            sources[name] = f"timm:{stream.backbone}.{tag}"
+        else:
+            sources[name] = "random"
+    return sources
+
+
 def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], ...]:
     backbone, fusion = cfg.backbone, cfg.fusion
     clin_name = fusion.get("clin_backbone")
@@ -111,6 +140,7 @@ def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], .
     main = StreamSpec(
         backbone.name,
         pretrained,
+        _pretrained_tag(backbone.name, backbone.get("pretrained_tag"), "backbone.pretrained_tag"),
         backbone.get("weights"),
         "backbone.weights",
         _drop_path_rate(backbone.get("drop_path_rate", 0.0), "backbone.drop_path_rate"),
@@ -120,6 +150,11 @@ def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], .
         clin = StreamSpec(
             clin_name or backbone.name,
             pretrained,
+            _pretrained_tag(
+                clin_name or backbone.name,
+                fusion.get("clin_pretrained_tag") if clin_name else backbone.get("pretrained_tag"),
+                "fusion.clin_pretrained_tag" if clin_name else "backbone.pretrained_tag",
+            ),
             fusion.get("clin_weights"),
             "fusion.clin_weights",
             _drop_path_rate(fusion.get("clin_drop_path_rate", 0.0), "fusion.clin_drop_path_rate"),
@@ -353,6 +388,7 @@ def build_network(cfg: object, *, load_weights: bool = True) -> FusionNetwork:
             stream.backbone,
             image_size=spec.image_size,
             pretrained=stream.pretrained and load_weights,
+            pretrained_tag=stream.pretrained_tag,
             weights=stream.weights if load_weights else None,
             drop_path_rate=stream.drop_path_rate,
             weights_key=stream.weights_key,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from src.reporting.naming import OFF_RECIPE_KEY
 from src.reporting.runs import COMPLETE, FAILED, RunRecord
 
 
@@ -45,6 +46,10 @@ class Stat:
 
 def config_key(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, default=str)
+
+
+def _summary_key(config: dict[str, Any]) -> str:
+    return config_key({k: v for k, v in config.items() if k != OFF_RECIPE_KEY})
 
 
 @dataclass
@@ -131,11 +136,20 @@ def group_runs(
     """
     groups: dict[str, ConfigResult] = {}
     unnamed: list[RunRecord] = []
+    # A run that failed before recording its identity joins the row of its configuration.
+    by_summary = {
+        _summary_key(r.config): r.group for r in records if r.group and r.config is not None
+    }
     for record in records:
         if record.config is None:
             unnamed.append(record)
             continue
-        group = groups.setdefault(config_key(record.config), ConfigResult(record.config))
+        # one row per result identity (its configuration digest); runs that recorded none are
+        # grouped by their configuration summary, whose label says the identity is unknown
+        key = record.group or config_key(record.config)
+        if record.group is None and record.status != COMPLETE:
+            key = by_summary.get(_summary_key(record.config), key)
+        group = groups.setdefault(key, ConfigResult(record.config))
         if record.status == COMPLETE:
             if record.seed in group.seeds:
                 group.duplicates.append(record)

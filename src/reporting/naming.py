@@ -60,10 +60,49 @@ def setting(config: dict[str, Any]) -> str:
     swa = f" SWA{config['swa_epochs']}" if config.get("swa_epochs") else ""
     precision = off_recipe_precision(config)
     off = f" {precision} (off recipe)" if precision else ""
+    others = config.get(OFF_RECIPE_KEY)
+    if others is None:
+        off += " (no result identity recorded)"
+    elif others:
+        off += f"; off recipe: {', '.join(others)}"
     return (
         f"{config.get('data')} {config.get('image_size')}px "
         f"{config.get('max_epochs')}ep{swa} {weights}{off}"
     )
+
+
+OFF_RECIPE_KEY = "off_recipe"  # in a report's configuration: the settings unlike the paper's
+# Settings the configuration's name and `setting` already say, or that never differ by choice.
+NAMED_SETTINGS = frozenset(
+    {
+        "seed",
+        "data.name",
+        "data.synthetic",
+        "data.synthetic_seed",
+        "data.image_size",
+        "trainer.max_epochs",
+        "trainer.precision",
+        "model.swa_epochs",
+        "backbone.name",
+        "backbone.pretrained",
+        "fusion.mode",
+        "fusion.clin_backbone",
+        "block.type",
+        "block.stages",
+        "block.qk_reduction",
+        "block.gate",
+    }
+)
+
+
+def off_recipe(settings: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
+    """`key=value` for every result setting that differs from the paper's recipe and that the
+    configuration's name does not already say (so an off-recipe run never reads as the recipe)."""
+    return [
+        f"{key}={settings.get(key, '<unset>')}"
+        for key in sorted(settings.keys() | recipe.keys())
+        if key not in NAMED_SETTINGS and settings.get(key) != recipe.get(key)
+    ]
 
 
 def slug(config: dict[str, Any]) -> str:

@@ -13,16 +13,19 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from src.reporting.naming import OFF_RECIPE_KEY, off_recipe
 from src.runs.files import (
     CONFIG_FILE,
     ERROR_FILE,
     HYDRA_CONFIG,
+    IDENTITY_FILE,
     METRICS_FILE,
     PREDICTIONS_FILE,
     SWEEP_FILE,
@@ -47,6 +50,7 @@ class RunRecord:
     metrics: dict[str, Any] | None = None
     error: str | None = None
     asked_seeds: tuple[int, ...] | None = None  # the seeds its sweep asked of its job, if known
+    group: str | None = None  # its result identity's configuration digest, when recorded
 
     @property
     def predictions(self) -> Path | None:
@@ -111,10 +115,68 @@ def non_numeric_metrics(metrics: dict[str, Any]) -> list[str]:
 
 
 def load_run(run_dir: Path, name: str | None = None) -> RunRecord:
-    """Read one run directory (see the module docstring for the statuses).
+    """Read one run directory (see the module docstring for the statuses), named by its result
+    identity (metrics.json's, else the identity.json a run writes when it starts).
 
     `name` is how the report shows it (default: the path as given).
     """
+    record = _load_run(run_dir, name)
+    recorded = (record.metrics or {}).get("identity") or _saved_identity(run_dir)
+    if record.config is not None:
+        settings = recorded.get("settings") if isinstance(recorded, dict) else None
+        record.config = {
+            **record.config,
+            OFF_RECIPE_KEY: None
+            if settings is None
+            else off_recipe(settings, recipe_for(settings)),
+        }
+        record.group = recorded.get("configuration") if settings is not None else None
+    return record
+
+
+def _saved_identity(run_dir: Path) -> dict[str, Any] | None:
+    try:
+        identity = json.loads((run_dir / IDENTITY_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return identity if isinstance(identity, dict) else None
+
+
+@lru_cache(maxsize=1)
+def _backbone_options() -> dict[str, str]:
+    """timm name -> conf/backbone option that builds it."""
+    from src.project import CONF_DIR
+
+    return {
+        str(OmegaConf.load(path).name): path.stem
+        for path in sorted((CONF_DIR / "backbone").glob("*.yaml"))
+    }
+
+
+@lru_cache(maxsize=64)
+def _recipe(fusion: str, block: str, backbone: str | None) -> tuple[tuple[str, Any], ...]:
+    from src.project import compose_config
+    from src.runs.identity import result_settings
+
+    groups = [f"fusion={fusion}", f"block={block}"]
+    groups += [f"backbone={backbone}"] if backbone else []
+    return tuple(sorted(result_settings(compose_config(groups)).items(), key=lambda kv: kv[0]))
+
+
+def recipe_for(settings: dict[str, Any]) -> dict[str, Any]:
+    """The result settings of the paper's recipe for the same architecture (its fusion, block
+    and backbone groups, as the project's default training config composes them). A clinical
+    backbone other than the recipe's brings its own stream settings: they are taken as given."""
+    option = _backbone_options().get(str(settings.get("backbone.name")))
+    recipe = dict(
+        _recipe(str(settings.get("fusion.mode")), str(settings.get("block.type")), option)
+    )
+    if settings.get("fusion.clin_backbone") != recipe.get("fusion.clin_backbone"):
+        recipe.update({k: v for k, v in settings.items() if k.startswith("fusion.clin_")})
+    return recipe
+
+
+def _load_run(run_dir: Path, name: str | None = None) -> RunRecord:
     name = str(run_dir) if name is None else name
     cfg = _load_cfg(run_dir)
     if is_complete(run_dir) and (run_dir / ERROR_FILE).exists():

@@ -7,7 +7,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.models.module import IDENTITY_KEY
 from src.runs.files import last_checkpoint
+from src.runs.identity import check_resumable
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
@@ -16,8 +18,11 @@ from src.utils.io import atomic_path
 RUN_KEYS = ("paths", "logger", "callbacks", "task_name", "ckpt_path", "train", "test")
 
 
-def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
-    """`ckpt_path=last` resumes this run directory's last checkpoint; a path must exist."""
+def resolve_ckpt_path(
+    ckpt_path: str | None, run_dir: Path, identity: dict[str, Any] | None = None
+) -> Path | None:
+    """`ckpt_path=last` resumes this run directory's last checkpoint; a path must exist, and
+    (given this run's `identity`) be a checkpoint of the same experiment."""
     if ckpt_path is None:
         return None
     path = last_checkpoint(run_dir) if ckpt_path == "last" else Path(ckpt_path)
@@ -26,7 +31,9 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: Path) -> Path | None:
             f"ckpt_path={ckpt_path}: no checkpoint at {path}; give an existing .ckpt file, or "
             "ckpt_path=last together with hydra.run.dir=<the run's directory>"
         )
-    read_checkpoint(path)  # intact, weights-only and written by src.train, or one line
+    stored = read_checkpoint(path)  # intact, weights-only and written by src.train, or one line
+    if identity is not None:
+        check_resumable(identity, stored.get(IDENTITY_KEY), str(ckpt_path))
     return path
 
 

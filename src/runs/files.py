@@ -1,6 +1,7 @@
 """Every file a run folder holds, by name, and how to tell a finished run from the rest.
 
 <run>/config.yaml                 the resolved config, written before training starts
+<run>/identity.json               what the result is: settings, data fingerprint, weights
 <run>/metrics.json                the results; a run is complete when it has every key below
 <run>/predictions.csv             test predictions of every branch and of P_FI
 <run>/roc_curves.png, confusion_matrices.png
@@ -25,6 +26,7 @@ CHECKPOINT_DIR = "checkpoints"
 FINAL_CHECKPOINT = "final.ckpt"
 LAST_CHECKPOINT = "last.ckpt"
 ERROR_FILE = "error.txt"
+IDENTITY_FILE = "identity.json"
 WANDB_ID_FILE = "wandb_run_id.txt"
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 SWEEP_FILE = "multirun.yaml"  # written by Hydra at the root of a sweep

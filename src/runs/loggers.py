@@ -61,9 +61,15 @@ def wandb_run_id(run_dir: Path, resume_from: Path | None) -> str:
 
 
 def instantiate_loggers(
-    logger_cfg: DictConfig | None, run_dir: Path, resume_from: Path | None
+    logger_cfg: DictConfig | None,
+    run_dir: Path,
+    resume_from: Path | None,
+    group_suffix: str | None = None,
 ) -> list[Logger]:
-    """The loggers of `logger=...`; one that cannot start is a UserError and leaves no folder."""
+    """The loggers of `logger=...`; one that cannot start is a UserError and leaves no folder.
+
+    `group_suffix` (the configuration digest of the result identity) is appended to the W&B
+    group, so a group holds the seeds of one configuration only, never off-recipe runs."""
     if not logger_cfg:
         return []
     loggers: list[Logger] = []
@@ -76,7 +82,10 @@ def instantiate_loggers(
         try:
             if is_wandb:
                 run_id = wandb_run_id(run_dir, resume_from)
-                logger = hydra.utils.instantiate(cfg, id=run_id, resume="allow")
+                group = cfg.get("group")
+                if group and group_suffix:
+                    group = f"{group}-{group_suffix}"
+                logger = hydra.utils.instantiate(cfg, id=run_id, resume="allow", group=group)
             else:
                 logger = hydra.utils.instantiate(cfg)
         except Exception as err:

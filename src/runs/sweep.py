@@ -73,7 +73,7 @@ def check_one_process_per_job(trainer_cfg: DictConfig) -> None:
 
 def run_sweep_job(job: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) -> float | None:
     """Run `job(cfg)` as one job of a multirun: a failure is recorded in its run directory, not
-    raised; returns the job's test AVG AUC for the sweeper.
+    raised; returns the job's validation AVG AUC for the sweeper (`selection_metric`).
 
     Hydra's launchers stop a sweep at the first job that raises; recording the error in
     `<run dir>/error.txt` instead lets the other jobs run, and lets `src.report` list it.
@@ -89,4 +89,10 @@ def run_sweep_job(job: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) 
         gc.collect()  # free the failed job's model and data before the next job starts
         return None
     clear_failure(run_dir)
-    return metrics.get("avg_auc")
+    return selection_metric(metrics)
+
+
+def selection_metric(metrics: dict[str, Any]) -> float | None:
+    """What a sweeper (Optuna, a "best run") maximises: the validation AVG AUC of P_FI, never a
+    test number."""
+    return (metrics.get("valid") or {}).get("avg_auc")

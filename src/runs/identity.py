@@ -1,0 +1,161 @@
+"""What a result is: the one definition of "the same run", used by reuse, resume, sweep folder
+names, the report's rows and the W&B group.
+
+A result's identity is
+- `settings`: every resolved config value that can change its numbers, as dotted keys: the
+  whole config except where to read and write, logging, and the speed-only keys below;
+- `data`: the fingerprint of the release folder (`src.data.fingerprint`), not its path;
+- `weights`: where each stream's starting weights come from (a pinned timm tag, or the sha256
+  of a local file), not the file's path.
+`digest` hashes the three; `configuration` hashes them without the seed (one report row and one
+W&B group per configuration). The code version is recorded beside them, not hashed: a new
+commit does not disown old results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import Container, DictConfig, OmegaConf
+
+from src.config import CONTENT_KEYS, NON_RESULT_ROOTS, SPEED_ONLY_KEYS
+from src.runs.files import IDENTITY_FILE
+from src.utils.errors import UserError
+from src.utils.hashing import value_digest
+from src.utils.io import atomic_write_text
+
+SEED_KEY = "seed"
+DIGEST_CHARS = 12
+
+
+def _flatten(tree: object, prefix: str = "") -> dict[str, object]:
+    if isinstance(tree, Mapping) and tree:
+        out: dict[str, object] = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {prefix: tree}
+
+
+def _kept(key: str) -> bool:
+    return (
+        key.split(".")[0] not in NON_RESULT_ROOTS
+        and key not in SPEED_ONLY_KEYS
+        and key not in CONTENT_KEYS
+    )
+
+
+def result_settings(config: DictConfig | Mapping[str, Any]) -> dict[str, object]:
+    """The result-determining settings of a config, flattened to dotted keys. Only these are
+    resolved: paths and logging may name Hydra's run-time values, which do not matter here."""
+    if not isinstance(config, DictConfig):
+        return {k: v for k, v in _flatten(config).items() if _kept(k)}
+    settings: dict[str, object] = {}
+    for key in _flatten(OmegaConf.to_container(config, resolve=False)):
+        if _kept(key):
+            value = OmegaConf.select(config, key)
+            if isinstance(value, Container):
+                value = OmegaConf.to_container(value, resolve=True)
+            settings[key] = value
+    return settings
+
+
+def build_identity(
+    settings: dict[str, object], data: str, weights: dict[str, str], code: str | None
+) -> dict[str, Any]:
+    """The identity record metrics.json, identity.json and checkpoints carry."""
+    hashed = {"settings": settings, "data": data, "weights": weights}
+    without_seed = {**hashed, "settings": {k: v for k, v in settings.items() if k != SEED_KEY}}
+    return {
+        "digest": value_digest(hashed)[:DIGEST_CHARS],
+        "configuration": value_digest(without_seed)[:DIGEST_CHARS],
+        **hashed,
+        "code": code,
+    }
+
+
+def run_identity(cfg: DictConfig, weights: dict[str, str] | None = None) -> dict[str, Any]:
+    """The identity of the run `cfg` describes: reads the data folder's fingerprint and hashes
+    local weight files (the data must exist: a synthetic release is generated first).
+    `weights`: the weight sources when known already (a checkpoint's, in src.eval)."""
+    from src.data.datamodule import as_data_config, ensure_release
+    from src.data.fingerprint import data_fingerprint
+    from src.models.network import validate_network_config, weight_sources
+    from src.utils.run_info import git_commit
+
+    data_cfg = as_data_config(cfg.data)
+    root = ensure_release(data_cfg)
+    if not (root / "meta").is_dir():
+        raise UserError(
+            f"data.root={root} holds no release (no meta/ folder); point data.root (or "
+            "DERM7PT_ROOT) at a release_v0 folder, or use data=synthetic"
+        )
+    fingerprint = data_fingerprint(root, data_cfg.cache_dir)
+    if weights is None:
+        weights = weight_sources(validate_network_config(cfg))
+    return build_identity(result_settings(cfg), fingerprint, weights, git_commit())
+
+
+def write_identity(run_dir: Path, identity: Mapping[str, Any]) -> None:
+    """`<run>/identity.json`: the full settings of the run, beside its readable folder name."""
+    atomic_write_text(Path(run_dir) / IDENTITY_FILE, json.dumps(identity, indent=2, default=str))
+
+
+def identity_differences(current: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
+    """`key: saved -> current` for each part of two identities that differs."""
+    now, before = dict(current.get("settings") or {}), dict(saved.get("settings") or {})
+    diffs = [
+        f"{key}: {before.get(key, '<unset>')} -> {now.get(key, '<unset>')}"
+        for key in sorted(now.keys() | before.keys())
+        if now.get(key) != before.get(key)
+    ]
+    if current.get("data") != saved.get("data"):
+        diffs.append(f"data fingerprint: {saved.get('data')} -> {current.get('data')}")
+    was_weights, now_weights = saved.get("weights") or {}, current.get("weights") or {}
+    for stream in sorted(was_weights.keys() | now_weights.keys()):
+        if was_weights.get(stream) != now_weights.get(stream):
+            diffs.append(
+                f"weights.{stream}: {was_weights.get(stream)} -> {now_weights.get(stream)}"
+            )
+    return diffs
+
+
+def _summary(differences: list[str], limit: int = 6) -> str:
+    shown = "; ".join(differences[:limit])
+    more = len(differences) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def check_reusable(current: Mapping[str, Any], saved: Mapping[str, Any] | None, where: str) -> None:
+    """A finished result stands for this run only if its identity is this run's identity."""
+    if not saved or "settings" not in saved:
+        raise UserError(
+            f"{where} holds a finished run that records no result identity (an older version "
+            "wrote it), so it cannot stand for this run; use another hydra.run.dir / "
+            "hydra.sweep.dir, or skip_complete=false to retrain into it"
+        )
+    differences = identity_differences(current, saved)
+    if differences:
+        raise UserError(
+            f"{where} holds a finished run of another experiment ({_summary(differences)}); "
+            "use another hydra.run.dir / hydra.sweep.dir, or skip_complete=false to retrain into it"
+        )
+
+
+def check_resumable(current: Mapping[str, Any], saved: Mapping[str, Any] | None, ckpt: str) -> None:
+    """Resuming continues the same experiment only: a checkpoint of other settings, data or
+    weights is refused, naming what differs."""
+    if not saved or "settings" not in saved:
+        raise UserError(
+            f"ckpt_path={ckpt} records no result identity (an older version wrote it): it "
+            "cannot be checked to be this experiment; start a new run instead of resuming it"
+        )
+    differences = identity_differences(current, saved)
+    if differences:
+        raise UserError(
+            f"ckpt_path={ckpt} was trained as another experiment ({_summary(differences)}); "
+            "resume with the checkpoint's own settings, or start a new run"
+        )

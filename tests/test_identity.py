@@ -1,0 +1,190 @@
+"""Result identity (src/runs/identity.py): one definition of "the same run", used by reuse,
+resume, sweep folder names, the report and the W&B group. A finished run folder is reused only
+by an identical experiment; everything else is refused with one line naming what differs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from src.config import SPEED_ONLY_KEYS, job_suffix
+from src.data.fingerprint import data_fingerprint
+from src.project import compose_config
+from src.runs.files import IDENTITY_FILE, METRICS_FILE
+from src.runs.identity import identity_differences, result_settings
+from src.train import train
+from src.utils.errors import UserError
+from tests.train_helpers import tiny_config
+
+
+def test_speed_only_keys_are_exactly_these() -> None:
+    """Each key here may differ between a finished run and a re-run that reuses it: adding one
+    is a claim that it cannot change a result, so it is a reviewed change of this list."""
+    assert {
+        "data.num_workers",
+        "data.pin_memory",
+        "data.persistent_workers",
+        "data.cache",
+        "data.cache_dir",
+        "data.eval_batch_size",
+        "data.device_pipeline",
+        "model.channels_last",
+        "model.compile",
+        "trainer.check_val_every_n_epoch",
+        "trainer.enable_progress_bar",
+        "trainer.enable_model_summary",
+        "trainer.log_every_n_steps",
+        "trainer.num_sanity_val_steps",
+        "trainer.default_root_dir",
+        "trainer.benchmark",
+    } == SPEED_ONLY_KEYS
+
+
+def _settings(*overrides: str) -> dict[str, object]:
+    return {"settings": result_settings(compose_config(["data=synthetic", *overrides]))}
+
+
+def test_settings_cover_the_trainer_the_model_and_the_data() -> None:
+    base = _settings()
+    for override, key in [
+        ("trainer=gpu_bf16", "trainer.precision"),
+        ("+trainer.max_steps=1", "trainer.max_steps"),
+        ("+trainer.gradient_clip_val=0.01", "trainer.gradient_clip_val"),
+        ("model.lr=0.5", "model.lr"),
+        ("model.optimizer=adamw", "model.optimizer"),
+        ("data.augment=false", "data.augment"),
+        ("data.batch_size=12", "data.batch_size"),
+        ("model.tta_views=[identity]", "model.tta_views"),
+        ("model.head.dropout=0.1", "model.head.dropout"),
+        ("data.drop_duplicate_pairs=true", "data.drop_duplicate_pairs"),
+        ("trainer.devices=2", "trainer.devices"),
+    ]:
+        differences = identity_differences(_settings(override), base)
+        assert any(d.startswith(f"{key}:") for d in differences), (override, differences)
+    for speed in ("data.num_workers=0", "data.persistent_workers=false", "logger=csv"):
+        assert identity_differences(_settings(speed), base) == [], speed
+    # paths and weight files enter through their content, not their names
+    assert "data.root" not in base["settings"] and "backbone.weights" not in base["settings"]
+
+
+def test_data_fingerprint_follows_content_not_path(release_copy: Path, tmp_path: Path) -> None:
+    first = data_fingerprint(release_copy, tmp_path / "memo")
+    assert data_fingerprint(release_copy, tmp_path / "memo") == first  # memo: same answer
+    copy = tmp_path / "copy"
+    shutil.copytree(release_copy, copy)
+    assert data_fingerprint(copy, tmp_path / "memo2") == first  # a copy is the same data
+    image = next(p for p in sorted((copy / "images").rglob("*")) if p.is_file())
+    image.unlink()
+    image.write_bytes(b"not the same image")
+    assert data_fingerprint(copy, tmp_path / "memo2") != first
+    index = copy / "meta" / "test_indexes.csv"
+    index.write_text(index.read_text() + "\n")
+    assert data_fingerprint(copy, tmp_path / "memo3") != first
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["seed=0", "model.lr=0.001", "trainer=gpu_bf16"],
+        ["model.tta_views=[identity,hflip]", "+trainer.max_steps=1", "data.root=/a b/c=d"],
+        ["block.stages=[2,3]", "model.weight_grid_step=0.25"],
+    ],
+)
+def test_sweep_folder_names_can_be_given_back_to_hydra(overrides: list[str]) -> None:
+    """The folder of a sweep job is accepted back by `hydra.run.dir=` (no `=`, `,`, brackets,
+    quotes or spaces), and jobs with other result-changing overrides get other folders."""
+    suffix = job_suffix(overrides)
+    folder = f"logs/sweeps/x/aff-aab-swin{suffix}/seed0"
+    assert "=" not in folder
+    parsed = OverridesParser.create().parse_override(f"hydra.run.dir={folder}")
+    assert parsed.value() == folder
+    assert job_suffix([*overrides, "data.num_workers=0", "logger=csv"]) == suffix  # speed only
+    assert job_suffix([*overrides[:-1]]) != suffix
+
+
+# ---------------------------------------------------------------- reuse and resume, for real
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path) -> Path:
+    """One tiny run trained to completion, with epoch checkpoints for resuming."""
+    run_dir = tmp_path_factory.mktemp("identity") / "run"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train(tiny_config(synthetic_release, run_dir, ["callbacks=default"]))
+    finally:
+        torch.set_num_threads(before)
+    return run_dir
+
+
+def _rerun(release: Path, run_dir: Path, *overrides: str) -> dict:
+    cfg = tiny_config(release, run_dir, ["callbacks=default", *overrides])
+    return train(cfg)
+
+
+def _weights_file(tmp_path: Path) -> Path:
+    import timm
+    from safetensors.torch import save_file
+
+    path = tmp_path / "mobilenet.safetensors"
+    save_file(timm.create_model("mobilenetv3_small_100").state_dict(), str(path))
+    return path
+
+
+def test_the_run_records_its_identity(finished_run: Path) -> None:
+    metrics = json.loads((finished_run / METRICS_FILE).read_text())
+    identity = metrics["identity"]
+    assert len(identity["digest"]) == 12 and identity["digest"] != identity["configuration"]
+    assert identity["weights"] == {"clin": "random", "derm": "random"}
+    assert identity["settings"]["model.lr"] == 1e-3 and identity["settings"]["seed"] == 0
+    assert len(identity["data"]) == 16
+    assert json.loads((finished_run / IDENTITY_FILE).read_text()) == identity
+    ckpt = torch.load(finished_run / "checkpoints" / "final.ckpt", weights_only=True)
+    assert ckpt["identity"] == identity
+
+
+def test_a_finished_folder_is_reused_only_by_the_same_experiment(
+    finished_run: Path, synthetic_release: Path, tmp_path: Path
+) -> None:
+    saved = (finished_run / METRICS_FILE).read_text()
+    # speed-only keys: the finished result is returned, nothing is retrained
+    for speed in ["data.num_workers=0", "data.persistent_workers=false", "data.cache=none"]:
+        assert _rerun(synthetic_release, finished_run, speed) == json.loads(saved), speed
+    other_release = tmp_path / "release"
+    shutil.copytree(synthetic_release, other_release, ignore=shutil.ignore_patterns(".cache"))
+    (other_release / "meta" / "valid_indexes.csv").write_text(
+        (other_release / "meta" / "valid_indexes.csv").read_text() + "\n"
+    )
+    cases = {
+        "data fingerprint": [f"data.root={other_release}"],
+        "weights.derm": [f"backbone.weights={_weights_file(tmp_path)}"],
+        "trainer.deterministic": ["trainer=default"],
+        "trainer.max_steps": ["+trainer.max_steps=1"],
+        "model.lr": ["model.lr=0.5"],
+        "data.augment": ["data.augment=false"],
+        "model.tta_views": ["model.tta_views=[identity]"],
+    }
+    for key, overrides in cases.items():
+        release = other_release if key == "data fingerprint" else synthetic_release
+        cfg = tiny_config(release, finished_run, ["callbacks=default", *overrides])
+        with pytest.raises(UserError, match="another experiment") as err:
+            train(cfg)
+        assert key in str(err.value) and "\n" not in str(err.value), key
+    assert (finished_run / METRICS_FILE).read_text() == saved  # nothing was overwritten
+
+
+def test_resuming_with_other_settings_is_refused_and_writes_nothing(
+    finished_run: Path, synthetic_release: Path
+) -> None:
+    before = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()}
+    cfg = tiny_config(
+        synthetic_release, finished_run, ["callbacks=default", "ckpt_path=last", "model.lr=0.5"]
+    )
+    with pytest.raises(UserError, match=r"model\.lr: 0\.001 -> 0\.5"):
+        train(cfg)
+    after = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()}
+    assert after == before
