@@ -244,3 +244,20 @@ def test_symlink_loop_in_images_does_not_hang(release_copy):
     (release_copy / "images" / "a" / "b" / "up").symlink_to(release_copy / "images" / "a")
     release = load_release(release_copy)
     assert len(release.cases) == sum(SPLIT_SIZES.values())
+
+
+GOLDEN_MAPPING = Path(__file__).with_name("golden_label_mapping.csv")
+
+
+def test_raw_values_map_to_the_papers_classes_as_the_golden_table_says() -> None:
+    """Every raw meta.csv value of derm7pt and its class, written out from the dataset's
+    documentation (tests/golden_label_mapping.csv): a wrong mapping (say "melanoma (in situ)"
+    -> MISC) or a missing or extra raw value fails here, with nothing needed outside the repo."""
+    with GOLDEN_MAPPING.open(newline="") as f:
+        golden = {(r["column"], r["raw_value"]): (r["task"], r["class"]) for r in csv.DictReader(f)}
+    ours = {
+        (task.column, raw): (task.name, cls)
+        for task in TASKS
+        for raw, cls in task.raw_values.items()
+    }
+    assert ours == golden
