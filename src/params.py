@@ -25,7 +25,7 @@ from src.models.network import (
     validate_network_config,
 )
 from src.project import CONF_DIR, compose_config
-from src.reference import PaperModel, load_paper_results
+from src.reference import OVERRIDE_KEYS, PaperModel, load_paper_results
 from src.utils.errors import exit_on_user_error
 
 PAPER_IMAGE_SIZE = 224
@@ -44,8 +44,9 @@ def paper_row_config(row: PaperModel) -> DictConfig:
     for group in ("backbone", "fusion", "block"):
         option = CONF_DIR / group / f"{row.choices[group]}.yaml"
         cfg[group] = OmegaConf.merge(cfg[group], OmegaConf.load(option))
-    if "clin_backbone" in row.choices:
-        cfg.fusion.clin_backbone = row.choices["clin_backbone"]
+    for key, value in row.choices.items():
+        if key not in ("backbone", "fusion", "block"):  # clin_backbone, clin_pretrained_tag
+            OmegaConf.update(cfg, OVERRIDE_KEYS[key], value)
     cfg.data.image_size = PAPER_IMAGE_SIZE
     return cfg
 

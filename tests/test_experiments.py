@@ -152,7 +152,7 @@ def test_jobs_differing_in_an_unnamed_setting_get_their_own_folders() -> None:
     subdirs = [compose_job(job).hydra.sweep.subdir for job in jobs]
     seed_only = compose_job(["experiment=demo", "seed=3"]).hydra.sweep.subdir
     assert len(jobs) == 4 and len(set(subdirs)) == 4
-    assert "aff-aab-swin_data.batch_size=8,model.lr=0.001/seed1".replace(",", "_") in subdirs
+    assert "aff-aab-swin_data.batch_size-8_model.lr-0.001/seed1" in subdirs
     assert seed_only == "aff-aab-swin/seed3"  # named settings add nothing
     speed_only = ["experiment=demo", "seed=3", "data.persistent_workers=false"]
     speed_only.append("trainer.check_val_every_n_epoch=10")  # neither changes the results

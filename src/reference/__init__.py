@@ -18,6 +18,7 @@ OVERRIDE_KEYS = {
     "block": "block",
     "backbone": "backbone",
     "clin_backbone": "fusion.clin_backbone",
+    "clin_pretrained_tag": "fusion.clin_pretrained_tag",
 }
 
 
@@ -92,7 +93,9 @@ def _choices(mapping: dict[str, str], where: str) -> dict[str, str]:
     unknown = set(mapping) - set(OVERRIDE_KEYS)
     missing = {"fusion", "block", "backbone"} - set(mapping)
     if unknown or missing:
-        raise UserError(f"{where}: overrides need fusion/block/backbone (+ clin_backbone)")
+        raise UserError(
+            f"{where}: overrides need fusion/block/backbone (+ clin_backbone, clin_pretrained_tag)"
+        )
     return {k: str(v) for k, v in mapping.items()}
 
 
