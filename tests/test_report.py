@@ -19,7 +19,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, NUM_CLASSES, TASK_NAMES
+from src.data.schema import (
+    ALL_LABELS,
+    AVG_AUC_LABELS,
+    MELANOMA_LABELS,
+    NUM_CLASSES,
+    TASK_NAMES,
+)
 from src.evaluation.probabilities import task_softmax
 from src.project import compose_config
 from src.reference import load_paper_results
@@ -58,6 +64,10 @@ def _identity(overrides: tuple[str, ...], seed: int) -> dict[str, Any]:
     return build_identity(result_settings(cfg), "synthetic-data-fp", weights, None)
 
 
+def _melanoma(avg_auc: float) -> dict[str, float]:
+    return {"auc": avg_auc, "precision": 0.3, "sensitivity": avg_auc / 2, "specificity": 0.9}
+
+
 def _metrics(overrides: tuple[str, ...], seed: int, avg_auc: float) -> dict[str, Any]:
     """A metrics.json whose 17 label AUCs all equal `avg_auc` (ABS labels 0.5); the validation
     AVG AUC orders runs the other way round than the test one (selection must use it)."""
@@ -69,6 +79,8 @@ def _metrics(overrides: tuple[str, ...], seed: int, avg_auc: float) -> dict[str,
         "avg_acc": avg_auc - 0.1,
         "auc": auc,
         "acc": dict.fromkeys(TASK_NAMES, avg_auc - 0.1),
+        "melanoma": {label: _melanoma(avg_auc) for label in MELANOMA_LABELS},
+        "melanoma_avg": _melanoma(avg_auc),
         "branches": {},
         "fusion_weights": {"derm": 0.5, "clin": 0.25, "fusion": 0.25},
         "params": {"trainable": 3_200_000, "paper_accounting": 33_000_000},
@@ -230,9 +242,16 @@ def test_per_label_tables_8_and_2(tmp_path: Path) -> None:
     table2 = pd.read_csv(out / "table2.csv").set_index("label")
     # the run with the highest VALIDATION AVG AUC (seed 0 here), not the highest test one
     assert table2.loc["AVG", "best_seed"] == 0
-    assert table2.loc["AVG", "best_auc"] == pytest.approx(80.0)
-    assert table2.loc["AVG", "best_auc_diff"] == pytest.approx(80.0 - 88.1)
-    assert table2.loc["PN/TYP", "auc_mean"] == pytest.approx(85.0)
+    assert table2.loc["AVG", "best"] == pytest.approx(80.0)
+    assert table2.loc["AVG", "best_diff"] == pytest.approx(80.0 - 88.1)
+    # Tables 3 and 4: the same best run's per-task accuracy and melanoma-label scores
+    table3 = pd.read_csv(out / "table3.csv").set_index("label")
+    assert table3.loc["DIAG", "best"] == pytest.approx(70.0)
+    assert table3.loc["DIAG", "paper_best"] == 75.2 and table3.loc["AVG", "mean"] == 75.0
+    table4 = pd.read_csv(out / "table4_sensitivity.csv").set_index("label")
+    assert table4.loc["DIAG/MEL", "best"] == pytest.approx(40.0)
+    assert table4.loc["DIAG/MEL", "paper_best"] == 71.4
+    assert table2.loc["PN/TYP", "mean"] == pytest.approx(85.0)
 
 
 def test_markdown_and_latex_escape_their_special_characters() -> None:

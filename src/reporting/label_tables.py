@@ -1,17 +1,20 @@
 """Per-label tables: the paper's Table 8 (17-label AUC of the ST-based models, mean ± std over
-seeds) and Table 2's AMMFM row (17-label AUC of the best single run), each beside ours.
+seeds) and the best AMMFM run's Tables 2 (17-label AUC), 3 (per-task accuracy) and 4
+(melanoma-related precision, sensitivity, specificity and AUC), each beside ours.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
-from src.data.schema import AVG_AUC_LABELS
+from src.data.schema import AVG_AUC_LABELS, MELANOMA_LABELS, TASK_NAMES
 from src.reference import LabelScores
 from src.reporting.aggregate import ConfigResult
 from src.reporting.cells import (
+    EMPTY,
     NOT_RUN,
     PCT,
     ReportTable,
@@ -103,54 +106,131 @@ def best_run(result: ConfigResult | None) -> RunRecord | None:
     return max(scored, key=lambda r: _valid_auc(r), default=None)
 
 
-def _run_auc(run: RunRecord | None, label: str) -> float | None:
+Value = Callable[[dict[str, Any], str], float | None]
+
+
+def _auc_value(metrics: dict[str, Any], label: str) -> float | None:
+    return metrics["avg_auc"] if label == "AVG" else metrics["auc"].get(label)
+
+
+def _acc_value(metrics: dict[str, Any], task: str) -> float | None:
+    return metrics["avg_acc"] if task == "AVG" else metrics["acc"].get(task)
+
+
+def _melanoma_value(metric: str) -> Value:
+    def value(metrics: dict[str, Any], label: str) -> float | None:
+        if label == "AVG":
+            return metrics["melanoma_avg"].get(metric)
+        return metrics["melanoma"][label].get(metric)
+
+    return value
+
+
+def _pct(run: RunRecord | None, value: Value, row: str) -> float | None:
     if run is None:
         return None
-    value = run.metrics["avg_auc"] if label == "AVG" else run.metrics["auc"].get(label)
-    return None if value is None else value * PCT
+    try:
+        number = value(run.metrics or {}, row)
+    except (KeyError, TypeError, AttributeError):
+        return None
+    return None if number is None else number * PCT
 
 
-def best_run_table(matches: PaperMatches) -> ReportTable:
-    """Table 2's AMMFM row: the paper's best run per label beside our best run and our mean."""
-    scores = next(s for s in matches.paper.label_auc if s.table == 2)
+def _best_run_table(
+    matches: PaperMatches,
+    scores: LabelScores,
+    rows: tuple[str, ...],
+    value: Value,
+    name: str,
+    title: str,
+    caption: str,
+) -> ReportTable:
+    """A paper column of its best single run beside our best run (picked on validation) and
+    our mean ± std over seeds, one row per label or task."""
     records: list[dict[str, Any]] = []
-    shown: dict[str, dict[str, str]] = {label: {"Label": label} for label in LABELS}
+    shown: dict[str, dict[str, str]] = {row: {"Label": row} for row in rows}
     used: list[ConfigResult] = []
     for head, result in _matched(matches, scores):
         used += [result] if result else []
         tag = head.removeprefix(scores.column)
         best = best_run(result)
         best_head = f"ours best run{tag}" + ("" if best is None else f" (seed {best.seed})")
-        for label in LABELS:
-            paper = scores.avg if label == "AVG" else scores.values[label]
-            value = _run_auc(best, label)
-            diff = None if value is None else value - paper.mean
-            mean = label_auc(result, label)
+        for row in rows:
+            paper = scores.avg if row == "AVG" else scores.values[row]
+            ours_best = _pct(best, value, row)
+            diff = None if ours_best is None else ours_best - paper.mean
+            mean = (
+                EMPTY if result is None else result.stat(lambda m, r=row: value(m, r)).scaled(PCT)
+            )
             records.append(
                 {
-                    "label": label,
+                    "label": row,
                     **_identity(result),
                     "best_seed": None if best is None else best.seed,
-                    "best_auc": rounded(value),
-                    "paper_best_auc": paper.mean,
-                    "best_auc_diff": rounded(diff),
+                    "best": rounded(ours_best),
+                    "paper_best": paper.mean,
+                    "best_diff": rounded(diff),
                     "n": mean.n,
-                    "auc_mean": rounded(mean.mean),
-                    "auc_std": rounded(mean.std),
+                    "mean": rounded(mean.mean),
+                    "std": rounded(mean.std),
                 }
             )
-            shown[label][best_head] = NOT_RUN if value is None else f"{value:.1f}"
-            shown[label]["paper best run"] = stat_text(paper)
-            shown[label][f"Δ best{tag}"] = diff_text(diff)
-            shown[label][f"ours mean{tag}"] = ours_text(result, mean)
+            shown[row][best_head] = NOT_RUN if ours_best is None else f"{ours_best:.1f}"
+            shown[row]["paper best run"] = stat_text(paper)
+            shown[row][f"Δ best{tag}"] = diff_text(diff)
+            shown[row][f"ours mean{tag}"] = ours_text(result, mean)
     return ReportTable(
-        "table2",
-        "Table 2: per-label AUC of the best AMMFM run",
+        name,
+        title,
         pd.DataFrame.from_records(records),
         pd.DataFrame.from_records(list(shown.values())),
         [BEST_RUN_NOTE, *notes_for(used)],
-        caption=(
-            "The paper's Table 2 (AMMFM) and ours: test AUC (%) per label of the best single run "
-            "(highest validation AVG AUC), and our mean ± std over seeds."
-        ),
+        caption=caption,
     )
+
+
+def best_run_table(matches: PaperMatches) -> ReportTable:
+    """Table 2's AMMFM row: the paper's best run per label beside our best run and our mean."""
+    return _best_run_table(
+        matches,
+        next(s for s in matches.paper.label_auc if s.table == 2),
+        LABELS,
+        _auc_value,
+        "table2",
+        "Table 2: per-label AUC of the best AMMFM run",
+        "The paper's Table 2 (AMMFM) and ours: test AUC (%) per label of the best single run "
+        "(highest validation AVG AUC), and our mean ± std over seeds.",
+    )
+
+
+def task_accuracy_table(matches: PaperMatches) -> ReportTable:
+    """Table 3: per-task accuracy of the best AMMFM run beside ours."""
+    (scores,) = matches.paper.task_acc
+    return _best_run_table(
+        matches,
+        scores,
+        (*TASK_NAMES, "AVG"),
+        _acc_value,
+        "table3",
+        "Table 3: per-task accuracy of the best AMMFM run",
+        "The paper's Table 3 (AMMFM) and ours: test accuracy (%) per task of the best single run "
+        "(highest validation AVG AUC), and our mean ± std over seeds.",
+    )
+
+
+def melanoma_tables(matches: PaperMatches) -> list[ReportTable]:
+    """Table 4, one table per metric: AUC, precision, sensitivity and specificity of the
+    melanoma-related labels (one-vs-rest on argmax predictions) of the best AMMFM run."""
+    return [
+        _best_run_table(
+            matches,
+            scores,
+            (*MELANOMA_LABELS, "AVG"),
+            _melanoma_value(metric),
+            f"table4_{metric}",
+            f"Table 4: melanoma-related labels, {metric} of the best AMMFM run",
+            f"The paper's Table 4 (AMMFM) and ours: test {metric} (%) of each melanoma-related "
+            "label of the best single run (highest validation AVG AUC), and our mean ± std.",
+        )
+        for metric, scores in matches.paper.melanoma.items()
+    ]

@@ -30,7 +30,12 @@ from src.reporting.cells import (
     rounded,
     stat_text,
 )
-from src.reporting.label_tables import best_run_table, label_table
+from src.reporting.label_tables import (
+    best_run_table,
+    label_table,
+    melanoma_tables,
+    task_accuracy_table,
+)
 from src.reporting.matching import PaperMatches
 from src.reporting.naming import describe, setting
 from src.reporting.runs import RunRecord
@@ -239,5 +244,7 @@ def build_tables(
         model_table(9, matches),
         model_table(10, matches),
         best_run_table(matches),
+        task_accuracy_table(matches),
+        *melanoma_tables(matches),
         failures_table(results, unnamed),
     ]
