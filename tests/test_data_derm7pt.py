@@ -204,6 +204,15 @@ def test_overlapping_splits(release_copy):
     assert str(path) in message and f"row {train_first}" in message and "train" in message
 
 
+@pytest.mark.parametrize("split", SPLITS)
+def test_empty_split_is_refused_naming_its_file(release_copy, split):
+    """A header-only index file would train 0 epochs (train) or fail an assertion later."""
+    path = release_copy / f"meta/{split}_indexes.csv"
+    path.write_text("indexes\n")
+    message = _error(release_copy)
+    assert str(path) in message and "no cases" in message
+
+
 # ------------------------------------------------------------------ leakage and hostile files
 def test_duplicated_row_in_another_split_is_leakage(release_copy):
     """A meta.csv row duplicated at the end and listed in the test index: the test split would

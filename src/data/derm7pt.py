@@ -221,6 +221,13 @@ def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = Fals
     duplicates = [c.index for c in cases if c.clinic == c.derm]
     dropped = set(duplicates) if drop_duplicate_pairs else set()
     splits = {s: [cases[i] for i in rows if i not in dropped] for s, rows in split_rows.items()}
+    for split, split_cases in splits.items():
+        if not split_cases:
+            raise UserError(
+                f"{root / 'meta' / f'{split}_indexes.csv'} lists no cases"
+                f"{' once duplicate pairs are dropped' if split_rows[split] else ''}; every split "
+                "needs at least one: use the release's index files"
+            )
     check_no_shared_images(splits, root / "meta" / "meta.csv")
 
     for fix in fixes:
