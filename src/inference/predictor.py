@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from src.data.schema import ALL_LABELS
+from src.evaluation.probabilities import require_finite
 from src.runs.files import METRICS_FILE
 from src.utils.errors import UserError
 
@@ -170,7 +171,9 @@ class Predictor:
         for start in range(0, len(pairs), batch_size):
             clinic, derm = self.load(pairs[start : start + batch_size])
             out.append(self.model(clinic.to(self.device), derm.to(self.device)).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, len(ALL_LABELS))
+        probs = torch.cat(out) if out else torch.zeros(0, len(ALL_LABELS))
+        require_finite(probs, f"ckpt_path={self.checkpoint}")
+        return probs
 
 
 def load_predictor(
