@@ -248,6 +248,8 @@ def _damaged_copy(tiny_ckpt: Path, tmp_path: Path, value: float) -> tuple[Path, 
     name = next(k for k, t in ckpt["state_dict"].items() if t.is_floating_point() and t.dim() == 4)
     ckpt["state_dict"][name].fill_(value)
     torch.save(ckpt, path)
+    metrics = {"fusion_weights": RUN_WEIGHTS, "checkpoint": str(path)}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
     return path, name
 
 
@@ -271,3 +273,17 @@ def test_non_finite_probabilities_are_refused_before_writing(
     with pytest.raises(UserError, match="non-finite"):
         run(predict_cfg(f"ckpt_path={path}", f"clinic={clinic}", f"derm={derm}", f"out={out}"))
     assert not out.exists()
+
+
+def test_metrics_of_another_checkpoint_are_not_its_fusion_weights(
+    tiny_ckpt: Path, synthetic_release: Path, tmp_path: Path
+) -> None:
+    """A checkpoint copied into another run's folder must not take that run's weights."""
+    other_run = tmp_path / "other"
+    shutil.copytree(tiny_ckpt.parent.parent, other_run)
+    stray = other_run / "checkpoints" / "copied.ckpt"
+    shutil.copy(tiny_ckpt, stray)
+    _, clinic, derm = _pairs(synthetic_release, 1)[0]
+    with pytest.raises(UserError, match="records checkpoint") as info:
+        run(predict_cfg(f"ckpt_path={stray}", f"clinic={clinic}", f"derm={derm}"))
+    assert str(other_run / "metrics.json") in str(info.value)

@@ -101,11 +101,17 @@ def resolve_fusion_weights(
             "fusion_weights={derm: <w>, clin: <w>, fusion: <w>}"
         )
     try:
-        weights = json.loads(metrics_file.read_text())["fusion_weights"]
+        metrics = json.loads(metrics_file.read_text())
+        weights, recorded = metrics["fusion_weights"], metrics.get("checkpoint")
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(
             f"{metrics_file}: no readable 'fusion_weights'; pass fusion_weights=... instead"
         ) from None
+    if not isinstance(recorded, str) or Path(recorded).resolve() != Path(ckpt_path).resolve():
+        raise UserError(
+            f"{metrics_file} records checkpoint {recorded!r}, not ckpt_path={ckpt_path}: its "
+            "fusion weights belong to another checkpoint; pass fusion_weights=... instead"
+        )
     return _checked_weights(weights, branches, str(metrics_file))
 
 
