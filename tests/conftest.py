@@ -80,5 +80,6 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path)
     torch.set_num_threads(before)
     path = run_dir / "checkpoints" / "final.ckpt"
     trainer.save_checkpoint(path)
-    (run_dir / "metrics.json").write_text(json.dumps({"fusion_weights": RUN_WEIGHTS}))
+    metrics = {"fusion_weights": RUN_WEIGHTS, "checkpoint": str(path)}  # as src.train records
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
     return path

@@ -14,6 +14,7 @@ from src.benchmarks.throughput_cli import write
 from tests.train_helpers import run_ok
 
 
+@pytest.mark.slow  # a whole time-capped benchmark in a subprocess: minutes on a busy CPU
 def test_quick_training_bench_writes_every_key(tmp_path: Path):
     """The issue's CPU check, as a user runs it: all keys, numbers that hang together."""
     out = tmp_path / "out.json"

@@ -204,6 +204,15 @@ def test_overlapping_splits(release_copy):
     assert str(path) in message and f"row {train_first}" in message and "train" in message
 
 
+@pytest.mark.parametrize("split", SPLITS)
+def test_empty_split_is_refused_naming_its_file(release_copy, split):
+    """A header-only index file would train 0 epochs (train) or fail an assertion later."""
+    path = release_copy / f"meta/{split}_indexes.csv"
+    path.write_text("indexes\n")
+    message = _error(release_copy)
+    assert str(path) in message and "no cases" in message
+
+
 # ------------------------------------------------------------------ leakage and hostile files
 def test_duplicated_row_in_another_split_is_leakage(release_copy):
     """A meta.csv row duplicated at the end and listed in the test index: the test split would
@@ -218,6 +227,25 @@ def test_duplicated_row_in_another_split_is_leakage(release_copy):
     message = _error(release_copy)
     assert f"case {rows[train_row]['case_num']!r} (row {train_row}, train)" in message
     assert f"case '9999' (row {len(rows)}, test)" in message
+
+
+@pytest.mark.parametrize("link", ["symlink", "hardlink"])
+def test_test_image_linked_to_a_training_image_is_leakage(release_copy, link):
+    """Another name for the same file (a symbolic or a hard link) is the same image."""
+    release = load_release(release_copy)
+    train_case, test_case = release.splits["train"][0], release.splits["test"][0]
+    train_image = train_case.derm
+    real_file = train_image.resolve()
+    train_image.unlink()
+    shutil.copyfile(real_file, train_image)  # a private file, so the hard link stays private
+    test_case.derm.unlink()
+    if link == "symlink":
+        test_case.derm.symlink_to(train_image)
+    else:
+        os.link(train_image, test_case.derm)
+    message = _error(release_copy)
+    assert f"case {train_case.case_num!r} (row {train_case.index}, train)" in message
+    assert f"case {test_case.case_num!r} (row {test_case.index}, test)" in message
 
 
 def test_real_metadata_has_no_image_shared_across_splits(real_meta_release):

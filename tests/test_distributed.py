@@ -78,7 +78,7 @@ def test_ddp_on_two_cpu_processes_validates_the_whole_split_and_evaluates_once(
             "data.num_workers=0",
             "logger=csv",
         ),
-        timeout=300,
+        timeout=1800,  # generous: two training processes on a shared 2-core machine
     )
     # Both processes trained; rank zero alone evaluated and wrote the results.
     assert (run_dir / "train_ddp_process_1.log").is_file()
@@ -120,7 +120,7 @@ def test_ddp_in_a_local_multirun_is_refused_in_one_line(tmp_path: Path):
         env={k: v for k, v in SUBPROCESS_ENV.items() if k != "SLURM_NTASKS"},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # refused at start-up, but interpreter and Hydra start-up are slow under load
     )
     assert result.returncode == 2, result.stderr[-2000:]
     (line,) = [ln for ln in result.stderr.splitlines() if ln.startswith("error:")]

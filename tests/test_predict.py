@@ -237,3 +237,53 @@ def test_command_line_error_exit(tiny_ckpt: Path, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: derm: image ")
     assert "absent.jpg" in proc.stderr and proc.stdout == ""
+
+
+def _damaged_copy(tiny_ckpt: Path, tmp_path: Path, value: float) -> tuple[Path, str]:
+    """A copy of the tiny run whose first convolution kernel is filled with `value`."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_ckpt.parent.parent, run_dir)
+    path = run_dir / "checkpoints" / tiny_ckpt.name
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    name = next(k for k, t in ckpt["state_dict"].items() if t.is_floating_point() and t.dim() == 4)
+    ckpt["state_dict"][name].fill_(value)
+    torch.save(ckpt, path)
+    metrics = {"fusion_weights": RUN_WEIGHTS, "checkpoint": str(path)}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return path, name
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(
+    tiny_ckpt: Path, synthetic_release: Path, tmp_path: Path
+) -> None:
+    path, name = _damaged_copy(tiny_ckpt, tmp_path, float("nan"))
+    _, clinic, derm = _pairs(synthetic_release, 1)[0]
+    with pytest.raises(UserError, match="non-finite") as info:
+        run(predict_cfg(f"ckpt_path={path}", f"clinic={clinic}", f"derm={derm}"))
+    assert name in str(info.value) and str(path) in str(info.value)
+
+
+def test_non_finite_probabilities_are_refused_before_writing(
+    tiny_ckpt: Path, synthetic_release: Path, tmp_path: Path
+) -> None:
+    """Finite but huge weights overflow to inf logits and nan probabilities."""
+    path, _ = _damaged_copy(tiny_ckpt, tmp_path, 3e38)
+    _, clinic, derm = _pairs(synthetic_release, 1)[0]
+    out = tmp_path / "p.json"
+    with pytest.raises(UserError, match="non-finite"):
+        run(predict_cfg(f"ckpt_path={path}", f"clinic={clinic}", f"derm={derm}", f"out={out}"))
+    assert not out.exists()
+
+
+def test_metrics_of_another_checkpoint_are_not_its_fusion_weights(
+    tiny_ckpt: Path, synthetic_release: Path, tmp_path: Path
+) -> None:
+    """A checkpoint copied into another run's folder must not take that run's weights."""
+    other_run = tmp_path / "other"
+    shutil.copytree(tiny_ckpt.parent.parent, other_run)
+    stray = other_run / "checkpoints" / "copied.ckpt"
+    shutil.copy(tiny_ckpt, stray)
+    _, clinic, derm = _pairs(synthetic_release, 1)[0]
+    with pytest.raises(UserError, match="records checkpoint") as info:
+        run(predict_cfg(f"ckpt_path={stray}", f"clinic={clinic}", f"derm={derm}"))
+    assert str(other_run / "metrics.json") in str(info.value)

@@ -221,6 +221,13 @@ def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = Fals
     duplicates = [c.index for c in cases if c.clinic == c.derm]
     dropped = set(duplicates) if drop_duplicate_pairs else set()
     splits = {s: [cases[i] for i in rows if i not in dropped] for s, rows in split_rows.items()}
+    for split, split_cases in splits.items():
+        if not split_cases:
+            raise UserError(
+                f"{root / 'meta' / f'{split}_indexes.csv'} lists no cases"
+                f"{' once duplicate pairs are dropped' if split_rows[split] else ''}; every split "
+                "needs at least one: use the release's index files"
+            )
     check_no_shared_images(splits, root / "meta" / "meta.csv")
 
     for fix in fixes:
@@ -234,18 +241,29 @@ def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = Fals
     return Release(root, cases, splits, duplicates, fixes)
 
 
+def _file_identity(path: Path) -> tuple[int, int]:
+    """(st_dev, st_ino) of the file `path` names, through symbolic links: one value for every
+    name of a file (a symbolic or hard link included)."""
+    try:
+        st = path.stat()
+    except OSError as err:
+        raise UserError(f"cannot read image {path} ({err.strerror})") from None
+    return st.st_dev, st.st_ino
+
+
 def check_no_shared_images(splits: dict[str, list[Case]], meta_path: Path) -> None:
-    """Stop when an image file belongs to cases of two different splits: the test split would
-    see training images. (An image used twice within one case, clinic == derm, is fine.)"""
-    owner: dict[Path, tuple[str, Case]] = {}
+    """Stop when an image file belongs to cases of two different splits, under any of its names
+    (a symbolic or hard link is the same file): the test split would see training images. (An
+    image used twice within one case, clinic == derm, is fine.)"""
+    owner: dict[tuple[int, int], tuple[str, Case, Path]] = {}
     for split, cases in splits.items():
         for case in cases:
             for path in {case.clinic, case.derm}:
-                first = owner.setdefault(path, (split, case))
+                first = owner.setdefault(_file_identity(path), (split, case, path))
                 if first[0] != split:
-                    other = first[1]
+                    other, name = first[1], ("" if first[2] == path else f" (also {first[2]})")
                     raise UserError(
-                        f"{meta_path}: image {path} belongs to case {other.case_num!r} (row "
+                        f"{meta_path}: image {path}{name} belongs to case {other.case_num!r} (row "
                         f"{other.index}, {first[0]}) and case {case.case_num!r} (row {case.index}, "
                         f"{split}); a split must not share images with another: fix the index files"
                     )

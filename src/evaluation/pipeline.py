@@ -13,6 +13,7 @@ from torch import Tensor
 
 from src.evaluation.fusion_weights import fuse, search_fusion_weights
 from src.evaluation.metrics import compute_metrics
+from src.evaluation.probabilities import require_finite
 
 
 @dataclass
@@ -36,6 +37,9 @@ def evaluate(
 
     `*_probs` are TTA probabilities per branch; labels are class indices [N, 8].
     """
+    for split, probs in (("valid", val_probs), ("test", test_probs)):
+        for branch, branch_probs in probs.items():
+            require_finite(branch_probs, f"{split} split, {branch} branch")
     weights = search_fusion_weights(val_probs, val_labels, step=weight_grid_step)
     final = fuse(test_probs, weights)
 

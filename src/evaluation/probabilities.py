@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from src.data.schema import NUM_CLASSES, label_index
+from src.utils.errors import UserError
 
 NUM_OUTPUTS: int = sum(NUM_CLASSES)  # 24
 
@@ -23,6 +24,18 @@ def _check_width(x: Tensor) -> None:
     if x.shape[-1] != NUM_OUTPUTS:
         raise ValueError(
             f"expected {NUM_OUTPUTS} columns (8 task segments), got shape {tuple(x.shape)}"
+        )
+
+
+def require_finite(probs: Tensor, what: str) -> None:
+    """Stop before non-finite probabilities (NaN/inf: diverged or overflowing weights) are
+    written or scored."""
+    bad = ~torch.isfinite(probs)
+    if bool(bad.any()):
+        row = int(bad.nonzero()[0, 0])
+        raise UserError(
+            f"{what}: {int(bad.sum())} non-finite probabilities (first in row {row}); the "
+            "checkpoint's weights overflow: use another checkpoint of the run"
         )
 
 

@@ -22,6 +22,7 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 
 from src.data.schema import ALL_LABELS
+from src.evaluation.probabilities import require_finite
 from src.runs.files import METRICS_FILE
 from src.utils.errors import UserError
 
@@ -100,11 +101,17 @@ def resolve_fusion_weights(
             "fusion_weights={derm: <w>, clin: <w>, fusion: <w>}"
         )
     try:
-        weights = json.loads(metrics_file.read_text())["fusion_weights"]
+        metrics = json.loads(metrics_file.read_text())
+        weights, recorded = metrics["fusion_weights"], metrics.get("checkpoint")
     except (OSError, ValueError, KeyError, TypeError):
         raise UserError(
             f"{metrics_file}: no readable 'fusion_weights'; pass fusion_weights=... instead"
         ) from None
+    if not isinstance(recorded, str) or Path(recorded).resolve() != Path(ckpt_path).resolve():
+        raise UserError(
+            f"{metrics_file} records checkpoint {recorded!r}, not ckpt_path={ckpt_path}: its "
+            "fusion weights belong to another checkpoint; pass fusion_weights=... instead"
+        )
     return _checked_weights(weights, branches, str(metrics_file))
 
 
@@ -170,7 +177,9 @@ class Predictor:
         for start in range(0, len(pairs), batch_size):
             clinic, derm = self.load(pairs[start : start + batch_size])
             out.append(self.model(clinic.to(self.device), derm.to(self.device)).float().cpu())
-        return torch.cat(out) if out else torch.zeros(0, len(ALL_LABELS))
+        probs = torch.cat(out) if out else torch.zeros(0, len(ALL_LABELS))
+        require_finite(probs, f"ckpt_path={self.checkpoint}")
+        return probs
 
 
 def load_predictor(

@@ -59,4 +59,20 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise UserError(f"ckpt_path={path}: has no state_dict; was it written by src.train?")
     if "cfg" not in ckpt.get("hyper_parameters", {}):
         raise UserError(f"ckpt_path={path}: has no stored config; was it written by src.train?")
+    _require_finite_weights(path, ckpt["state_dict"])
     return ckpt
+
+
+def _require_finite_weights(path: Path, state_dict: dict[str, Any]) -> None:
+    """Stop at the first floating tensor holding NaN or inf: a diverged run's weights would
+    otherwise give NaN probabilities that look like a result."""
+    import torch
+
+    for name, tensor in state_dict.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise UserError(
+                    f"ckpt_path={path}: tensor {name} holds {bad} non-finite values (NaN/inf); "
+                    "the run diverged: use an earlier checkpoint of the run"
+                )
