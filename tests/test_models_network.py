@@ -144,7 +144,12 @@ def test_pretrained_without_hub_names_the_stream_keys(tmp_path, offline_hub) -> 
     # AFF: the dermoscopy stream loads a local file, the clinical MobileNetV3 still needs the hub
     derm = tmp_path / "resnet18.safetensors"
     save_file(create_timm_model("resnet18", image_size=SIZE).state_dict(), derm)
-    overrides = ("fusion=aff", "backbone.name=resnet18", f"backbone.weights={derm}")
+    overrides = (
+        "fusion=aff",
+        "backbone.name=resnet18",
+        "backbone.pretrained_tag=null",  # the pinned tag is swin's: timm's default for resnet18
+        f"backbone.weights={derm}",
+    )
     with pytest.raises(UserError, match=r"fusion\.clin_weights=<file.*backbone\.pretrained=false"):
         build_network(_cfg(*overrides, "backbone.pretrained=true"))
     build_network(_cfg(*overrides, "backbone.pretrained=false"))  # the local file alone is fine
@@ -175,7 +180,14 @@ def test_block_stages_and_width_are_configurable() -> None:
         (["data.image_size=100"], ["data.image_size=100"]),
         (["fusion=sff", "fusion.clin_backbone=resnet50"], ["fusion.clin_backbone"]),
         (["fusion.clin_backbone=no_such_net"], ["fusion.clin_backbone=no_such_net"]),
-        (["fusion.clin_backbone=vit_tiny_patch16_224"], ["block.stages", "stride"]),
+        (
+            ["fusion.clin_backbone=vit_tiny_patch16_224", "fusion.clin_pretrained_tag=null"],
+            ["block.stages", "stride"],
+        ),
+        (
+            ["fusion.clin_backbone=vit_tiny_patch16_224"],
+            ["fusion.clin_pretrained_tag=lamb_in1k", "augreg_in21k_ft_in1k"],
+        ),
         (["model.head.dropout=1.5"], ["model.head.dropout"]),
     ],
 )
