@@ -29,11 +29,9 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one configuration and evaluate it; returns the metrics written to metrics.json."""
     from src.config_checks import check_config_values
-    from src.models.network import validate_network_config
-    from src.runs.checkpoints import resolve_ckpt_path
+    from src.data.derm7pt import check_data_root
     from src.runs.files import METRICS_FILE, is_complete
     from src.runs.status import check_same_settings
-    from src.utils.distributed import launch_rank
     from src.utils.folder_lock import folder_lock
 
     check_config_values(cfg)  # out-of-range values fail before anything is read or written
@@ -42,6 +40,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         check_same_settings(cfg, run_dir)
         log.info("%s/%s is complete: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
         return json.loads((run_dir / METRICS_FILE).read_text())
+
+    # A missing release fails first: before torch loads, the network is built or weights fetched.
+    check_data_root(cfg.data.root, bool(cfg.data.synthetic))
+    from src.models.network import validate_network_config
+    from src.runs.checkpoints import resolve_ckpt_path
+    from src.utils.distributed import launch_rank
 
     validate_network_config(cfg)  # incompatible choices fail before any data loads
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
