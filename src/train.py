@@ -120,7 +120,11 @@ def main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         check_one_process_per_job(cfg.trainer)
         return run_sweep_job(train, cfg)
-    return train(cfg).get("avg_auc")
+    from src.runs.files import removed_if_failed_before_training
+
+    run_dir, log_dir = Path(cfg.paths.output_dir), Path(cfg.paths.log_dir)
+    with removed_if_failed_before_training(run_dir, log_dir):
+        return train(cfg).get("avg_auc")
 
 
 if __name__ == "__main__":

@@ -47,12 +47,28 @@ def test_release_without_its_index_files_fails_before_the_network_is_built(
         train(tiny_config(release_copy, tmp_path / "run"))
 
 
-def test_train_without_data_root_names_it_before_the_weights(tmp_path: Path) -> None:
+def test_train_without_data_root_names_it_and_leaves_no_run_folder(tmp_path: Path) -> None:
     """The real entry point: `python -m src.train` with pretrained weights asked for and no hub
-    reachable names the missing data root, not the weights."""
+    reachable names the missing data root, not the weights, and writes nothing."""
     run_dir = tmp_path / "runs" / "run"
     command = train_command(tmp_path / "missing", run_dir, "backbone.pretrained=true")
     result = _run_train(command)
     assert result.returncode == 2, result.stderr[-2000:]
     assert "data root" in result.stderr and "missing does not exist" in result.stderr
     assert "ImageNet weights" not in result.stderr
+    assert not run_dir.exists()
+
+
+def test_run_failing_after_its_loggers_started_leaves_no_folder(
+    synthetic_release: Path, tmp_path: Path
+) -> None:
+    """Past the local checks, W&B started (offline), then the trainer is refused: the run folder,
+    its W&B offline run and wandb_run_id.txt are removed."""
+    run_dir = tmp_path / "runs" / "run"
+    command = train_command(
+        synthetic_release, run_dir, "logger=wandb", "trainer.accelerator=no_such_accelerator"
+    )
+    result = _run_train(command, WANDB_MODE="offline", WANDB_SILENT="true")
+    assert result.returncode != 0
+    assert "no_such_accelerator" in result.stderr
+    assert not run_dir.exists(), sorted(p.name for p in run_dir.rglob("*"))
