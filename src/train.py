@@ -90,7 +90,7 @@ def _fit_and_evaluate(cfg: DictConfig, run_dir: Path, ckpt_path: Path | None) ->
         cfg.trainer.get("enable_model_summary", True),
     )
     trainer: L.Trainer = hydra.utils.instantiate(
-        trainer_settings(cfg.trainer), callbacks=callbacks, logger=loggers
+        trainer_settings(cfg.trainer, callbacks), callbacks=callbacks, logger=loggers
     )
     try:
         for logger in loggers:

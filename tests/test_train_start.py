@@ -72,3 +72,13 @@ def test_run_failing_after_its_loggers_started_leaves_no_folder(
     assert result.returncode != 0
     assert "no_such_accelerator" in result.stderr
     assert not run_dir.exists(), sorted(p.name for p in run_dir.rglob("*"))
+
+
+def test_run_without_a_checkpoint_callback_writes_final_ckpt_only(
+    synthetic_release: Path, tmp_path: Path, one_thread
+) -> None:
+    """callbacks=none (debug=fast): no Lightning default checkpoint beside final.ckpt."""
+    run_dir = tmp_path / "run"
+    train(tiny_config(synthetic_release, run_dir, ["model.swa_epochs=0", "trainer.max_epochs=1"]))
+    ckpts = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*.ckpt"))
+    assert ckpts == ["checkpoints/final.ckpt"]
