@@ -30,14 +30,18 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one configuration and evaluate it; returns the metrics written to metrics.json."""
     from src.config_checks import check_config_values
-    from src.models.network import validate_network_config
-    from src.runs.checkpoints import resolve_ckpt_path
+    from src.data.derm7pt import check_data_root
     from src.runs.files import METRICS_FILE, is_complete
     from src.runs.identity import check_reusable, run_identity
-    from src.utils.distributed import launch_rank
     from src.utils.folder_lock import folder_lock
 
     check_config_values(cfg)  # out-of-range values fail before anything is read or written
+    # A missing release fails first: before torch loads, the network is built or weights fetched.
+    check_data_root(cfg.data.root, bool(cfg.data.synthetic))
+    from src.models.network import validate_network_config
+    from src.runs.checkpoints import resolve_ckpt_path
+    from src.utils.distributed import launch_rank
+
     validate_network_config(cfg)  # incompatible choices fail before any data loads
     run_dir = Path(cfg.paths.output_dir)
     identity = run_identity(cfg)  # what this result is: settings, data fingerprint, weights
@@ -97,7 +101,7 @@ def _fit_and_evaluate(
         cfg.trainer.get("enable_model_summary", True),
     )
     trainer: L.Trainer = hydra.utils.instantiate(
-        trainer_settings(cfg.trainer), callbacks=callbacks, logger=loggers
+        trainer_settings(cfg.trainer, callbacks), callbacks=callbacks, logger=loggers
     )
     try:
         for logger in loggers:
@@ -128,7 +132,11 @@ def main(cfg: DictConfig) -> float | None:
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         check_one_process_per_job(cfg.trainer)
         return run_sweep_job(train, cfg)
-    return selection_metric(train(cfg))
+    from src.runs.files import removed_if_failed_before_training
+
+    run_dir, log_dir = Path(cfg.paths.output_dir), Path(cfg.paths.log_dir)
+    with removed_if_failed_before_training(run_dir, log_dir):
+        return selection_metric(train(cfg))
 
 
 if __name__ == "__main__":

@@ -209,13 +209,33 @@ def _parse_splits(root: Path, n_rows: int) -> dict[str, list[int]]:
     return splits
 
 
-def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = False) -> Release:
-    """Read meta.csv, the index files and the image folder of a release_v0-style `root`."""
+def check_release_layout(root: str | os.PathLike[str]) -> Path:
+    """`root` as a Path once it has the release_v0 layout (images/, meta/meta.csv and the three
+    index files); cheap: no file is parsed. A missing part is a one-line UserError."""
     root = Path(root).expanduser()
     if not root.is_dir():
         raise UserError(f"data root {root} does not exist. {HOW_TO_GET}")
     if not (root / "images").is_dir():
         raise UserError(f"{root / 'images'} is missing; is this a derm7pt release_v0 folder?")
+    for name in ["meta.csv", *(f"{split}_indexes.csv" for split in SPLITS)]:
+        if not (root / "meta" / name).exists():  # not a file: _read_csv says so
+            raise UserError(
+                f"{root / 'meta' / name} is missing; is this a derm7pt release_v0 folder? "
+                f"{HOW_TO_GET}"
+            )
+    return root
+
+
+def check_data_root(root: str | os.PathLike[str], synthetic: bool = False) -> None:
+    """The local data checks, before anything is built or fetched: `root` has the release_v0
+    layout, unless it is a synthetic release that is not generated yet (`synthetic`)."""
+    if not (synthetic and not Path(root).expanduser().exists()):
+        check_release_layout(root)
+
+
+def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = False) -> Release:
+    """Read meta.csv, the index files and the image folder of a release_v0-style `root`."""
+    root = check_release_layout(root)
     cases, fixes = _parse_meta(root, _ImageIndex(root / "images"))
     split_rows = _parse_splits(root, len(cases))
     duplicates = [c.index for c in cases if c.clinic == c.derm]

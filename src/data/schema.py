@@ -170,7 +170,8 @@ META_COLUMNS: tuple[str, ...] = (
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 SPLIT_SIZES: dict[str, int] = {"train": 413, "valid": 203, "test": 395}
 
-# Class counts over all 1011 cases of the real release, in class order (docs/derm7pt.md).
+# Class counts over all 1011 cases of the real release, in class order (as
+# `python -m src.data.summary <release_v0>` prints them).
 REAL_CLASS_TOTALS: dict[str, tuple[int, ...]] = {
     "DIAG": (42, 575, 252, 97, 45),
     "PN": (400, 381, 230),
@@ -182,7 +183,7 @@ REAL_CLASS_TOTALS: dict[str, tuple[int, ...]] = {
     "VS": (823, 117, 71),
 }
 
-# DIAG class counts per official split of the real release (docs/derm7pt.md), in class order.
+# DIAG class counts per official split of the real release, in class order (src.data.summary).
 REAL_DIAG_SPLIT_COUNTS: dict[str, tuple[int, ...]] = {
     "train": (19, 256, 90, 32, 16),
     "valid": (7, 100, 61, 25, 10),

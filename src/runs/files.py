@@ -10,11 +10,17 @@
 <run>/error.txt                   a failed sweep job's one-line error and traceback
 <run>/wandb_run_id.txt            the W&B run id, reused when the run resumes
 <run>/.hydra/config.yaml          written by Hydra when the job starts
+
+A single run that fails before training saved anything leaves no folder behind
+(removed_if_failed_before_training); a failed sweep job keeps its folder and error.txt.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 CONFIG_FILE = "config.yaml"
@@ -28,7 +34,8 @@ LAST_CHECKPOINT = "last.ckpt"
 ERROR_FILE = "error.txt"
 IDENTITY_FILE = "identity.json"
 WANDB_ID_FILE = "wandb_run_id.txt"
-HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+HYDRA_DIR = ".hydra"
+HYDRA_CONFIG = Path(HYDRA_DIR) / "config.yaml"
 SWEEP_FILE = "multirun.yaml"  # written by Hydra at the root of a sweep
 
 # Keys a metrics.json must have to count as a finished run.
@@ -67,3 +74,47 @@ def last_checkpoint(run_dir: Path) -> Path:
         return folder / LAST_CHECKPOINT
     epochs = sorted(folder.glob("epoch*.ckpt"))
     return epochs[-1] if epochs else folder / LAST_CHECKPOINT
+
+
+def holds_only_hydra_files(run_dir: Path) -> bool:
+    """True while `run_dir` holds no more than Hydra writes as a job starts (.hydra/, the
+    job's .log), or does not exist: no run has used it yet."""
+    if not run_dir.is_dir():
+        return True
+    return all(p.name == HYDRA_DIR or p.suffix == ".log" for p in run_dir.iterdir())
+
+
+@contextmanager
+def removed_if_failed_before_training(run_dir: Path, log_dir: Path) -> Iterator[None]:
+    """A run that fails before training saved anything (no checkpoints/, no metrics.json) takes
+    its run folder with it (config.yaml, train.log, the W&B offline run and wandb_run_id.txt)
+    when the folder was new for this run, holding its lock, and the folders above it that are
+    left empty, up to `log_dir`. (A DDP process that rank zero started finds rank zero's
+    config.yaml there: never new.)"""
+    from src.utils.errors import UserError
+    from src.utils.folder_lock import folder_lock
+
+    new = holds_only_hydra_files(run_dir)
+    try:
+        yield
+    except Exception:
+        started = (run_dir / CHECKPOINT_DIR).exists() or (run_dir / METRICS_FILE).exists()
+        if new and run_dir.is_dir() and not started:
+            try:
+                with folder_lock(run_dir):  # another run that took the folder keeps it
+                    shutil.rmtree(run_dir, ignore_errors=True)
+            except UserError:
+                pass
+            _remove_empty_parents(run_dir, log_dir)
+        raise
+
+
+def _remove_empty_parents(folder: Path, stop: Path) -> None:
+    stop = stop.resolve()
+    for parent in folder.resolve().parents:
+        if parent == stop or stop not in parent.parents:
+            return
+        try:
+            parent.rmdir()  # only an empty folder goes
+        except OSError:
+            return

@@ -82,17 +82,13 @@ def run_identity(cfg: DictConfig, weights: dict[str, str] | None = None) -> dict
     local weight files (the data must exist: a synthetic release is generated first).
     `weights`: the weight sources when known already (a checkpoint's, in src.eval)."""
     from src.data.datamodule import as_data_config, ensure_release
+    from src.data.derm7pt import check_release_layout
     from src.data.fingerprint import data_fingerprint
     from src.models.network import validate_network_config, weight_sources
     from src.utils.run_info import git_commit
 
     data_cfg = as_data_config(cfg.data)
-    root = ensure_release(data_cfg)
-    if not (root / "meta").is_dir():
-        raise UserError(
-            f"data.root={root} holds no release (no meta/ folder); point data.root (or "
-            "DERM7PT_ROOT) at a release_v0 folder, or use data=synthetic"
-        )
+    root = check_release_layout(ensure_release(data_cfg))
     fingerprint = data_fingerprint(root, data_cfg.cache_dir)
     if weights is None:
         weights = weight_sources(validate_network_config(cfg))

@@ -4,9 +4,10 @@ seed, and a datamodule normalising each stream with its backbone's statistics.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from src.data.datamodule import Derm7ptDataModule
 from src.models.module import AMMFMModule
@@ -33,11 +34,16 @@ def start_run(cfg: DictConfig) -> Path:
     return run_dir
 
 
-def trainer_settings(trainer_cfg: DictConfig) -> DictConfig:
+def trainer_settings(trainer_cfg: DictConfig, callbacks: Sequence[object] = ()) -> DictConfig:
     """`cfg.trainer` as the Trainer gets it: SyncBatchNorm only where it runs (CUDA); on CPU
     each DDP process keeps its own BatchNorm statistics and rank zero's are validated and
-    saved (src.utils.distributed)."""
+    saved (src.utils.distributed). Checkpointing is on only with a ModelCheckpoint among
+    `callbacks`: without one Lightning would add its own (epoch=N-step=M.ckpt)."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
     settings = trainer_cfg.copy()
+    with open_dict(settings):
+        settings.enable_checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
     accelerator = settings.get("accelerator", "auto")
     if settings.get("sync_batchnorm") and not sync_batchnorm_supported(accelerator):
         log.info(
