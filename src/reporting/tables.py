@@ -234,7 +234,8 @@ def _failure(name: str, kind: str, run: RunRecord) -> dict[str, Any]:
 def build_tables(
     results: Sequence[ConfigResult], unnamed: Sequence[RunRecord], paper: PaperResults
 ) -> list[ReportTable]:
-    """Overview, the paper's Tables 6, 7, 8, 9, 10 and 2, and the failures, in report order."""
+    """Overview, the paper's Tables 6, 7, 8, 9, 10, 2, 3, 5 and 4, and the failures, in report
+    order."""
     matches = PaperMatches(results, paper)
     return [
         overview_table(results, matches),
@@ -245,6 +246,7 @@ def build_tables(
         model_table(10, matches),
         best_run_table(matches),
         task_accuracy_table(matches),
+        model_table(5, matches),
         *melanoma_tables(matches),
         failures_table(results, unnamed),
     ]
