@@ -161,15 +161,24 @@ def format_text(document: dict) -> str:
     return "\n".join(lines)
 
 
+OUT_SUFFIXES = (".csv", ".json")
+
+
+def out_suffix(path: Path) -> str:
+    """The results format `path` names (.csv or .json); any other name is a UserError."""
+    suffix = path.suffix.lower()
+    if suffix not in OUT_SUFFIXES:
+        raise UserError(f"out={path}: use a .csv or .json file name")
+    return suffix
+
+
 def write_results(path: Path, document: dict, probs: Tensor) -> None:
     """Atomically write the results: .json (the document) or .csv (one row per pair)."""
     from src.utils.io import atomic_path, atomic_write_json
 
-    if path.suffix.lower() == ".json":
+    if out_suffix(path) == ".json":
         atomic_write_json(path, document)
         return
-    if path.suffix.lower() != ".csv":
-        raise UserError(f"out={path}: use a .csv or .json file name")
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["id", "clinic", "derm", *(f"pred_{t.name}" for t in TASKS), *ALL_LABELS])
@@ -181,6 +190,8 @@ def write_results(path: Path, document: dict, probs: Tensor) -> None:
 
 def run(cfg: DictConfig) -> dict:
     """Predict what `cfg` asks for; returns the results document (also printed / written)."""
+    if cfg.get("out"):
+        out_suffix(Path(cfg.out))  # a bad file name before anything is loaded
     pairs = read_pairs(cfg)  # input errors before the model is built
     if int(cfg.batch_size) < 1:
         raise UserError(f"batch_size={cfg.batch_size} must be >= 1")

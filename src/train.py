@@ -58,6 +58,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return _fit_and_evaluate(cfg, run_dir, ckpt_path, identity)
 
 
+def _fit(trainer: Any, module: Any, datamodule: Any, ckpt_path: Path | None, run_dir: Path) -> None:
+    """trainer.fit; a SIGTERM (Lightning stops the fit with a SystemExit of status 0) becomes a
+    failure recorded in error.txt and a non-zero exit, the epoch checkpoints left to resume."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from src.runs.status import Preempted, clear_failure, record_failure
+
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    except SIGTERMException as err:
+        preempted = Preempted(
+            f"SIGTERM received in epoch {trainer.current_epoch}; rerun with ckpt_path=last to "
+            "resume from the last finished epoch"
+        )
+        record_failure(run_dir, preempted)
+        raise preempted from err
+    clear_failure(run_dir)  # a preempted run resumed to the end is no longer a failure
+
+
 def _fit_and_evaluate(
     cfg: DictConfig, run_dir: Path, ckpt_path: Path | None, identity: dict[str, Any]
 ) -> dict[str, Any]:
@@ -107,7 +126,7 @@ def _fit_and_evaluate(
         for logger in loggers:
             logger.log_hyperparams(resolved_container(cfg))
         if cfg.train:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+            _fit(trainer, module, datamodule, ckpt_path, run_dir)
             if swa is not None:
                 swa.apply(trainer, module)  # no-op unless fit had no epoch left to train
             save_final_checkpoint(trainer, final_checkpoint(run_dir))  # averaged weights

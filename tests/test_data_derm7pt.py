@@ -169,6 +169,16 @@ def test_unknown_raw_value_names_column_row_and_value(release_copy):
     assert "'streaks'" in message and "row 17" in message and "'wavy'" in message
 
 
+def test_duplicate_case_num_names_the_file_both_rows_and_the_value(release_copy):
+    meta = release_copy / "meta/meta.csv"
+    rows = _read_rows(meta)
+    rows[30]["case_num"] = rows[12]["case_num"]
+    _write_rows(meta, rows)
+    message = _error(release_copy)
+    assert str(meta) in message and "rows 12 and 30" in message
+    assert f"case_num {rows[12]['case_num']!r}" in message
+
+
 def test_missing_column_is_named(release_copy):
     meta = release_copy / "meta/meta.csv"
     rows = [{k: v for k, v in r.items() if k != "blue_whitish_veil"} for r in _read_rows(meta)]

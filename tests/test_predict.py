@@ -196,6 +196,20 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(tiny_ckpt: Path, tmp_pat
         assert expected in message and "\n" not in message, name
 
 
+def test_a_bad_out_suffix_is_refused_before_the_model_is_loaded(tmp_path: Path) -> None:
+    """out=x.txt is refused at once: the checkpoint (missing here) is never read."""
+    image = _jpeg(tmp_path / "a.jpg")
+    cfg = predict_cfg(
+        f"ckpt_path={tmp_path / 'missing.ckpt'}",
+        f"clinic={image}",
+        f"derm={image}",
+        f"out={tmp_path / 'x.txt'}",
+    )
+    with pytest.raises(UserError, match=r"out=.*x\.txt: use a \.csv or \.json file name"):
+        run(cfg)
+    assert not (tmp_path / "x.txt").exists()
+
+
 def test_bad_batches_name_the_row_or_folder(tiny_ckpt: Path, tmp_path: Path) -> None:
     _jpeg(tmp_path / "a.jpg")
     no_column = tmp_path / "no_column.csv"

@@ -370,6 +370,36 @@ def test_non_numeric_metrics_are_not_averaged(tmp_path: Path) -> None:
     assert record.status == "failed" and "non-numeric avg_auc" in (record.error or "")
 
 
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("avg_auc", "Infinity"), ("avg_acc", "NaN"), ("auc", "1e308"), ("acc", "-0.5")],
+)
+def test_non_finite_or_out_of_range_metrics_fail_the_run_in_the_report(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    """A headline metric outside [0, 1] (JSON Infinity, NaN, 1e308) is a damaged file: the run
+    is failed with its reason, the report is still written (1e308 once crashed it)."""
+    sweep = tmp_path / "sweep"
+    complete_run(sweep / "aff-aab-swin/seed1", AMMFM, 1, 0.84)
+    run = complete_run(sweep / "aff-aab-swin/seed0", AMMFM, 0, 0.80)
+    metrics = json.loads((run / "metrics.json").read_text())
+    group = metrics[key]
+    bad_key = f"{key}.{next(iter(group))}" if isinstance(group, dict) else key
+    if isinstance(group, dict):
+        group[next(iter(group))] = "VALUE"
+    else:
+        metrics[key] = "VALUE"
+    (run / "metrics.json").write_text(json.dumps(metrics).replace('"VALUE"', value))
+    out = tmp_path / "report"
+    main([str(sweep), "--out", str(out), "--no-plots"])
+    failures = pd.read_csv(out / "failures.csv")
+    assert failures[["seed", "status"]].values.tolist() == [[0, "failed"]]
+    error = failures.loc[0, "error"]
+    assert f"{bad_key} = " in error and "[0, 1]" in error, error
+    table6 = pd.read_csv(out / "table6.csv").set_index("paper_row")
+    assert table6.loc["t6-aff-aab", "avg_auc_mean"] == pytest.approx(84.0)
+
+
 def test_comparisons_are_paired_by_seed_with_a_t_interval_and_p_value(tmp_path: Path) -> None:
     """2 configurations x 3 seeds: AMMFM vs the baseline (Tables 6 and 7), AVG AUC and ACC."""
     from scipy import stats

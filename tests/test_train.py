@@ -215,3 +215,41 @@ def test_a_hostile_stored_config_is_refused_before_it_is_built(
     with pytest.raises(UserError, match=rf"^ckpt_path={hostile}: stored config: data.image_size"):
         evaluate_checkpoint(cfg)
     assert not eval_dir.exists()
+
+
+@pytest.mark.slow
+def test_sigterm_fails_the_run_with_error_txt_and_it_resumes(
+    synthetic_release: Path, tmp_path: Path
+) -> None:
+    """SLURM preemption: SIGTERM once the first epoch's checkpoint exists; the run exits
+    non-zero with error.txt, and `ckpt_path=last` then resumes it to the end."""
+    import signal
+    import subprocess
+    import time
+
+    from src.project import PROJECT_ROOT
+    from src.runs.files import ERROR_FILE, last_checkpoint
+    from tests.train_helpers import SUBPROCESS_ENV, run_ok, train_command
+
+    run_dir = tmp_path / "run"
+    epochs = ("trainer.max_epochs=8",)
+    proc = subprocess.Popen(
+        train_command(synthetic_release, run_dir, *epochs),
+        cwd=PROJECT_ROOT,
+        env=SUBPROCESS_ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not last_checkpoint(run_dir).exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode != 0, output
+    error = (run_dir / ERROR_FILE).read_text()
+    assert error.startswith("Preempted: SIGTERM received in epoch"), error
+    assert "ckpt_path=last" in error.splitlines()[0]
+    run_ok(train_command(synthetic_release, run_dir, *epochs, "ckpt_path=last"), timeout=600)
+    assert is_complete(run_dir) and not (run_dir / ERROR_FILE).exists()

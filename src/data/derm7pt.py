@@ -149,8 +149,16 @@ def _parse_meta(root: Path, images: _ImageIndex) -> tuple[list[Case], list[str]]
     if not rows:
         raise UserError(f"{meta_path} has a header but no cases; use the release's meta.csv")
     cases, fixes = [], []
+    first_row: dict[str, int] = {}  # case_num -> the row it first appeared in
     for i, row in enumerate(rows):
         where = _where(meta_path, i, row)
+        case_num = _field(row, "case_num")
+        seen = first_row.setdefault(case_num, i)
+        if seen != i:
+            raise UserError(
+                f"{meta_path}: rows {seen} and {i} (lines {seen + 2} and {i + 2}) both have "
+                f"case_num {case_num!r}; each case must appear once, remove or renumber one"
+            )
         labels = _labels(row, where)
         paths = []
         for column in ("clinic", "derm"):
@@ -166,7 +174,7 @@ def _parse_meta(root: Path, images: _ImageIndex) -> tuple[list[Case], list[str]]
             if found != raw:
                 fixes.append(f"{raw} -> {found}")
             paths.append(images.dir / found)
-        cases.append(Case(i, _field(row, "case_num"), paths[0], paths[1], labels))
+        cases.append(Case(i, case_num, paths[0], paths[1], labels))
     return cases, sorted(set(fixes))
 
 

@@ -96,21 +96,30 @@ def _seed_of(cfg: DictConfig | None) -> int | None:
 
 
 def non_numeric_metrics(metrics: dict[str, Any]) -> list[str]:
-    """Keys of the headline metrics (AVG AUC/ACC, per-label AUC, per-task ACC) whose values are
-    neither numbers nor null: such a file was damaged or hand-edited and is not averaged."""
+    """What is wrong with the headline metrics (AVG AUC/ACC, per-label AUC, per-task ACC): a
+    value that is neither a number nor null, or a number that is not a finite score in [0, 1]
+    (JSON Infinity, NaN, 1e308). Such a file was damaged or hand-edited and is not averaged."""
+    bad: list[str] = []
 
-    def numeric(value: object) -> bool:
-        return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+    def check(key: str, value: object) -> None:
+        if value is None:
+            return
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            bad.append(f"non-numeric {key}")
+        elif not 0.0 <= value <= 1.0:  # also false for NaN
+            bad.append(f"{key} = {value!r} (a score must be in [0, 1])")
 
-    bad = [key for key in ("avg_auc", "avg_acc") if not numeric(metrics.get(key))]
+    for key in ("avg_auc", "avg_acc"):
+        check(key, metrics.get(key))
     for group in ("auc", "acc"):
         values = metrics.get(group)
         if not isinstance(values, dict):
-            bad.append(group)
+            bad.append(f"non-numeric {group}")
             continue
-        bad += [f"{group}.{k}" for k, v in values.items() if not numeric(v)]
+        for k, v in values.items():
+            check(f"{group}.{k}", v)
     if not isinstance(metrics.get("seed"), int):
-        bad.append("seed")
+        bad.append("non-numeric seed")
     return bad
 
 
@@ -198,7 +207,7 @@ def _load_run(run_dir: Path, name: str | None = None) -> RunRecord:
                 FAILED,
                 _seed_of(cfg),
                 None if cfg is None else summary_of(cfg),
-                error=f"{METRICS_FILE} has non-numeric {', '.join(bad)}; rerun it",
+                error=f"{METRICS_FILE} has {'; '.join(bad)}; rerun it",
             )
         return RunRecord(
             name,

@@ -14,6 +14,10 @@ from src.runs.files import ERROR_FILE
 from src.utils.io import atomic_write_text
 
 
+class Preempted(RuntimeError):
+    """The job was sent SIGTERM (SLURM preemption, scancel): a failure, resumable from last.ckpt."""
+
+
 def error_line(err: BaseException) -> str:
     """`Type: first line of the message`, e.g. `UserError: fusion=derm_only has no ...`."""
     message = str(err).strip().splitlines()
