@@ -128,11 +128,14 @@ def test_wrong_key_or_type_fails_at_compose_time(synthetic_release, tmp_path, ov
     assert isinstance(info.value.__cause__, ConfigCompositionException)
 
 
-def test_incompatible_choices_fail_in_one_line_before_data_loads(tmp_path: Path):
+def test_incompatible_choices_fail_in_one_line_before_data_loads(
+    release_copy: Path, tmp_path: Path
+):
+    """The release's layout is checked first (cheap, local); the config before any parsing:
+    a meta.csv that cannot be parsed is not reached."""
+    (release_copy / "meta" / "meta.csv").write_text("not,a,release\n")
     result = subprocess.run(
-        train_command(
-            tmp_path / "no-such-release", tmp_path / "run", "fusion=derm_only", "block=aab"
-        ),
+        train_command(release_copy, tmp_path / "run", "fusion=derm_only", "block=aab"),
         env=SUBPROCESS_ENV,
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -140,7 +143,7 @@ def test_incompatible_choices_fail_in_one_line_before_data_loads(tmp_path: Path)
     )
     line = _one_line_error(result)
     assert "block" in line and "derm_only" in line
-    assert "no-such-release" not in line  # the config check ran before the data
+    assert "meta.csv" not in line  # the config check ran before the data was read
 
 
 # ------------------------------------------------------------------------------ files
