@@ -48,11 +48,9 @@ def _kept(key: str) -> bool:
     )
 
 
-def result_settings(config: DictConfig | Mapping[str, Any]) -> dict[str, object]:
+def result_settings(config: DictConfig) -> dict[str, object]:
     """The result-determining settings of a config, flattened to dotted keys. Only these are
     resolved: paths and logging may name Hydra's run-time values, which do not matter here."""
-    if not isinstance(config, DictConfig):
-        return {k: v for k, v in _flatten(config).items() if _kept(k)}
     settings: dict[str, object] = {}
     for key in _flatten(OmegaConf.to_container(config, resolve=False)):
         if _kept(key):
@@ -100,23 +98,20 @@ def write_identity(run_dir: Path, identity: Mapping[str, Any]) -> None:
     atomic_write_text(Path(run_dir) / IDENTITY_FILE, json.dumps(identity, indent=2, default=str))
 
 
+def _changed(before: Mapping[str, Any], now: Mapping[str, Any], prefix: str = "") -> list[str]:
+    return [
+        f"{prefix}{key}: {before.get(key, '<unset>')} -> {now.get(key, '<unset>')}"
+        for key in sorted(before.keys() | now.keys())
+        if before.get(key) != now.get(key)
+    ]
+
+
 def identity_differences(current: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
     """`key: saved -> current` for each part of two identities that differs."""
-    now, before = dict(current.get("settings") or {}), dict(saved.get("settings") or {})
-    diffs = [
-        f"{key}: {before.get(key, '<unset>')} -> {now.get(key, '<unset>')}"
-        for key in sorted(now.keys() | before.keys())
-        if now.get(key) != before.get(key)
-    ]
+    diffs = _changed(saved.get("settings") or {}, current.get("settings") or {})
     if current.get("data") != saved.get("data"):
         diffs.append(f"data fingerprint: {saved.get('data')} -> {current.get('data')}")
-    was_weights, now_weights = saved.get("weights") or {}, current.get("weights") or {}
-    for stream in sorted(was_weights.keys() | now_weights.keys()):
-        if was_weights.get(stream) != now_weights.get(stream):
-            diffs.append(
-                f"weights.{stream}: {was_weights.get(stream)} -> {now_weights.get(stream)}"
-            )
-    return diffs
+    return diffs + _changed(saved.get("weights") or {}, current.get("weights") or {}, "weights.")
 
 
 def _summary(differences: list[str], limit: int = 6) -> str:
@@ -125,33 +120,45 @@ def _summary(differences: list[str], limit: int = 6) -> str:
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def check_reusable(current: Mapping[str, Any], saved: Mapping[str, Any] | None, where: str) -> None:
-    """A finished result stands for this run only if its identity is this run's identity."""
+def _require_same(
+    current: Mapping[str, Any],
+    saved: Mapping[str, Any] | None,
+    unrecorded: str,
+    other: tuple[str, str],
+) -> None:
+    """UserError(`unrecorded`) without a saved identity; when the identities differ,
+    UserError(`<other[0]> (<the differences>); <other[1]>`)."""
     if not saved or "settings" not in saved:
-        raise UserError(
-            f"{where} holds a finished run that records no result identity (an older version "
-            "wrote it), so it cannot stand for this run; use another hydra.run.dir / "
-            "hydra.sweep.dir, or skip_complete=false to retrain into it"
-        )
+        raise UserError(unrecorded)
     differences = identity_differences(current, saved)
     if differences:
-        raise UserError(
-            f"{where} holds a finished run of another experiment ({_summary(differences)}); "
-            "use another hydra.run.dir / hydra.sweep.dir, or skip_complete=false to retrain into it"
-        )
+        raise UserError(f"{other[0]} ({_summary(differences)}); {other[1]}")
+
+
+def check_reusable(current: Mapping[str, Any], saved: Mapping[str, Any] | None, where: str) -> None:
+    """A finished result stands for this run only if its identity is this run's identity."""
+    choices = (
+        "use another hydra.run.dir / hydra.sweep.dir, or skip_complete=false to retrain into it"
+    )
+    _require_same(
+        current,
+        saved,
+        f"{where} holds a finished run that records no result identity (an older version "
+        f"wrote it), so it cannot stand for this run; {choices}",
+        (f"{where} holds a finished run of another experiment", choices),
+    )
 
 
 def check_resumable(current: Mapping[str, Any], saved: Mapping[str, Any] | None, ckpt: str) -> None:
     """Resuming continues the same experiment only: a checkpoint of other settings, data or
     weights is refused, naming what differs."""
-    if not saved or "settings" not in saved:
-        raise UserError(
-            f"ckpt_path={ckpt} records no result identity (an older version wrote it): it "
-            "cannot be checked to be this experiment; start a new run instead of resuming it"
-        )
-    differences = identity_differences(current, saved)
-    if differences:
-        raise UserError(
-            f"ckpt_path={ckpt} was trained as another experiment ({_summary(differences)}); "
-            "resume with the checkpoint's own settings, or start a new run"
-        )
+    _require_same(
+        current,
+        saved,
+        f"ckpt_path={ckpt} records no result identity (an older version wrote it): it cannot be "
+        "checked to be this experiment; start a new run instead of resuming it",
+        (
+            f"ckpt_path={ckpt} was trained as another experiment",
+            "resume with the checkpoint's own settings, or start a new run",
+        ),
+    )
