@@ -44,10 +44,19 @@ MATMUL_PRECISIONS: tuple[str, ...] = get_args(MatmulPrecision)
 
 @dataclass
 class DataConfig:
-    """Where the derm7pt release_v0 folder is and how batches are made."""
+    """Which dataset (format, folder, task spec) and how batches are made."""
 
+    # the PairDataModule subclass that reads this dataset format
+    _target_: str = "src.data.datamodule.Derm7ptDataModule"
     name: str = "derm7pt"
-    root: str = MISSING  # the release_v0 folder (contains meta/ and images/)
+    root: str = MISSING  # the dataset folder (derm7pt: release_v0 with meta/ and images/)
+    tasks: str = "derm7pt"  # the task spec: a name under src/data/specs/ or a YAML file
+    # PairedCSVDataModule only: the CSV of pairs (image paths relative to `root`) and its columns
+    csv: str | None = None
+    case_column: str = "case_id"
+    clinic_column: str = "clinic"
+    derm_column: str = "derm"
+    split_column: str = "split"  # values train, valid, test
     synthetic: bool = False  # create a synthetic stand-in at `root` on first use
     synthetic_seed: int = 0
     image_size: int = 224
@@ -195,7 +204,9 @@ SPEED_ONLY_KEYS = frozenset(
         "trainer.benchmark",
     }
 )
-CONTENT_KEYS = frozenset({"data.root", "backbone.weights", "fusion.clin_weights"})
+CONTENT_KEYS = frozenset(
+    {"data.root", "data.csv", "data.tasks", "backbone.weights", "fusion.clin_weights"}
+)
 NAMED_BY_FOLDER = frozenset({"seed", "fusion", "block", "backbone", "experiment", "experiment/row"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
 MAX_SUFFIX_CHARS = 80

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     """Rebuild the checkpoint's network, evaluate it and write the run folder; returns metrics."""
     from src.config_checks import check_config_values
-    from src.models.module import IDENTITY_KEY, AMMFMModule
+    from src.models.module import IDENTITY_KEY, AMMFMModule, stored_tasks
     from src.runs.checkpoints import checkpoint_config
     from src.runs.evaluate import evaluate_and_save
     from src.runs.identity import run_identity
@@ -39,7 +39,8 @@ def evaluate_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     identity = run_identity(cfg, weights=trained.get("weights"))
     run_dir = start_run(cfg)
     started = time.time()
-    module = AMMFMModule.from_trained(cfg, ckpt["state_dict"], run_cfg.ckpt_path)
+    tasks = stored_tasks(ckpt["hyper_parameters"], run_cfg.ckpt_path)
+    module = AMMFMModule.from_trained(cfg, tasks, ckpt["state_dict"], run_cfg.ckpt_path)
     datamodule = datamodule_for(cfg, module)
     extra = {
         "checkpoint": str(run_cfg.ckpt_path),

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import TrainConfig
+from src.data.tasks import load_task_spec
 from src.models.network import (
     architecture,
     count_parameters,
@@ -57,7 +58,10 @@ _ROW_COUNTS: dict[tuple[str, ...], dict[str, int]] = {}
 def paper_row_counts(row: PaperModel) -> dict[str, int]:
     """`count_parameters` of a paper row's configuration (memoised: rows share configurations)."""
     if row.overrides not in _ROW_COUNTS:
-        _ROW_COUNTS[row.overrides] = count_parameters(paper_row_config(row))
+        cfg = paper_row_config(row)
+        _ROW_COUNTS[row.overrides] = count_parameters(
+            cfg, load_task_spec(cfg.data.tasks).num_classes
+        )
     return _ROW_COUNTS[row.overrides]
 
 
@@ -102,7 +106,7 @@ def _print_table(records: list[dict]) -> None:
 
 def _print_config(cfg: DictConfig) -> None:
     spec = validate_network_config(cfg)
-    counts = count_parameters(cfg)
+    counts = count_parameters(cfg, load_task_spec(cfg.data.tasks).num_classes)
     print(f"configuration: {spec.describe()} ({spec.image_size} px)")
     trainable = counts["trainable"]
     print(f"  trainable parameters: {trainable:>12,}  ({_millions(trainable)} M)")

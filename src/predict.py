@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 import src.project  # noqa: F401  (the set-up: root, environment, schema)
-from src.data.schema import ALL_LABELS, TASKS
+from src.data.tasks import TaskSpec
 from src.inference.predictor import ImagePair, Predictor, load_predictor
 from src.utils.errors import UserError, exit_on_user_error
 
@@ -122,10 +122,10 @@ def read_pairs(cfg: DictConfig) -> list[ImagePair]:
 # ----------------------------------------------------------------------------- outputs
 
 
-def task_results(probs: Tensor) -> dict[str, dict[str, Any]]:
-    """{task: {"predicted": class, "probabilities": {class: p}}} of one P_FI row [24]."""
+def task_results(probs: Tensor, tasks: TaskSpec) -> dict[str, dict[str, Any]]:
+    """{task: {"predicted": class, "probabilities": {class: p}}} of one P_FI row [L]."""
     results, col = {}, 0
-    for task in TASKS:
+    for task in tasks.tasks:
         segment = probs[col : col + task.num_classes].tolist()
         col += task.num_classes
         best = max(range(task.num_classes), key=segment.__getitem__)  # first maximum
@@ -142,8 +142,14 @@ def results_document(predictor: Predictor, pairs: Sequence[ImagePair], probs: Te
         "fusion_weights": predictor.weights,
         "tta_views": predictor.views,
         "image_size": predictor.image_size,
+        "task_spec": predictor.tasks.name,
         "predictions": [
-            {"id": p.id, "clinic": str(p.clinic), "derm": str(p.derm), "tasks": task_results(row)}
+            {
+                "id": p.id,
+                "clinic": str(p.clinic),
+                "derm": str(p.derm),
+                "tasks": task_results(row, predictor.tasks),
+            }
             for p, row in zip(pairs, probs)
         ],
     }
@@ -172,7 +178,7 @@ def out_suffix(path: Path) -> str:
     return suffix
 
 
-def write_results(path: Path, document: dict, probs: Tensor) -> None:
+def write_results(path: Path, document: dict, probs: Tensor, tasks: TaskSpec) -> None:
     """Atomically write the results: .json (the document) or .csv (one row per pair)."""
     from src.utils.io import atomic_path, atomic_write_json
 
@@ -181,9 +187,10 @@ def write_results(path: Path, document: dict, probs: Tensor) -> None:
         return
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["id", "clinic", "derm", *(f"pred_{t.name}" for t in TASKS), *ALL_LABELS])
+        predicted_columns = [f"pred_{name}" for name in tasks.task_names]
+        writer.writerow(["id", "clinic", "derm", *predicted_columns, *tasks.all_labels])
         for pred, row in zip(document["predictions"], probs):
-            predicted = [pred["tasks"][t.name]["predicted"] for t in TASKS]
+            predicted = [pred["tasks"][name]["predicted"] for name in tasks.task_names]
             values = [f"{p:.6f}" for p in row.tolist()]
             writer.writerow([pred["id"], pred["clinic"], pred["derm"], *predicted, *values])
 
@@ -205,7 +212,7 @@ def run(cfg: DictConfig) -> dict:
     probs = predictor.predict(pairs, int(cfg.batch_size))
     document = results_document(predictor, pairs, probs)
     if cfg.get("out"):
-        write_results(Path(cfg.out), document, probs)
+        write_results(Path(cfg.out), document, probs, predictor.tasks)
     print(json.dumps(document, indent=2) if cfg.json else format_text(document))
     return document
 

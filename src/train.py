@@ -30,14 +30,15 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one configuration and evaluate it; returns the metrics written to metrics.json."""
     from src.config_checks import check_config_values
-    from src.data.derm7pt import check_data_root
+    from src.data.datamodule import as_data_config, datamodule_class
     from src.runs.files import METRICS_FILE, is_complete
     from src.runs.identity import check_reusable, run_identity
     from src.utils.folder_lock import folder_lock
 
     check_config_values(cfg)  # out-of-range values fail before anything is read or written
     # A missing release fails first: before torch loads, the network is built or weights fetched.
-    check_data_root(cfg.data.root, bool(cfg.data.synthetic))
+    data_cfg = as_data_config(cfg.data)
+    datamodule_class(data_cfg).check_local(data_cfg)
     from src.models.network import validate_network_config
     from src.runs.checkpoints import resolve_ckpt_path
     from src.utils.distributed import launch_rank
@@ -82,7 +83,6 @@ def _fit_and_evaluate(
 ) -> dict[str, Any]:
     import lightning as L
 
-    from src.models.module import AMMFMModule
     from src.models.swa import swa_callback
     from src.runs.checkpoints import save_final_checkpoint
     from src.runs.evaluate import evaluate_and_save
@@ -95,14 +95,13 @@ def _fit_and_evaluate(
         instantiate_loggers,
         resolved_container,
     )
-    from src.runs.setup import datamodule_for, start_run, trainer_settings
+    from src.runs.setup import module_and_datamodule, start_run, trainer_settings
 
     start_run(cfg)
     write_identity(run_dir, identity)
     started = time.time()
-    module = AMMFMModule(cfg)
+    module, datamodule = module_and_datamodule(cfg)
     module.identity = identity  # travels in every checkpoint: resuming checks it
-    datamodule = datamodule_for(cfg, module)
     callbacks = instantiate_callbacks(cfg.get("callbacks"))
     swa = swa_callback(cfg.model, int(cfg.trainer.max_epochs), int(cfg.seed))
     if swa is not None:

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.specs import DERM7PT, NUM_CLASSES
+
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
@@ -66,7 +68,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     L.seed_everything(0)
-    module = AMMFMModule(cfg)
+    module = AMMFMModule(cfg, DERM7PT)
     trainer = L.Trainer(
         accelerator="cpu",
         max_steps=1,
@@ -76,7 +78,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path)
         enable_model_summary=False,
         default_root_dir=str(run_dir),
     )
-    trainer.fit(module, train_dataloaders=batch_loader(random_batch(4, 32), 1))
+    trainer.fit(module, train_dataloaders=batch_loader(random_batch(4, 32, NUM_CLASSES), 1))
     torch.set_num_threads(before)
     path = run_dir / "checkpoints" / "final.ckpt"
     trainer.save_checkpoint(path)

@@ -14,9 +14,9 @@ import src.data.datamodule as datamodule_module
 from src.config import DataConfig
 from src.data.datamodule import Derm7ptDataModule, as_data_config
 from src.data.derm7pt import load_release
-from src.data.schema import SPLIT_SIZES
 from src.project import compose_config
 from src.utils.errors import UserError
+from tests.specs import SPLIT_SIZES
 
 
 @pytest.fixture(scope="module")

@@ -12,20 +12,22 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from src.data.derm7pt import class_counts, load_release
-from src.data.schema import (
+from src.data.cases import class_counts
+from src.data.derm7pt import load_release
+from src.utils.errors import UserError
+from tests.conftest import REAL_META_DIR
+from tests.specs import (
+    DERM7PT,
     REAL_CLASS_TOTALS,
     REAL_DIAG_SPLIT_COUNTS,
     SPLIT_SIZES,
     SPLITS,
     TASKS,
 )
-from src.utils.errors import UserError
-from tests.conftest import REAL_META_DIR
 
 
 def _totals(cases) -> dict[str, tuple[int, ...]]:
-    return {task: tuple(counts.values()) for task, counts in class_counts(cases).items()}
+    return {task: tuple(counts.values()) for task, counts in class_counts(cases, DERM7PT).items()}
 
 
 def _read_rows(path: Path) -> list[dict[str, str]]:

@@ -7,9 +7,9 @@ import subprocess
 import sys
 
 from src.data.derm7pt import load_release
-from src.data.schema import REAL_CLASS_TOTALS, SPLIT_SIZES, TASKS
 from src.data.summary import format_summary, summarize
 from src.project import PROJECT_ROOT
+from tests.specs import DERM7PT, REAL_CLASS_TOTALS, SPLIT_SIZES, TASKS
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -44,7 +44,7 @@ def test_json_output_shape(synthetic_release):
 
 def test_text_report(synthetic_release):
     summary = summarize(load_release(synthetic_release))
-    text = format_summary(summary)
+    text = format_summary(summary, DERM7PT)
     assert "cases: train 413, valid 203, test 395 (total 1011)" in text
     assert "DIAG  BCC       19      7     16     42" in text
     assert "clinic == derm pairs: 9" in text

@@ -16,8 +16,8 @@ from sklearn.metrics import roc_auc_score
 import src.data.synthetic.release as synthetic
 from src.data.cache import ImageCache
 from src.data.derm7pt import load_release
-from src.data.schema import META_COLUMNS, REAL_CLASS_TOTALS, TASKS
 from src.utils.errors import UserError
+from tests.specs import META_COLUMNS, REAL_CLASS_TOTALS, TASKS
 
 
 def test_plan_is_deterministic_per_seed():

@@ -17,6 +17,7 @@ from src.models.module import AMMFMModule
 from src.runs.setup import datamodule_for, trainer_settings
 from src.utils.checkpoints import read_checkpoint
 from src.utils.distributed import requested_processes
+from tests.specs import DERM7PT
 from tests.train_helpers import SUBPROCESS_ENV, run_ok, train_command
 
 
@@ -92,7 +93,9 @@ def test_ddp_on_two_cpu_processes_validates_the_whole_split_and_evaluates_once(
     logged = pd.read_csv(run_dir / "csv" / "metrics.csv")
     logged = logged.dropna(subset=["val/avg_acc"]).iloc[-1]
     stored = read_checkpoint(Path(metrics["checkpoint"]))
-    module = AMMFMModule.from_trained(stored["hyper_parameters"]["cfg"], stored["state_dict"], "t")
+    module = AMMFMModule.from_trained(
+        stored["hyper_parameters"]["cfg"], DERM7PT, stored["state_dict"], "t"
+    )
     datamodule = datamodule_for(module.cfg, module)
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False)
     (single,) = trainer.validate(module, datamodule=datamodule, verbose=False)

@@ -4,7 +4,6 @@ from fractions import Fraction
 import pytest
 import torch
 
-from src.data.schema import NUM_CLASSES
 from src.evaluation.fusion_weights import (
     BRANCHES,
     candidate_grid,
@@ -12,8 +11,9 @@ from src.evaluation.fusion_weights import (
     search_fusion_weights,
 )
 from src.evaluation.metrics import compute_metrics
-from src.evaluation.probabilities import TASK_OFFSETS, task_predictions, task_softmax
+from src.evaluation.probabilities import task_predictions, task_softmax
 from src.utils.errors import UserError
+from tests.specs import DERM7PT, NUM_CLASSES, TASK_OFFSETS
 
 
 def _labels(n: int, seed: int) -> torch.Tensor:
@@ -23,7 +23,7 @@ def _labels(n: int, seed: int) -> torch.Tensor:
 
 def _noise(n: int, seed: int, scale: float = 2.0) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    return task_softmax(scale * torch.randn(n, 24, generator=gen))
+    return task_softmax(scale * torch.randn(n, 24, generator=gen), NUM_CLASSES)
 
 
 def _confidently_wrong(labels: torch.Tensor) -> torch.Tensor:
@@ -50,9 +50,9 @@ def test_search_favours_the_only_accurate_branch(good):
     labels = _labels(20, seed=0)
     branch_probs = {b: _confidently_wrong(labels) for b in BRANCHES}
     branch_probs[good] = _weakly_right(labels)
-    weights = search_fusion_weights(branch_probs, labels)
+    weights = search_fusion_weights(branch_probs, labels, DERM7PT)
     fused = fuse(branch_probs, weights)
-    assert compute_metrics(fused, labels)["avg_acc"] == 1.0
+    assert compute_metrics(fused, labels, DERM7PT)["avg_acc"] == 1.0
     # The margin 0.6 vs 0.4/(k-1) only survives when the good branch outweighs the others a lot.
     assert weights[good] > 0.7
     assert weights[good] == max(weights.values())
@@ -71,7 +71,7 @@ def _brute_force(branch_probs, labels, step):
             continue
         seen.add(key)
         weights = {b: float(w) for b, w in zip(names, key)}
-        correct = int((task_predictions(fuse(branch_probs, weights)) == labels).sum())
+        correct = int((task_predictions(fuse(branch_probs, weights), NUM_CLASSES) == labels).sum())
         if correct > best_correct:
             best, best_correct = weights, correct
     return best
@@ -95,30 +95,30 @@ def _lattice(n: int, seed: int) -> torch.Tensor:
 def test_search_matches_brute_force(names, step, make):
     labels = _labels(40, seed=1)
     branch_probs = {b: make(40, seed=i + 10) for i, b in enumerate(names)}
-    weights = search_fusion_weights(branch_probs, labels, step=step)
+    weights = search_fusion_weights(branch_probs, labels, DERM7PT, step=step)
     assert weights == _brute_force(branch_probs, labels, step)
 
 
 def test_weights_are_normalised_on_grid_and_deterministic():
     labels = _labels(60, seed=2)
     branch_probs = {b: _noise(60, seed=i) for i, b in enumerate(BRANCHES)}
-    weights = search_fusion_weights(branch_probs, labels)
+    weights = search_fusion_weights(branch_probs, labels, DERM7PT)
     assert sum(weights.values()) == pytest.approx(1.0)
     assert all(w > 0 for w in weights.values())
     grid_points = {
         tuple(round(k / sum(ks), 9) for k in ks) for ks in itertools.product(range(1, 21), repeat=3)
     }
     assert tuple(round(weights[b], 9) for b in BRANCHES) in grid_points
-    coarse = search_fusion_weights(branch_probs, labels, step=0.1)
+    coarse = search_fusion_weights(branch_probs, labels, DERM7PT, step=0.1)
     reordered = {b: branch_probs[b] for b in reversed(BRANCHES)}
-    assert search_fusion_weights(reordered, labels, step=0.1) == coarse
-    assert search_fusion_weights(branch_probs, labels, step=0.1) == coarse
+    assert search_fusion_weights(reordered, labels, DERM7PT, step=0.1) == coarse
+    assert search_fusion_weights(branch_probs, labels, DERM7PT, step=0.1) == coarse
 
 
 def test_ties_go_to_equal_weights():
     labels = _labels(30, seed=3)
     same = _noise(30, seed=4)
-    weights = search_fusion_weights({b: same for b in BRANCHES}, labels)
+    weights = search_fusion_weights({b: same for b in BRANCHES}, labels, DERM7PT)
     assert weights == pytest.approx(dict.fromkeys(BRANCHES, 1 / 3))
 
 
@@ -140,13 +140,13 @@ def test_search_restores_the_thread_setting():
     labels = _labels(400, seed=5)
     branch_probs = {b: _noise(400, seed=i) for i, b in enumerate(BRANCHES)}
     threads = torch.get_num_threads()
-    search_fusion_weights(branch_probs, labels, step=0.05)
+    search_fusion_weights(branch_probs, labels, DERM7PT, step=0.05)
     assert torch.get_num_threads() == threads
 
 
 def test_single_branch_gets_weight_one():
     labels = _labels(10, seed=6)
-    assert search_fusion_weights({"derm": _noise(10, 1)}, labels) == {"derm": 1.0}
+    assert search_fusion_weights({"derm": _noise(10, 1)}, labels, DERM7PT) == {"derm": 1.0}
 
 
 def test_fuse_is_the_weighted_sum():
@@ -164,11 +164,11 @@ def test_mismatched_or_unknown_branches_are_rejected():
     with pytest.raises(ValueError, match="fusion weights are for"):
         fuse(probs, {"derm": 1.0})
     with pytest.raises(ValueError, match="subset"):
-        search_fusion_weights({"dermoscopy": _noise(5, 0)}, _labels(5, 0))
+        search_fusion_weights({"dermoscopy": _noise(5, 0)}, _labels(5, 0), DERM7PT)
 
 
 @pytest.mark.parametrize("step", [0.0, -0.1, 1.5])
 def test_bad_step_is_a_user_error(step):
     probs = {"derm": _noise(5, 0), "clin": _noise(5, 1)}
     with pytest.raises(UserError, match=r"model\.weight_grid_step"):
-        search_fusion_weights(probs, _labels(5, 0), step=step)
+        search_fusion_weights(probs, _labels(5, 0), DERM7PT, step=step)

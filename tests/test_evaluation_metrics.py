@@ -11,16 +11,19 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from src.data.schema import (
+from src.evaluation.metrics import MELANOMA_KEYS, compute_metrics, per_label_auc
+from src.evaluation.probabilities import task_softmax
+from tests.specs import (
     ALL_LABELS,
     AVG_AUC_LABELS,
+    DERM7PT,
     MELANOMA_LABELS,
     NUM_CLASSES,
     TASK_NAMES,
+    TASK_OFFSETS,
+    label_column,
     label_index,
 )
-from src.evaluation.metrics import MELANOMA_KEYS, compute_metrics, per_label_auc
-from src.evaluation.probabilities import TASK_OFFSETS, label_column, task_softmax
 
 N = 60
 
@@ -32,7 +35,7 @@ def _random_case(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     # Make the scores informative so AUCs spread over (0, 1) rather than sit near 0.5.
     for t, offset in enumerate(TASK_OFFSETS):
         logits[torch.arange(N), offset + labels[:, t]] += 1.0
-    probs = task_softmax(logits)
+    probs = task_softmax(logits, NUM_CLASSES)
     return (probs * 10).round() / 10, labels  # rounding creates tied scores
 
 
@@ -91,7 +94,7 @@ def _assert_same(actual, expected, what):
 @pytest.mark.parametrize("case", ["random", "degenerate"])
 def test_metrics_match_sklearn(case):
     probs, labels = _random_case(7) if case == "random" else _degenerate_case()
-    result = compute_metrics(probs, labels)
+    result = compute_metrics(probs, labels, DERM7PT)
     ref = _sklearn_reference(probs, labels)
 
     for label in ALL_LABELS:
@@ -116,7 +119,7 @@ def test_metrics_match_sklearn(case):
 
 def test_degenerate_case_really_is_degenerate():
     """Guards the test above: the undefined and zero-division branches are exercised."""
-    result = compute_metrics(*_degenerate_case())
+    result = compute_metrics(*_degenerate_case(), DERM7PT)
     assert result["auc"]["DIAG/BCC"] is None
     assert result["auc"]["BWV/PRS"] is None
     assert result["auc"]["BWV/ABS"] is None
@@ -135,7 +138,7 @@ def test_degenerate_case_really_is_degenerate():
 
 
 def test_all_values_are_fractions_and_keys_complete():
-    result = compute_metrics(*_random_case(11))
+    result = compute_metrics(*_random_case(11), DERM7PT)
     assert list(result["auc"]) == list(ALL_LABELS)
     assert list(result["acc"]) == list(TASK_NAMES)
     assert list(result["melanoma"]) == list(MELANOMA_LABELS)
@@ -155,7 +158,7 @@ def test_perfect_predictions_score_one():
     probs = torch.zeros(N, 24)
     for t, offset in enumerate(TASK_OFFSETS):
         probs[torch.arange(N), offset + labels[:, t]] = 1.0
-    result = compute_metrics(probs, labels)
+    result = compute_metrics(probs, labels, DERM7PT)
     assert result["avg_auc"] == 1.0
     assert result["avg_acc"] == 1.0
     assert result["melanoma_avg"] == dict.fromkeys(MELANOMA_KEYS, 1.0)
@@ -168,7 +171,7 @@ def test_scores_slightly_above_one_are_not_softmaxed():
     probs = torch.rand(N, 24, generator=gen, dtype=torch.float64)  # BWV rows not normalised
     bwv = label_column("BWV/ABS")
     probs[0, bwv] = 1 + 5e-5
-    auc = per_label_auc(probs, labels)
+    auc = per_label_auc(probs, labels, DERM7PT)
     truth = (labels[:, 6] == 0).numpy()
     assert auc["BWV/ABS"] == pytest.approx(roc_auc_score(truth, probs[:, bwv].numpy()))
 
@@ -186,4 +189,4 @@ def test_scores_slightly_above_one_are_not_softmaxed():
 )
 def test_bad_inputs_are_rejected(probs, labels, message):
     with pytest.raises(ValueError, match=message):
-        compute_metrics(probs, labels)
+        compute_metrics(probs, labels, DERM7PT)

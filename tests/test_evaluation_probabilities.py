@@ -1,19 +1,13 @@
 import pytest
 import torch
 
-from src.data.schema import ALL_LABELS, NUM_CLASSES
-from src.evaluation.probabilities import (
-    TASK_OFFSETS,
-    label_column,
-    split_tasks,
-    task_predictions,
-    task_softmax,
-)
+from src.evaluation.probabilities import split_tasks, task_predictions, task_softmax
+from tests.specs import ALL_LABELS, NUM_CLASSES, TASK_OFFSETS, label_column
 
 
 def test_split_tasks_follows_num_classes():
     x = torch.arange(24.0).repeat(3, 1)
-    segments = split_tasks(x)
+    segments = split_tasks(x, NUM_CLASSES)
     assert [s.shape[-1] for s in segments] == list(NUM_CLASSES)
     assert [int(s[0, 0]) for s in segments] == list(TASK_OFFSETS)
     assert torch.equal(torch.cat(segments, dim=-1), x)
@@ -22,9 +16,9 @@ def test_split_tasks_follows_num_classes():
 def test_task_softmax_normalises_each_segment_separately():
     torch.manual_seed(0)
     logits = torch.randn(2, 5, 24) * 3
-    probs = task_softmax(logits)
+    probs = task_softmax(logits, NUM_CLASSES)
     assert probs.shape == logits.shape
-    for seg_p, seg_l in zip(split_tasks(probs), split_tasks(logits)):
+    for seg_p, seg_l in zip(split_tasks(probs, NUM_CLASSES), split_tasks(logits, NUM_CLASSES)):
         torch.testing.assert_close(seg_p.sum(-1), torch.ones(2, 5))
         torch.testing.assert_close(seg_p, torch.softmax(seg_l, dim=-1))
 
@@ -35,7 +29,7 @@ def test_task_predictions_is_argmax_within_each_task():
     for row in range(2):
         for t, cls in enumerate(expected[row]):
             probs[row, TASK_OFFSETS[t] + cls] = 1.0
-    preds = task_predictions(probs)
+    preds = task_predictions(probs, NUM_CLASSES)
     assert preds.dtype == torch.long
     assert torch.equal(preds, expected)
 
@@ -48,4 +42,4 @@ def test_label_column_matches_all_labels_order():
 
 def test_wrong_width_is_rejected():
     with pytest.raises(ValueError, match="24 columns"):
-        task_softmax(torch.zeros(3, 23))
+        task_softmax(torch.zeros(3, 23), NUM_CLASSES)

@@ -9,6 +9,7 @@ import torch
 from src.evaluation.fusion_weights import BRANCHES
 from src.evaluation.pipeline import evaluate
 from src.runs.sweep import selection_metric
+from tests.specs import DERM7PT
 from tests.test_evaluation_fusion_weights import _confidently_wrong, _labels, _weakly_right
 
 
@@ -23,8 +24,8 @@ def test_the_test_split_never_chooses_the_fusion_weights_or_the_selection_metric
     val = _split("derm", val_labels)
     # On the test split another branch is the accurate one: a search that looked at the test
     # split would weight it most.
-    first = evaluate(val, val_labels, _split("clin", test_labels), test_labels, 0.05)
-    second = evaluate(val, val_labels, _split("fusion", test_labels), test_labels, 0.05)
+    first = evaluate(val, val_labels, _split("clin", test_labels), test_labels, DERM7PT, 0.05)
+    second = evaluate(val, val_labels, _split("fusion", test_labels), test_labels, DERM7PT, 0.05)
     assert first.weights == second.weights
     assert first.weights["derm"] == max(first.weights.values()) > 0.7
     assert first.metrics["valid"] == second.metrics["valid"]

@@ -6,6 +6,7 @@ from src.config import TTA_VIEW_NAMES
 from src.evaluation.probabilities import split_tasks, task_softmax
 from src.evaluation.tta import TTA_VIEWS, tta_probabilities
 from src.utils.errors import UserError
+from tests.specs import NUM_CLASSES
 
 # A 2 x 3 image, displayed with row 0 at the top:
 #   0 1 2
@@ -71,13 +72,15 @@ def test_tta_probabilities_is_mean_of_per_view_softmax():
     clinic = torch.randn(3, 2, 4, 4)
     forward = PixelForward(2 * 4 * 4)
     views = ["identity", "hflip", "rot90cw"]
-    result = tta_probabilities(forward, clinic, 2 * clinic, views)
+    result = tta_probabilities(forward, clinic, 2 * clinic, views, NUM_CLASSES)
 
     explicit = [clinic, clinic.flip(-1), torch.rot90(clinic, k=-1, dims=(-2, -1))]
     for branch, weight in (("clin", forward.clin_w), ("derm", forward.derm_w)):
-        expected = torch.stack([task_softmax(v.flatten(1) @ weight) for v in explicit]).mean(0)
+        expected = torch.stack(
+            [task_softmax(v.flatten(1) @ weight, NUM_CLASSES) for v in explicit]
+        ).mean(0)
         torch.testing.assert_close(result[branch], expected)
-        for segment in split_tasks(result[branch]):
+        for segment in split_tasks(result[branch], NUM_CLASSES):
             torch.testing.assert_close(segment.sum(-1), torch.ones(3))
     assert forward.calls == 3
     assert set(result) == {"clin", "derm"}
@@ -86,8 +89,10 @@ def test_tta_probabilities_is_mean_of_per_view_softmax():
 def test_single_identity_view_is_plain_softmax():
     clinic = torch.randn(2, 1, 3, 3)
     forward = PixelForward(9)
-    result = tta_probabilities(forward, clinic, 2 * clinic, ["identity"])
-    torch.testing.assert_close(result["clin"], task_softmax(clinic.flatten(1) @ forward.clin_w))
+    result = tta_probabilities(forward, clinic, 2 * clinic, ["identity"], NUM_CLASSES)
+    torch.testing.assert_close(
+        result["clin"], task_softmax(clinic.flatten(1) @ forward.clin_w, NUM_CLASSES)
+    )
 
 
 @pytest.mark.parametrize(
@@ -97,7 +102,7 @@ def test_single_identity_view_is_plain_softmax():
 def test_bad_views_are_user_errors(views, message):
     clinic = torch.zeros(1, 1, 2, 2)
     with pytest.raises(UserError, match=r"model\.tta_views") as err:
-        tta_probabilities(PixelForward(4), clinic, clinic, views)
+        tta_probabilities(PixelForward(4), clinic, clinic, views, NUM_CLASSES)
     assert message in str(err.value)
     if message == "rot180":
         assert "rot90ccw" in str(err.value)  # lists the valid names
@@ -107,4 +112,6 @@ def test_inconsistent_branches_across_views_are_rejected():
     outputs = iter([{"clin": torch.zeros(1, 24)}, {"derm": torch.zeros(1, 24)}])
     clinic = torch.zeros(1, 1, 2, 2)
     with pytest.raises(ValueError, match="branches"):
-        tta_probabilities(lambda c, d: next(outputs), clinic, clinic, ["identity", "vflip"])
+        tta_probabilities(
+            lambda c, d: next(outputs), clinic, clinic, ["identity", "vflip"], NUM_CLASSES
+        )

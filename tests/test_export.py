@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from src.data.schema import ALL_LABELS
 from src.export import run
 from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
 from src.inference.predictor import load_predictor
 from src.project import compose_config
 from src.utils.errors import UserError
+from tests.specs import ALL_LABELS
 from tests.train_helpers import RUN_WEIGHTS
 
 pytest.importorskip("onnxruntime")

@@ -13,7 +13,9 @@ import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from src.config import SPEED_ONLY_KEYS, job_suffix
+from src.data.datamodule import Derm7ptDataModule, as_data_config
 from src.data.fingerprint import data_fingerprint
+from src.data.tasks import load_task_spec
 from src.project import compose_config
 from src.runs.files import IDENTITY_FILE, METRICS_FILE
 from src.runs.identity import identity_differences, result_settings
@@ -72,19 +74,26 @@ def test_settings_cover_the_trainer_the_model_and_the_data() -> None:
     assert "data.root" not in base["settings"] and "backbone.weights" not in base["settings"]
 
 
+def _release_fingerprint(root: Path, memo: Path, tasks: str = "derm7pt") -> str:
+    files = Derm7ptDataModule.fingerprint_files(as_data_config({"root": str(root)}))
+    return data_fingerprint(files, memo, load_task_spec(tasks).digest)
+
+
 def test_data_fingerprint_follows_content_not_path(release_copy: Path, tmp_path: Path) -> None:
-    first = data_fingerprint(release_copy, tmp_path / "memo")
-    assert data_fingerprint(release_copy, tmp_path / "memo") == first  # memo: same answer
+    first = _release_fingerprint(release_copy, tmp_path / "memo")
+    assert _release_fingerprint(release_copy, tmp_path / "memo") == first  # memo: same answer
     copy = tmp_path / "copy"
     shutil.copytree(release_copy, copy)
-    assert data_fingerprint(copy, tmp_path / "memo2") == first  # a copy is the same data
+    assert _release_fingerprint(copy, tmp_path / "memo2") == first  # a copy is the same data
+    # the same files read with other tasks are other data
+    assert _release_fingerprint(copy, tmp_path / "memo2", "synthetic_lesions") != first
     image = next(p for p in sorted((copy / "images").rglob("*")) if p.is_file())
     image.unlink()
     image.write_bytes(b"not the same image")
-    assert data_fingerprint(copy, tmp_path / "memo2") != first
+    assert _release_fingerprint(copy, tmp_path / "memo2") != first
     index = copy / "meta" / "test_indexes.csv"
     index.write_text(index.read_text() + "\n")
-    assert data_fingerprint(copy, tmp_path / "memo3") != first
+    assert _release_fingerprint(copy, tmp_path / "memo3") != first
 
 
 @pytest.mark.parametrize(

@@ -14,10 +14,10 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from src.data.schema import ALL_LABELS, TASK_NAMES
 from src.runs.loggers import instantiate_loggers, summary_scalars
 from src.train import train
 from src.utils.errors import UserError
+from tests.specs import ALL_LABELS, TASK_NAMES
 from tests.train_helpers import tiny_config
 
 # The .wandb file: a 7-byte header, then records in 32 KiB blocks, each chunk behind a 7-byte

@@ -10,6 +10,7 @@ from src.models.backbones import create_timm_model
 from src.models.network import build_network, clin_backbone_name, validate_network_config
 from src.project import compose_config
 from src.utils.errors import UserError
+from tests.specs import NUM_CLASSES
 
 SIZE = 32  # the smallest input every backbone accepts (stride-32 stages of 1 x 1)
 BACKBONES = ["swin", "swin_v1", "resnet", "convnext", "mobilenet"]
@@ -28,7 +29,9 @@ def _images(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _check_forward_backward(backbone: str, fusion: str, block: str) -> None:
     torch.manual_seed(0)
-    net = build_network(_cfg(f"backbone={backbone}", f"fusion={fusion}", f"block={block}"))
+    net = build_network(
+        _cfg(f"backbone={backbone}", f"fusion={fusion}", f"block={block}"), NUM_CLASSES
+    )
     out = net(*_images())
     expected = {"clin_only": ("clin",), "derm_only": ("derm",)}.get(
         fusion, ("clin", "derm", "fusion")
@@ -82,7 +85,9 @@ def _open_gates(net: torch.nn.Module) -> None:
 )
 def test_which_stream_each_block_changes(block: str, clin_changes: bool, derm_changes: bool):
     torch.manual_seed(0)
-    net = build_network(_cfg("fusion=aff", f"block={block}", "backbone=mobilenet")).eval()
+    net = build_network(
+        _cfg("fusion=aff", f"block={block}", "backbone=mobilenet"), NUM_CLASSES
+    ).eval()
     _open_gates(net)
     clinic, derm = _images()
     with torch.no_grad():
@@ -99,7 +104,9 @@ def test_dermoscopy_branch_sees_the_clinical_image_only_through_blocks(
     block: str, derm_sees_clinic: bool
 ) -> None:
     torch.manual_seed(0)
-    net = build_network(_cfg("fusion=sff", f"block={block}", "backbone=mobilenet")).eval()
+    net = build_network(
+        _cfg("fusion=sff", f"block={block}", "backbone=mobilenet"), NUM_CLASSES
+    ).eval()
     _open_gates(net)
     clinic, derm = _images()
     other_clinic, _ = _images(seed=1)
@@ -110,7 +117,9 @@ def test_dermoscopy_branch_sees_the_clinical_image_only_through_blocks(
 
 
 def test_single_modal_network_ignores_the_other_image() -> None:
-    net = build_network(_cfg("fusion=derm_only", "block=cat", "backbone=mobilenet")).eval()
+    net = build_network(
+        _cfg("fusion=derm_only", "block=cat", "backbone=mobilenet"), NUM_CLASSES
+    ).eval()
     clinic, derm = _images()
     with torch.no_grad():
         torch.testing.assert_close(net(clinic, derm), net(torch.zeros_like(clinic), derm))
@@ -118,7 +127,7 @@ def test_single_modal_network_ignores_the_other_image() -> None:
 
 
 def test_fusion_head_takes_both_pooled_vectors() -> None:
-    net = build_network(_cfg("fusion=aff", "block=cat", "backbone=resnet"))
+    net = build_network(_cfg("fusion=aff", "block=cat", "backbone=resnet"), NUM_CLASSES)
     assert net.heads["fusion"].mlp[0].in_features == 576 + 2048
     assert clin_backbone_name(_cfg("fusion=aff")) == "mobilenetv3_small_100"
     assert clin_backbone_name(_cfg("fusion=derm_only", "block=cat")) is None
@@ -136,7 +145,8 @@ def offline_hub(tmp_path, monkeypatch) -> None:
 def test_pretrained_without_hub_names_the_stream_keys(tmp_path, offline_hub) -> None:
     with pytest.raises(UserError) as err:
         build_network(
-            _cfg("fusion=sff", "block=cat", "backbone=mobilenet", "backbone.pretrained=true")
+            _cfg("fusion=sff", "block=cat", "backbone=mobilenet", "backbone.pretrained=true"),
+            NUM_CLASSES,
         )
     message = str(err.value)
     assert "backbone.weights=<file" in message and "backbone.pretrained=false" in message
@@ -151,8 +161,10 @@ def test_pretrained_without_hub_names_the_stream_keys(tmp_path, offline_hub) -> 
         f"backbone.weights={derm}",
     )
     with pytest.raises(UserError, match=r"fusion\.clin_weights=<file.*backbone\.pretrained=false"):
-        build_network(_cfg(*overrides, "backbone.pretrained=true"))
-    build_network(_cfg(*overrides, "backbone.pretrained=false"))  # the local file alone is fine
+        build_network(_cfg(*overrides, "backbone.pretrained=true"), NUM_CLASSES)
+    build_network(
+        _cfg(*overrides, "backbone.pretrained=false"), NUM_CLASSES
+    )  # the local file alone is fine
 
 
 def test_block_stages_and_width_are_configurable() -> None:
@@ -163,7 +175,8 @@ def test_block_stages_and_width_are_configurable() -> None:
             "backbone=mobilenet",
             "block.stages=[1,3]",
             "block.qk_reduction=4",
-        )
+        ),
+        NUM_CLASSES,
     )
     assert sorted(net.blocks) == ["1", "3"]
     assert net.blocks["1"].clin_attention.query.out_channels == 24 // 4
@@ -206,16 +219,18 @@ def _drop_path_rates(module: torch.nn.Module) -> list[float]:
 
 
 def test_configured_drop_path_rate_is_passed_to_every_stream() -> None:
-    net = build_network(_cfg("fusion=aff", "backbone=swin", "block=cat"))
+    net = build_network(_cfg("fusion=aff", "backbone=swin", "block=cat"), NUM_CLASSES)
     derm = _drop_path_rates(net.streams["derm"])
     assert derm and max(derm) == pytest.approx(0.2)  # conf/backbone/swin.yaml, the last block
     assert _drop_path_rates(net.streams["clin"]) == []  # MobileNetV3: fusion.clin_drop_path_rate 0
 
-    off = build_network(_cfg("backbone=swin", "backbone.drop_path_rate=0", "block=cat"))
+    off = build_network(
+        _cfg("backbone=swin", "backbone.drop_path_rate=0", "block=cat"), NUM_CLASSES
+    )
     assert _drop_path_rates(off) == []  # 0 is passed, not timm's own 0.1
 
     swapped = build_network(
-        _cfg("+experiment/row=ammfm_clin_st_derm_mn", "fusion.clin_drop_path_rate=0.3")
+        _cfg("+experiment/row=ammfm_clin_st_derm_mn", "fusion.clin_drop_path_rate=0.3"), NUM_CLASSES
     )
     assert max(_drop_path_rates(swapped.streams["clin"])) == pytest.approx(0.3)
     assert _drop_path_rates(swapped.streams["derm"]) == []

@@ -20,6 +20,7 @@ from src.models.module import AMMFMModule
 from src.models.swa import swa_callback
 from src.train import train
 from src.utils.checkpoints import read_checkpoint
+from tests.specs import DERM7PT
 from tests.train_helpers import tiny_config
 
 
@@ -60,7 +61,7 @@ class StackedPair(nn.Module):
 def _fit(release: Path, run_dir: Path, overrides: list[str]):
     cfg = tiny_config(release, run_dir, overrides)
     L.seed_everything(cfg.seed, workers=True)
-    module = AMMFMModule(cfg)
+    module = AMMFMModule(cfg, DERM7PT)
     datamodule = Derm7ptDataModule(
         cfg.data,
         clin_stats=module.network.norm_stats["clin"],
@@ -122,6 +123,6 @@ def test_one_epoch_averaged_over_one_epoch_evaluates_the_trained_weights(
     final = read_checkpoint(tmp_path / "checkpoints" / "final.ckpt")["state_dict"]
     trained = read_checkpoint(tmp_path / "checkpoints" / "epoch000.ckpt")["state_dict"]
     L.seed_everything(cfg.seed)
-    initial = dict(AMMFMModule(cfg).named_parameters())
+    initial = dict(AMMFMModule(cfg, DERM7PT).named_parameters())
     assert all(torch.equal(final[name], trained[name]) for name in initial)
     assert sum(not torch.equal(final[name], p) for name, p in initial.items()) > len(initial) // 2

@@ -14,6 +14,7 @@ from src.params import (
 )
 from src.project import compose_config
 from src.reference import load_paper_results
+from tests.specs import NUM_CLASSES
 
 # The seven rows of docs/reproduction-targets.md and the two BAB rows of Table 9.
 SEVEN_ROWS = [
@@ -80,7 +81,9 @@ def test_compose_without_a_primary_config_uses_the_model_groups() -> None:
 
 
 def test_count_parameters_of_a_composed_config() -> None:
-    counts = count_parameters(compose_config(["fusion=sff", "block=cat", "backbone=mobilenet"]))
+    counts = count_parameters(
+        compose_config(["fusion=sff", "block=cat", "backbone=mobilenet"]), NUM_CLASSES
+    )
     assert counts["backbones"] == 2 * 927_008
     assert counts["unused_imagenet_layers"] == 2 * (2_542_856 - 927_008)
 

@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 
 from src.data.datamodule import Derm7ptDataModule
-from src.data.schema import ALL_LABELS, TASKS
 from src.evaluation.fusion_weights import fuse
 from src.inference.predictor import ImagePair, load_predictor
 from src.predict import run
 from src.project import PROJECT_ROOT, compose_config
 from src.utils.errors import UserError
+from tests.specs import ALL_LABELS, TASKS
 from tests.train_helpers import RUN_WEIGHTS, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from src.data.schema import AVG_AUC_LABELS, MELANOMA_LABELS
 from src.models.network import validate_network_config
 from src.params import paper_row_config
 from src.reference import load_paper_results
+from tests.specs import AVG_AUC_LABELS, MELANOMA_LABELS
 
 RESULTS = load_paper_results()
 ROUNDING = 0.0501  # printed to one decimal: a mean may differ by half a digit (+ float slack)

@@ -19,13 +19,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.data.schema import (
-    ALL_LABELS,
-    AVG_AUC_LABELS,
-    MELANOMA_LABELS,
-    NUM_CLASSES,
-    TASK_NAMES,
-)
 from src.evaluation.probabilities import task_softmax
 from src.project import compose_config
 from src.reference import load_paper_results
@@ -40,6 +33,14 @@ from src.runs.identity import build_identity, result_settings
 from src.runs.loggers import log_summary
 from src.runs.status import record_failure
 from src.utils.errors import UserError
+from tests.specs import (
+    ALL_LABELS,
+    AVG_AUC_LABELS,
+    DERM7PT,
+    MELANOMA_LABELS,
+    NUM_CLASSES,
+    TASK_NAMES,
+)
 
 SCALE = (
     "data=synthetic",
@@ -325,8 +326,8 @@ def test_figures_per_configuration(tmp_path: Path) -> None:
     for seed in (0, 1):
         run_dir = complete_run(tmp_path / f"m{seed}", AMMFM, seed, 0.8 + 0.02 * seed)
         labels = torch.stack([torch.randint(0, k, (n,), generator=gen) for k in NUM_CLASSES], 1)
-        probs = task_softmax(torch.randn(n, 24, generator=gen))
-        write_predictions(run_dir, [f"c{i}" for i in range(n)], {"final": probs}, labels)
+        probs = task_softmax(torch.randn(n, 24, generator=gen), NUM_CLASSES)
+        write_predictions(run_dir, [f"c{i}" for i in range(n)], {"final": probs}, labels, DERM7PT)
         _csv_log(run_dir, [0.5 + 0.1 * seed, 0.6 + 0.1 * seed, 0.7])
     complete_run(tmp_path / "b0", BASELINE, 0, 0.7)  # no predictions.csv: no ROC figure
     results, _ = group_runs(find_runs([tmp_path]))

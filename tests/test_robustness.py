@@ -19,6 +19,7 @@ from src.project import PROJECT_ROOT
 from src.train import train
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError
+from tests.specs import DERM7PT
 from tests.train_helpers import SUBPROCESS_ENV, tiny_config, train_command
 
 
@@ -269,7 +270,7 @@ def test_no_room_for_a_checkpoint_is_one_line_and_leaves_nothing_half_written(
 def test_non_finite_outputs_in_validation_stop_with_their_location(synthetic_release, tmp_path):
     from src.models.module import AMMFMModule
 
-    module = AMMFMModule(tiny_config(synthetic_release, tmp_path)).eval()
+    module = AMMFMModule(tiny_config(synthetic_release, tmp_path), DERM7PT).eval()
     clinic, derm = torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32)
     derm[0, 0, 0, 0] = float("inf")
     with pytest.raises(NonFiniteLossError, match=r"^non-finite outputs in validation at epoch 0"):
@@ -279,10 +280,10 @@ def test_non_finite_outputs_in_validation_stop_with_their_location(synthetic_rel
 def test_weights_of_another_network_are_one_line(synthetic_release, tmp_path):
     from src.models.module import AMMFMModule
 
-    other = AMMFMModule(tiny_config(synthetic_release, tmp_path, ["block.qk_reduction=4"]))
+    other = AMMFMModule(tiny_config(synthetic_release, tmp_path, ["block.qk_reduction=4"]), DERM7PT)
     cfg = tiny_config(synthetic_release, tmp_path)
     with pytest.raises(UserError, match=r"^ckpt_path=x.ckpt: weights do not fit .*size mismatch"):
-        AMMFMModule.from_trained(cfg, other.state_dict(), "x.ckpt")
+        AMMFMModule.from_trained(cfg, DERM7PT, other.state_dict(), "x.ckpt")
 
 
 def test_a_pickled_last_checkpoint_is_refused_in_one_line(synthetic_release, tmp_path):

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, MELANOMA_LABELS, TASK_NAMES
 from src.runs.files import REQUIRED_METRIC_KEYS, is_complete
 from src.train import train
 from src.utils.checkpoints import read_checkpoint
+from tests.specs import ALL_LABELS, AVG_AUC_LABELS, DERM7PT, MELANOMA_LABELS, TASK_NAMES
 from tests.train_helpers import tiny_config
 
 WITH_CHECKPOINTS = ("callbacks=default",)
@@ -207,7 +207,9 @@ def test_a_hostile_stored_config_is_refused_before_it_is_built(
     hostile = tmp_path / "hostile.ckpt"
     torch.save(ckpt, hostile)
     with pytest.raises(UserError, match=r"stored config: data.image_size=8192 must be"):
-        AMMFMModule.from_trained(ckpt["hyper_parameters"]["cfg"], ckpt["state_dict"], hostile)
+        AMMFMModule.from_trained(
+            ckpt["hyper_parameters"]["cfg"], DERM7PT, ckpt["state_dict"], hostile
+        )
     eval_dir = tmp_path / "eval"
     cfg = tiny_config(
         synthetic_release, eval_dir, [f"ckpt_path={hostile}"], config_name="eval", base=()

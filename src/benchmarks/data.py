@@ -14,13 +14,13 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from src.data.datamodule import Derm7ptDataModule, as_data_config
+from src.data.datamodule import as_data_config, build_datamodule
 
 
 def measure_loader(data_cfg: DictConfig | Any, batches: int) -> dict[str, Any]:
     """Steady-state pairs/s of the training loader, plus set-up and first-batch times."""
     cfg = as_data_config(data_cfg)
-    datamodule = Derm7ptDataModule(cfg)
+    datamodule = build_datamodule(cfg)
     datamodule.prepare_data()  # creates the synthetic release on first use: not timed
     started = time.perf_counter()
     datamodule.setup("fit")

@@ -17,6 +17,7 @@ import torch
 from src.benchmarks.configs import AMMFM_ROW, bench_config
 from src.benchmarks.timing import time_calls
 from src.benchmarks.training import measure_training
+from src.data.tasks import load_task_spec
 from src.inference.onnx import random_inputs
 from src.models.module import AMMFMModule
 from src.runs.status import error_line
@@ -73,7 +74,7 @@ def measure_options(
         try:
             cfg = bench_config(row_id, image_size, overrides, trainer=trainer)
             torch.manual_seed(0)
-            module = AMMFMModule(cfg)
+            module = AMMFMModule(cfg, load_task_spec(cfg.data.tasks))
             bf16 = precision.startswith("bf16")
             record["inference"] = measure_inference_option(module, batch, dev, bf16, warmup, runs)
             del module

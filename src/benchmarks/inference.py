@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from src.benchmarks.configs import bench_config, paper_row
 from src.benchmarks.timing import peak_rss_mib, time_calls
+from src.data.tasks import load_task_spec
 from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
 from src.inference.predictor import FusedPredictor
 from src.models.network import build_network, validate_network_config
@@ -74,7 +75,8 @@ def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
 def _predictor(row_id: str, settings: InferenceSettings) -> tuple[Any, dict[str, Any]]:
     cfg = bench_config(row_id, settings.image_size)
     torch.manual_seed(0)
-    network = build_network(cfg, load_weights=False).eval()
+    network = build_network(cfg, load_task_spec(cfg.data.tasks).num_classes, load_weights=False)
+    network = network.eval()
     branches = network.branches
     weights = {b: 1.0 / len(branches) for b in branches}  # any weights cost the same
     counts = network.parameter_counts()

@@ -58,16 +58,14 @@ def packed_worker(
     cap_s: float,
 ) -> None:
     """One of k runs sharing the device: train `warmup + steps` batches, report the timed span."""
-    from src.models.module import AMMFMModule
-    from src.runs.setup import datamodule_for
+    from src.runs.setup import module_and_datamodule
 
     try:
         quiet_library_noise()
         torch.set_num_threads(threads)
         config = OmegaConf.create(cfg)
         L.seed_everything(0, verbose=False)
-        module = AMMFMModule(config)
-        datamodule = datamodule_for(config, module)
+        module, datamodule = module_and_datamodule(config)
         device = "cuda" if config.trainer.accelerator == "gpu" else "cpu"
         clock = BarrierClock(barrier, warmup, device, cap_s)
         trainer = L.Trainer(

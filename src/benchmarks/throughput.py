@@ -110,14 +110,12 @@ def measure_config(
     plan: ThroughputPlan, name: str, precision: str, lever: str | None = None
 ) -> dict[str, Any]:
     """Epoch time and training pairs/s of one configuration through the project's Trainer."""
-    from src.models.module import AMMFMModule
-    from src.runs.setup import datamodule_for
+    from src.runs.setup import module_and_datamodule
 
     started = time.perf_counter()
     cfg = run_config(plan, name, precision, lever)
     L.seed_everything(0, verbose=False)
-    module = AMMFMModule(cfg)
-    datamodule = datamodule_for(cfg, module)
+    module, datamodule = module_and_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")
     clock = EpochClock(plan.device)

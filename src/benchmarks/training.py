@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import hydra
@@ -25,17 +26,19 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from src.benchmarks.timing import summarize, synchronize
-from src.data.schema import NUM_CLASSES
+from src.data.tasks import load_task_spec
 from src.models.module import AMMFMModule, branch_loss
 
 Batch = tuple[Tensor, Tensor, Tensor]
 
 
-def random_batch(batch_size: int, image_size: int, seed: int = 0) -> Batch:
+def random_batch(
+    batch_size: int, image_size: int, num_classes: Sequence[int], seed: int = 0
+) -> Batch:
     """Normalised-image-like inputs and valid labels for every task."""
     gen = torch.Generator().manual_seed(seed)
     shape = (batch_size, 3, image_size, image_size)
-    labels = torch.stack([torch.randint(n, (batch_size,), generator=gen) for n in NUM_CLASSES], 1)
+    labels = torch.stack([torch.randint(n, (batch_size,), generator=gen) for n in num_classes], 1)
     return torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), labels
 
 
@@ -107,7 +110,8 @@ def plain_steps(module: AMMFMModule, batch: Batch, steps: int, device: torch.dev
         stamps.append(time.perf_counter())
         clinic, derm, labels = clinic.to(device), derm.to(device), labels.to(device)
         logits = module(clinic, derm)  # the module's forward: channels_last handling included
-        loss = sum(branch_loss(x.float(), labels)[0] for x in logits.values())
+        num_classes = module.tasks.num_classes
+        loss = sum(branch_loss(x.float(), labels, num_classes)[0] for x in logits.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -118,8 +122,9 @@ def measure_training(cfg: DictConfig, steps: int, warmup: int = 1, rounds: int =
     """Median step time and pairs/s of both loops, and the overhead of Lightning's."""
     device = torch.device("cuda" if cfg.trainer.get("accelerator") == "gpu" else "cpu")
     L.seed_everything(0, verbose=False)
-    module = AMMFMModule(cfg)
-    batch = random_batch(int(cfg.data.batch_size), int(cfg.data.image_size))
+    module = AMMFMModule(cfg, load_task_spec(cfg.data.tasks))
+    num_classes = module.tasks.num_classes
+    batch = random_batch(int(cfg.data.batch_size), int(cfg.data.image_size), num_classes)
     lightning: list[float] = []
     plain: list[float] = []
     for _ in range(rounds):

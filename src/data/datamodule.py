@@ -1,4 +1,12 @@
-"""LightningDataModule over the official derm7pt splits (real release or synthetic stand-in)."""
+"""LightningDataModules over paired clinical/dermoscopy datasets with official splits.
+
+`PairDataModule` makes the batches (image cache, transforms, seeded sampling, device
+pipeline); each subclass reads one dataset format into cases labelled by the dataset's task spec
+(`data.tasks`), which the datamodule owns and hands to the network, metrics and outputs:
+`Derm7ptDataModule` (a derm7pt release_v0 folder, real or synthetic) and, in
+src/data/paired_csv.py, `PairedCSVDataModule` (one CSV of pairs). `data._target_` names the
+class; `build_datamodule` makes it.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.utils import get_class
 from lightning import LightningDataModule
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -17,12 +26,13 @@ from torch.utils.data import DataLoader, get_worker_info
 
 from src.config import DataConfig
 from src.data.cache import ImageCache, check_cache_mode
+from src.data.cases import SPLITS, Case, Release
 from src.data.dataset import PairDataset
-from src.data.derm7pt import Case, Release, load_release
+from src.data.derm7pt import check_data_root, load_release
 from src.data.device_batches import DEVICE_SPLITS, DeviceImages, is_key_batch
 from src.data.sampling import EpochShuffleSampler, shard_sampler
-from src.data.schema import SPLITS
 from src.data.synthetic import generate_synthetic_release
+from src.data.tasks import TaskSpec, load_task_spec
 from src.data.transforms import IMAGENET_MEAN, IMAGENET_STD, Stats, eval_transform, train_transform
 from src.utils.errors import UserError
 
@@ -47,15 +57,31 @@ def as_data_config(cfg: DataConfig | DictConfig | dict[str, Any]) -> DataConfig:
     return cfg  # type: ignore[return-value]
 
 
-def ensure_release(cfg: DataConfig) -> Path:
-    """The release folder; a synthetic one is generated first if asked for and not there yet."""
-    root = Path(cfg.root).expanduser()
-    if cfg.synthetic and not root.exists():
-        log.info(
-            "creating the synthetic stand-in dataset at %s (seed %d)", root, cfg.synthetic_seed
+def datamodule_class(cfg: DataConfig | DictConfig | dict[str, Any]) -> type[PairDataModule]:
+    """The PairDataModule subclass `data._target_` names; one line when it names none."""
+    target = as_data_config(cfg)._target_
+    try:
+        cls = get_class(target)
+    except Exception:  # Hydra wraps the import error in its own
+        cls = None
+    if not (isinstance(cls, type) and issubclass(cls, PairDataModule)):
+        raise UserError(
+            f"data._target_={target}: not a datamodule class of this project; use "
+            "src.data.datamodule.Derm7ptDataModule or src.data.paired_csv.PairedCSVDataModule"
         )
-        generate_synthetic_release(root, seed=cfg.synthetic_seed)
-    return root
+    return cls
+
+
+def build_datamodule(
+    cfg: DataConfig | DictConfig | dict[str, Any], norm_stats: dict[str, Stats] | None = None
+) -> PairDataModule:
+    """The datamodule of `cfg` (a `data` node), normalising each stream with `norm_stats`."""
+    stats = norm_stats or {}
+    return datamodule_class(cfg)(
+        cfg,
+        clin_stats=stats.get("clin", IMAGENET_STATS),
+        derm_stats=stats.get("derm", IMAGENET_STATS),
+    )
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -67,8 +93,10 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-class Derm7ptDataModule(LightningDataModule):
-    """Batches of (clinic float[B,3,S,S], derm float[B,3,S,S], labels long[B,8])."""
+class PairDataModule(LightningDataModule):
+    """Batches of (clinic float[B,3,S,S], derm float[B,3,S,S], labels long[B,T]), T the tasks
+    of `self.tasks`. Subclasses implement `check_local`, `generate`, `fingerprint_files` and
+    `load`."""
 
     def __init__(
         self,
@@ -78,20 +106,63 @@ class Derm7ptDataModule(LightningDataModule):
     ):
         super().__init__()
         self.cfg = as_data_config(cfg)
+        self.tasks: TaskSpec = load_task_spec(self.cfg.tasks)
         self.clin_stats = clin_stats
         self.derm_stats = derm_stats
         self.release: Release | None = None
         self.datasets: dict[str, PairDataset] = {}
         self.device_images: DeviceImages | None = None  # data.device_pipeline=true
 
+    def normalize_with(self, norm_stats: dict[str, Stats]) -> None:
+        """Normalise each stream with its backbone's statistics (before `setup`)."""
+        if self.release is not None:
+            raise RuntimeError("normalize_with must come before setup")
+        self.clin_stats = norm_stats.get("clin", IMAGENET_STATS)
+        self.derm_stats = norm_stats.get("derm", IMAGENET_STATS)
+
+    @classmethod
+    def check_local(cls, cfg: DataConfig) -> None:
+        """The cheap local checks (the data is there, in its layout) that come before anything
+        is built or fetched; a synthetic dataset not generated yet passes."""
+        raise NotImplementedError
+
+    @classmethod
+    def generate(cls, root: Path, seed: int) -> None:
+        """Write the synthetic stand-in of this format at `root`."""
+        raise NotImplementedError
+
+    @classmethod
+    def fingerprint_files(cls, cfg: DataConfig) -> list[tuple[str, Path]]:
+        """(name, path) of every file a run reads: what the data fingerprint hashes."""
+        raise NotImplementedError
+
+    def load(self) -> Release:
+        """The cases and splits of the dataset, labelled by `self.tasks`."""
+        raise NotImplementedError
+
+    @classmethod
+    def ensure_root(cls, cfg: DataConfig) -> Path:
+        """The data folder; a synthetic one is generated first if asked for and not there yet."""
+        root = Path(cfg.root).expanduser()
+        if cfg.synthetic and not root.exists():
+            log.info(
+                "creating the synthetic %s dataset at %s (seed %d)",
+                cfg.name,
+                root,
+                cfg.synthetic_seed,
+            )
+            cls.generate(root, cfg.synthetic_seed)
+        return root
+
     def prepare_data(self) -> None:
-        ensure_release(self.cfg)
+        self.ensure_root(self.cfg)
 
     def setup(self, stage: str | None = None) -> None:
         if self.release is not None:
             return
         cfg = self.cfg
-        release = load_release(ensure_release(cfg), cfg.drop_duplicate_pairs)
+        self.ensure_root(cfg)
+        release = self.load()
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else release.root / ".cache"
         images = ImageCache(cfg.image_size, cfg.cache, cache_dir, release.images_dir)
         paths = [p for cases in release.splits.values() for c in cases for p in (c.clinic, c.derm)]
@@ -193,3 +264,37 @@ class Derm7ptDataModule(LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader("test", self.cfg.eval_batch_size, train=False, sharded=True)
+
+
+class Derm7ptDataModule(PairDataModule):
+    """A derm7pt release_v0 folder (meta/meta.csv, the three index files, images/), real or
+    the synthetic stand-in (`data.synthetic=true`)."""
+
+    @classmethod
+    def check_local(cls, cfg: DataConfig) -> None:
+        check_data_root(cfg.root, cfg.synthetic)
+
+    @classmethod
+    def generate(cls, root: Path, seed: int) -> None:
+        generate_synthetic_release(root, seed=seed)
+
+    @classmethod
+    def fingerprint_files(cls, cfg: DataConfig) -> list[tuple[str, Path]]:
+        root = Path(cfg.root).expanduser()
+        return files_under(root, ("meta", "images"))
+
+    def load(self) -> Release:
+        return load_release(self.cfg.root, self.tasks, self.cfg.drop_duplicate_pairs)
+
+
+def files_under(root: Path, folders: tuple[str, ...]) -> list[tuple[str, Path]]:
+    """(path relative to `root`, path) of every file under `root/<folder>`, hidden folders
+    skipped, sorted."""
+    found: list[tuple[str, Path]] = []
+    for top in folders:
+        for folder, dirs, names in os.walk(root / top):
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            for name in names:
+                path = Path(folder) / name
+                found.append((path.relative_to(root).as_posix(), path))
+    return sorted(found)

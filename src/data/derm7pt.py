@@ -1,4 +1,5 @@
-"""Parse a derm7pt `release_v0` folder (meta.csv, the three index files, images/) into cases.
+"""Parse a derm7pt `release_v0` folder (meta.csv, the three index files, images/) into cases,
+labelled by a task spec (src/data/specs/derm7pt.yaml for the paper's 8 tasks).
 
 Every problem with the folder is a UserError of one line that names the file, the row and the
 value. Image paths are resolved case-insensitively once, here, because the real release names
@@ -7,15 +8,20 @@ one folder with the wrong letter case and mixes .jpg/.JPG; the fixes are kept an
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
-from collections import defaultdict
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from src.data.schema import SPLITS, TASKS
+from src.data.cases import (
+    SPLITS,
+    Case,
+    Release,
+    case_labels,
+    check_no_shared_images,
+    read_csv,
+)
+from src.data.tasks import TaskSpec, load_task_spec
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -24,46 +30,7 @@ HOW_TO_GET = (
     "derm7pt is available to registered users at https://derm.cs.sfu.ca (download release_v0 "
     "and set data.root to it), or run on the synthetic stand-in with data=synthetic"
 )
-
-
-@dataclass(frozen=True)
-class Case:
-    """One lesion: its meta.csv row, both image paths (resolved on disk) and 8 class indices."""
-
-    index: int  # 0-based data row of meta.csv (what the index files refer to)
-    case_num: str
-    clinic: Path
-    derm: Path
-    labels: tuple[int, ...]  # class index per task, in TASKS order
-
-
-@dataclass
-class Release:
-    root: Path
-    cases: list[Case]  # every meta.csv row, in file order
-    splits: dict[str, list[Case]]  # "train", "valid", "test": index-file order
-    duplicate_pairs: list[int] = field(default_factory=list)  # indices of clinic == derm cases
-    path_fixes: list[str] = field(default_factory=list)  # "as in meta.csv -> as on disk"
-
-    @property
-    def images_dir(self) -> Path:
-        return self.root / "images"
-
-
-def _read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    if path.exists() and not path.is_file():
-        raise UserError(f"{path} is not a regular file; put the release's CSV file there")
-    if not path.is_file():
-        raise UserError(f"{path} is missing; is this a derm7pt release_v0 folder? {HOW_TO_GET}")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            rows = list(reader)
-            return list(reader.fieldnames or []), rows
-    except (UnicodeDecodeError, csv.Error) as err:
-        raise UserError(f"{path} is not a readable CSV file: {err}") from None
-    except OSError as err:
-        raise UserError(f"cannot read {path} ({err.strerror}); check its permissions") from None
+MISSING_HINT = f"is this a derm7pt release_v0 folder? {HOW_TO_GET}"
 
 
 class _ImageIndex:
@@ -124,25 +91,10 @@ def _where(meta_path: Path, i: int, row: dict[str, str]) -> str:
     return f"{meta_path} row {i} (line {i + 2}, case_num {_field(row, 'case_num')!r})"
 
 
-def _labels(row: dict[str, str], where: str) -> tuple[int, ...]:
-    labels = []
-    for task in TASKS:
-        raw = _field(row, task.column)
-        try:
-            labels.append(task.class_index(raw))
-        except KeyError:
-            known = ", ".join(repr(v) for v in task.raw_values)
-            raise UserError(
-                f"{where}: column {task.column!r} has value {raw!r}, which is not a derm7pt "
-                f"value; expected one of {known}"
-            ) from None
-    return tuple(labels)
-
-
-def _parse_meta(root: Path, images: _ImageIndex) -> tuple[list[Case], list[str]]:
+def _parse_meta(root: Path, images: _ImageIndex, spec: TaskSpec) -> tuple[list[Case], list[str]]:
     meta_path = root / "meta" / "meta.csv"
-    header, rows = _read_csv(meta_path)
-    needed = ["case_num", "clinic", "derm", *(t.column for t in TASKS)]
+    header, rows = read_csv(meta_path, MISSING_HINT)
+    needed = ["case_num", "clinic", "derm", *(t.column for t in spec.tasks)]
     missing = [c for c in needed if c not in header]
     if missing:
         raise UserError(f"{meta_path}: missing column(s) {', '.join(missing)}")
@@ -159,7 +111,7 @@ def _parse_meta(root: Path, images: _ImageIndex) -> tuple[list[Case], list[str]]
                 f"{meta_path}: rows {seen} and {i} (lines {seen + 2} and {i + 2}) both have "
                 f"case_num {case_num!r}; each case must appear once, remove or renumber one"
             )
-        labels = _labels(row, where)
+        labels = case_labels(row, spec, where)
         paths = []
         for column in ("clinic", "derm"):
             raw = _field(row, column)
@@ -179,7 +131,7 @@ def _parse_meta(root: Path, images: _ImageIndex) -> tuple[list[Case], list[str]]
 
 
 def _parse_index(path: Path, n_rows: int) -> list[int]:
-    header, rows = _read_csv(path)
+    header, rows = read_csv(path, MISSING_HINT)
     if "indexes" not in header:
         raise UserError(f"{path}: expected a column named 'indexes', found {header}")
     out, seen = [], set()
@@ -241,10 +193,16 @@ def check_data_root(root: str | os.PathLike[str], synthetic: bool = False) -> No
         check_release_layout(root)
 
 
-def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = False) -> Release:
-    """Read meta.csv, the index files and the image folder of a release_v0-style `root`."""
+def load_release(
+    root: str | os.PathLike[str],
+    spec: TaskSpec | None = None,
+    drop_duplicate_pairs: bool = False,
+) -> Release:
+    """Read meta.csv, the index files and the image folder of a release_v0-style `root`, with
+    the labels of the tasks in `spec` (default: the paper's 8 tasks, specs/derm7pt.yaml)."""
     root = check_release_layout(root)
-    cases, fixes = _parse_meta(root, _ImageIndex(root / "images"))
+    spec = spec or load_task_spec("derm7pt")
+    cases, fixes = _parse_meta(root, _ImageIndex(root / "images"), spec)
     split_rows = _parse_splits(root, len(cases))
     duplicates = [c.index for c in cases if c.clinic == c.derm]
     dropped = set(duplicates) if drop_duplicate_pairs else set()
@@ -266,43 +224,4 @@ def load_release(root: str | os.PathLike[str], drop_duplicate_pairs: bool = Fals
             len(duplicates),
             "; dropped (data.drop_duplicate_pairs=true)" if drop_duplicate_pairs else "",
         )
-    return Release(root, cases, splits, duplicates, fixes)
-
-
-def _file_identity(path: Path) -> tuple[int, int]:
-    """(st_dev, st_ino) of the file `path` names, through symbolic links: one value for every
-    name of a file (a symbolic or hard link included)."""
-    try:
-        st = path.stat()
-    except OSError as err:
-        raise UserError(f"cannot read image {path} ({err.strerror})") from None
-    return st.st_dev, st.st_ino
-
-
-def check_no_shared_images(splits: dict[str, list[Case]], meta_path: Path) -> None:
-    """Stop when an image file belongs to cases of two different splits, under any of its names
-    (a symbolic or hard link is the same file): the test split would see training images. (An
-    image used twice within one case, clinic == derm, is fine.)"""
-    owner: dict[tuple[int, int], tuple[str, Case, Path]] = {}
-    for split, cases in splits.items():
-        for case in cases:
-            for path in {case.clinic, case.derm}:
-                first = owner.setdefault(_file_identity(path), (split, case, path))
-                if first[0] != split:
-                    other, name = first[1], ("" if first[2] == path else f" (also {first[2]})")
-                    raise UserError(
-                        f"{meta_path}: image {path}{name} belongs to case {other.case_num!r} (row "
-                        f"{other.index}, {first[0]}) and case {case.case_num!r} (row {case.index}, "
-                        f"{split}); a split must not share images with another: fix the index files"
-                    )
-
-
-def class_counts(cases: list[Case]) -> dict[str, dict[str, int]]:
-    """{task: {class: count}} over `cases`, every class listed (zero counts included)."""
-    counts: dict[str, dict[str, int]] = {}
-    for t, task in enumerate(TASKS):
-        per_class: dict[int, int] = defaultdict(int)
-        for case in cases:
-            per_class[case.labels[t]] += 1
-        counts[task.name] = {c: per_class[k] for k, c in enumerate(task.classes)}
-    return counts
+    return Release(root, root / "images", cases, splits, duplicates, fixes)

@@ -1,7 +1,9 @@
-"""The data fingerprint of a release folder: a digest of what a run reads from it.
+"""The data fingerprint of a dataset: a digest of what a run reads from it.
 
-It covers `meta/` (meta.csv and the three index files) and every file under `images/`: each
-file's relative name, size and sha256. Hashing the images costs about a second per 400 MB; the
+It covers the files the datamodule names (`PairDataModule.fingerprint_files`: for a derm7pt
+release `meta/` and every file under `images/`; for a paired CSV the CSV and its images) by
+relative name, size and sha256, and the task spec that turns their values into labels.
+Hashing the images costs about a second per 400 MB; the
 per-file digests are kept in `<cache base>/fingerprints.json` keyed by name, size and mtime, so a
 second call only stats the files. A copy of a release (other mtimes) hashes again and gives the
 same fingerprint; a changed, added or removed file gives another one.
@@ -11,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from src.utils.hashing import sha256_file, value_digest
@@ -19,20 +20,7 @@ from src.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-FINGERPRINTED_DIRS = ("meta", "images")
 MEMO_FILE = "fingerprints.json"
-
-
-def _files(root: Path) -> list[tuple[str, Path]]:
-    found: list[tuple[str, Path]] = []
-    for top in FINGERPRINTED_DIRS:
-        base = root / top
-        for folder, dirs, names in os.walk(base):
-            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-            for name in names:
-                path = Path(folder) / name
-                found.append((path.relative_to(root).as_posix(), path))
-    return sorted(found)
 
 
 def _read_memo(path: Path) -> dict[str, list]:
@@ -43,18 +31,20 @@ def _read_memo(path: Path) -> dict[str, list]:
     return memo if isinstance(memo, dict) else {}
 
 
-def data_fingerprint(root: str | Path, cache_base: str | Path | None = None) -> str:
-    """A 16-hex-digit digest of the release at `root` (see the module docstring).
+def data_fingerprint(
+    files: list[tuple[str, Path]], cache_base: str | Path, tasks_digest: str = ""
+) -> str:
+    """A 16-hex-digit digest of `files` ((relative name, path) pairs) and the task spec's
+    digest (see the module docstring).
 
-    `cache_base` holds the memo of per-file digests (default `<root>/.cache`); a folder that
-    cannot be written only costs the hashing again next time.
+    `cache_base` holds the memo of per-file digests; a folder that cannot be written only costs
+    the hashing again next time.
     """
-    root = Path(root)
-    memo_path = Path(cache_base if cache_base is not None else root / ".cache") / MEMO_FILE
+    memo_path = Path(cache_base) / MEMO_FILE
     memo = _read_memo(memo_path)
     entries: list[tuple[str, int, str]] = []
     updated: dict[str, list] = {}
-    for rel, path in _files(root):
+    for rel, path in files:
         stat = path.stat()
         key = [stat.st_size, stat.st_mtime_ns]
         cached = memo.get(rel)
@@ -70,4 +60,4 @@ def data_fingerprint(root: str | Path, cache_base: str | Path | None = None) -> 
             atomic_write_text(memo_path, json.dumps(updated))
         except OSError as err:
             log.debug("data fingerprint memo not written (%s): hashing again next time", err)
-    return value_digest(entries)[:16]
+    return value_digest([entries, tasks_digest] if tasks_digest else entries)[:16]

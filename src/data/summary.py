@@ -14,9 +14,10 @@ import hashlib
 import json
 from typing import Any
 
-from src.data.derm7pt import Release, class_counts, load_release
+from src.data.cases import Release, class_counts
+from src.data.derm7pt import load_release
 from src.data.images import check_decodable
-from src.data.schema import TASKS
+from src.data.tasks import TaskSpec, load_task_spec
 from src.utils.errors import exit_on_user_error
 
 
@@ -41,13 +42,18 @@ def identical_images_across_splits(release: Release) -> list[dict[str, Any]]:
     return found
 
 
-def summarize(release: Release, check_content: bool = False) -> dict[str, Any]:
-    """The --json object: splits (n, counts per task and class), duplicate_pairs, path_fixes,
-    and with `check_content` the identical images shared across splits."""
+def summarize(
+    release: Release, spec: TaskSpec | None = None, check_content: bool = False
+) -> dict[str, Any]:
+    """The --json object: splits (n, counts per task and class, over the tasks of `spec`,
+    default derm7pt's), duplicate_pairs, path_fixes, and with `check_content` the identical
+    images shared across splits."""
+    spec = spec or load_task_spec("derm7pt")
     summary = {
         "root": str(release.root),
+        "tasks": spec.name,
         "splits": {
-            split: {"n": len(cases), "counts": class_counts(cases)}
+            split: {"n": len(cases), "counts": class_counts(cases, spec)}
             for split, cases in release.splits.items()
         },
         "duplicate_pairs": len(release.duplicate_pairs),
@@ -59,7 +65,7 @@ def summarize(release: Release, check_content: bool = False) -> dict[str, Any]:
     return summary
 
 
-def format_summary(summary: dict[str, Any]) -> str:
+def format_summary(summary: dict[str, Any], spec: TaskSpec) -> str:
     splits = summary["splits"]
     names = list(splits)
     total = sum(s["n"] for s in splits.values())
@@ -69,7 +75,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         "",
         f"{'task':<5} {'class':<5}" + "".join(f"{s:>7}" for s in names) + f"{'total':>7}",
     ]
-    for task in TASKS:
+    for task in spec.tasks:
         for k, cls in enumerate(task.classes):
             counts = [splits[s]["counts"][task.name][cls] for s in names]
             label = task.name if k == 0 else ""
@@ -96,13 +102,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", help="the release_v0 folder (contains meta/ and images/)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--no-verify", action="store_true", help="skip decoding every image")
+    parser.add_argument(
+        "--tasks", default="derm7pt", help="task spec: a name under src/data/specs/ or a YAML file"
+    )
     args = parser.parse_args(argv)
-    release = load_release(args.root)
+    spec = load_task_spec(args.tasks)
+    release = load_release(args.root, spec)
     if not args.no_verify:
         for path in sorted({p for c in release.cases for p in (c.clinic, c.derm)}):
             check_decodable(path)
-    summary = summarize(release, check_content=not args.no_verify)
-    print(json.dumps(summary) if args.json else format_summary(summary))
+    summary = summarize(release, spec, check_content=not args.no_verify)
+    print(json.dumps(summary) if args.json else format_summary(summary, spec))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ P_FI = w_D P_D + w_C P_C + w_FU P_FU, with the weights searched on the validatio
 frozen for the test split.
 
 Search: every weight runs over the grid step, 2 step, ..., 1 (20 values for step 0.05); each
-candidate is normalised to sum 1 and scored by the mean of the 8 task accuracies of the weighted
+candidate is normalised to sum 1 and scored by the mean of the task accuracies of the weighted
 average. Candidates are visited in lexicographic order of their grid indices, branches in the
 order derm, clin, fusion (the last varies fastest), and a candidate equal after normalisation to
 an earlier one is skipped (e.g. (0.1, 0.1, 0.1) repeats (0.05, 0.05, 0.05)). Ties go to the
@@ -22,9 +22,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from src.data.schema import NUM_CLASSES
+from src.data.tasks import TaskSpec
 from src.evaluation.metrics import check_inputs
-from src.evaluation.probabilities import TASK_OFFSETS
 from src.utils.errors import UserError
 
 # Branch names of Eq. 4 in search order: dermoscopy (P_D), clinical (P_C), fusion (P_FU).
@@ -83,13 +82,14 @@ class _Rivalries:
     """For each case and task, the true class against each of the task's other classes.
 
     The argmax (first maximum) picks the true class y of a task exactly when no rival j beats
-    it, where j beats y if P_j > P_y, or P_j == P_y and j < y. There are sum(k - 1) = 16 rivals
-    per case. Comparing gathered columns is much faster than an argmax over 2-5 classes.
+    it, where j beats y if P_j > P_y, or P_j == P_y and j < y. There are sum(k - 1) rivals per
+    case (16 for derm7pt). Comparing gathered columns is much faster than an argmax over a few
+    classes.
     """
 
-    def __init__(self, labels: Tensor) -> None:
+    def __init__(self, labels: Tensor, spec: TaskSpec) -> None:
         true_cols, rival_cols, earlier, task_of = [], [], [], []
-        for t, (offset, k) in enumerate(zip(TASK_OFFSETS, NUM_CLASSES)):
+        for t, (offset, k) in enumerate(zip(spec.offsets, spec.num_classes)):
             y = labels[:, t : t + 1]
             for r in range(k - 1):  # r-th rival: class r, or r + 1 once past the true class
                 rival = r + (r >= y).long()
@@ -97,24 +97,25 @@ class _Rivalries:
                 rival_cols.append(offset + rival)
                 earlier.append(rival < y)
                 task_of.append(t)
-        self.true_cols = torch.cat(true_cols, dim=1)  # [N, 16]
-        self.rival_cols = torch.cat(rival_cols, dim=1)  # [N, 16]
-        self.earlier = torch.cat(earlier, dim=1)  # [N, 16]
-        self.task_of = torch.tensor(task_of)  # [16]
+        self.true_cols = torch.cat(true_cols, dim=1)  # [N, R]
+        self.rival_cols = torch.cat(rival_cols, dim=1)  # [N, R]
+        self.earlier = torch.cat(earlier, dim=1)  # [N, R]
+        self.task_of = torch.tensor(task_of)  # [R]
+        self.n_tasks = len(spec.tasks)
 
     def count_correct(self, weights: Tensor, probs: list[Tensor]) -> Tensor:
-        """Correct task predictions of each weighted average: weights [C, B], probs B x [N, 24]."""
+        """Correct task predictions of each weighted average: weights [C, B], probs B x [N, L]."""
         true_p = [p.gather(1, self.true_cols) for p in probs]
         rival_p = [p.gather(1, self.rival_cols) for p in probs]
-        per_task = torch.nn.functional.one_hot(self.task_of).to(weights.dtype)  # [16, 8]
+        per_task = torch.nn.functional.one_hot(self.task_of, self.n_tasks).to(weights.dtype)
         chunk = max(1, _CHUNK_ELEMENTS // self.true_cols.numel())
         counts = []
         for block in weights.split(chunk):
             columns = [block[:, j, None, None] for j in range(block.shape[1])]  # [c, 1, 1]
-            f_true = _weighted_sum(columns, true_p)  # [c, N, 16]
+            f_true = _weighted_sum(columns, true_p)  # [c, N, R]
             f_rival = _weighted_sum(columns, rival_p)
             beaten = (f_rival > f_true) | ((f_rival == f_true) & self.earlier)
-            wrong_tasks = beaten.to(weights.dtype) @ per_task  # [c, N, 8]: rivals that win
+            wrong_tasks = beaten.to(weights.dtype) @ per_task  # [c, N, T]: rivals that win
             counts.append((wrong_tasks == 0).sum(dim=(1, 2)))
         return torch.cat(counts)
 
@@ -142,18 +143,19 @@ def _compute_dtype(branch_probs: dict[str, Tensor]) -> torch.dtype:
 
 
 def search_fusion_weights(
-    branch_probs: dict[str, Tensor], labels: Tensor, step: float = 0.05
+    branch_probs: dict[str, Tensor], labels: Tensor, spec: TaskSpec, step: float = 0.05
 ) -> dict[str, float]:
     """Weights (summing to 1) maximising the mean task accuracy of the weighted average.
 
-    `branch_probs` maps "derm" / "clin" / "fusion" to probabilities [N, 24]; `labels` is [N, 8].
+    `branch_probs` maps "derm" / "clin" / "fusion" to probabilities [N, L]; `labels` is [N, T]
+    (the layout of the task spec `spec`).
     A single branch gets weight 1.0 without a search. The accuracy each candidate is scored by
     is exactly that of `fuse(branch_probs, candidate)`.
     """
     names = _ordered(branch_probs)
     n_steps = grid_steps(step)
     for b in names:
-        _, labels_cpu = check_inputs(branch_probs[b], labels)
+        _, labels_cpu = check_inputs(branch_probs[b], labels, spec)
     if len(names) == 1:
         return {names[0]: 1.0}
     steps = candidate_grid(len(names), n_steps).double()
@@ -162,7 +164,7 @@ def search_fusion_weights(
     # Unclamped, exactly as `fuse` sees them.
     probs = [branch_probs[b].detach().cpu().to(dtype) for b in names]
     with _single_threaded():
-        correct = _Rivalries(labels_cpu).count_correct(weights.to(dtype), probs)
+        correct = _Rivalries(labels_cpu, spec).count_correct(weights.to(dtype), probs)
     best = int(correct.argmax())  # the first maximum
     return {b: float(w) for b, w in zip(names, weights[best])}
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import Tensor
 
+from src.data.tasks import TaskSpec
 from src.evaluation.fusion_weights import fuse, search_fusion_weights
 from src.evaluation.metrics import compute_metrics
 from src.evaluation.probabilities import require_finite
@@ -31,21 +32,23 @@ def evaluate(
     val_labels: Tensor,
     test_probs: dict[str, Tensor],
     test_labels: Tensor,
+    spec: TaskSpec,
     weight_grid_step: float,
 ) -> Evaluation:
     """Search the fusion weights on valid, apply them on test, and compute all metrics.
 
-    `*_probs` are TTA probabilities per branch; labels are class indices [N, 8].
+    `*_probs` are TTA probabilities per branch; labels are class indices [N, T], both in the
+    layout of the task spec `spec`.
     """
     for split, probs in (("valid", val_probs), ("test", test_probs)):
         for branch, branch_probs in probs.items():
             require_finite(branch_probs, f"{split} split, {branch} branch")
-    weights = search_fusion_weights(val_probs, val_labels, step=weight_grid_step)
+    weights = search_fusion_weights(val_probs, val_labels, spec, step=weight_grid_step)
     final = fuse(test_probs, weights)
 
-    metrics = compute_metrics(final, test_labels)
-    metrics["branches"] = {b: compute_metrics(p, test_labels) for b, p in test_probs.items()}
+    metrics = compute_metrics(final, test_labels, spec)
+    metrics["branches"] = {b: compute_metrics(p, test_labels, spec) for b, p in test_probs.items()}
     metrics["fusion_weights"] = weights
-    valid = compute_metrics(fuse(val_probs, weights), val_labels)
+    valid = compute_metrics(fuse(val_probs, weights), val_labels, spec)
     metrics["valid"] = {"avg_acc": valid["avg_acc"], "avg_auc": valid["avg_auc"]}
     return Evaluation(metrics, weights, {**test_probs, "final": final}, test_labels)

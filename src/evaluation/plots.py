@@ -12,27 +12,31 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics.functional.classification import binary_roc, multiclass_confusion_matrix
 
-from src.data.schema import TASKS, label_index
+from src.data.tasks import TaskSpec
 from src.evaluation.metrics import check_inputs, per_label_auc
-from src.evaluation.probabilities import label_column, split_tasks, task_predictions
+from src.evaluation.probabilities import split_tasks, task_predictions
 from src.utils.io import atomic_path
 
-_GRID_COLS = 4  # 8 tasks -> 2 x 4 subplots
+_GRID_COLS = 4  # at most 4 tasks per row (derm7pt's 8 tasks: 2 x 4 subplots)
 
 
-def _task_figure(title: str) -> tuple[Figure, list[Axes]]:
-    rows = -(-len(TASKS) // _GRID_COLS)
-    fig = Figure(figsize=(4.2 * _GRID_COLS, 4.0 * rows), layout="constrained")
+def _task_figure(title: str, n_tasks: int) -> tuple[Figure, list[Axes]]:
+    cols = min(n_tasks, _GRID_COLS)
+    rows = -(-n_tasks // cols)
+    fig = Figure(figsize=(4.2 * cols, 4.0 * rows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = list(fig.subplots(rows, _GRID_COLS).flat)
+    axes = list(np.atleast_1d(fig.subplots(rows, cols)).flat)
+    for unused in axes[n_tasks:]:
+        unused.set_axis_off()
     fig.suptitle(title)
-    return fig, axes
+    return fig, axes[:n_tasks]
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
@@ -50,16 +54,19 @@ def _roc(scores: Tensor, positive: Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 def save_roc_curves(
-    probs: Tensor, labels: Tensor, path: str | os.PathLike[str], title: str
+    probs: Tensor, labels: Tensor, spec: TaskSpec, path: str | os.PathLike[str], title: str
 ) -> Path:
     """One subplot per task with each class's one-vs-rest ROC curve and its AUC in the legend.
 
     A class with no positive or no negative case has no curve; its legend says "AUC n/a".
     """
-    probs, labels = check_inputs(probs, labels)
-    auc = per_label_auc(probs, labels)
-    fig, axes = _task_figure(title)
-    for t, (task, segment, ax) in enumerate(zip(TASKS, split_tasks(probs), axes)):
+    probs, labels = check_inputs(probs, labels, spec)
+    auc = per_label_auc(probs, labels, spec)
+    fig, axes = _task_figure(title, len(spec.tasks))
+    segments = split_tasks(probs, spec.num_classes)
+    for t, (task, segment, ax) in enumerate(zip(spec.tasks, segments, axes)):
+        if task.num_classes > 10:  # the default cycle repeats after 10 colours
+            ax.set_prop_cycle(color=[colormaps["tab20"](i) for i in range(task.num_classes)])
         for c, cls in enumerate(task.classes):
             value = auc[f"{task.name}/{cls}"]
             if value is None:
@@ -74,12 +81,14 @@ def save_roc_curves(
     return _save(fig, path)
 
 
-def confusion_matrices(probs: Tensor, labels: Tensor) -> list[tuple[np.ndarray, float]]:
+def confusion_matrices(
+    probs: Tensor, labels: Tensor, spec: TaskSpec
+) -> list[tuple[np.ndarray, float]]:
     """Per task: (counts of true (rows) against argmax-predicted (columns) classes, accuracy)."""
-    probs, labels = check_inputs(probs, labels)
-    preds = task_predictions(probs)
+    probs, labels = check_inputs(probs, labels, spec)
+    preds = task_predictions(probs, spec.num_classes)
     out = []
-    for t, task in enumerate(TASKS):
+    for t, task in enumerate(spec.tasks):
         matrix = multiclass_confusion_matrix(preds[:, t], labels[:, t], task.num_classes).numpy()
         total = int(matrix.sum())
         out.append((matrix, float(np.trace(matrix)) / total if total else float("nan")))
@@ -87,14 +96,15 @@ def confusion_matrices(probs: Tensor, labels: Tensor) -> list[tuple[np.ndarray, 
 
 
 def save_confusion_matrices(
-    probs: Tensor, labels: Tensor, path: str | os.PathLike[str], title: str
+    probs: Tensor, labels: Tensor, spec: TaskSpec, path: str | os.PathLike[str], title: str
 ) -> Path:
     """One subplot per task: true (rows) against argmax-predicted (columns) classes, coloured
     by the fraction of each true class (row-normalised) and annotated with that fraction and
     the count; the task's accuracy in its title; one shared colour bar."""
-    fig, axes = _task_figure(title)
+    fig, axes = _task_figure(title, len(spec.tasks))
     image = None
-    for task, ax, (matrix, accuracy) in zip(TASKS, axes, confusion_matrices(probs, labels)):
+    matrices = confusion_matrices(probs, labels, spec)
+    for task, ax, (matrix, accuracy) in zip(spec.tasks, axes, matrices):
         totals = matrix.sum(axis=1, keepdims=True)
         rows = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
         image = ax.imshow(rows, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -127,22 +137,23 @@ def _tpr_on_grid(fpr: np.ndarray, tpr: np.ndarray, grid: np.ndarray) -> np.ndarr
 
 
 def mean_roc_curve(
-    runs: Sequence[tuple[Tensor, Tensor]], label: str, grid_size: int = 101
+    runs: Sequence[tuple[Tensor, Tensor]], label: str, spec: TaskSpec, grid_size: int = 101
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mean and standard deviation over runs of one label's ROC curve on a common FPR grid.
 
-    `runs` holds (probs [N, 24], labels [N, 8]) per run (e.g. per seed); `label` is "TASK/CLASS".
+    `runs` holds (probs [N, L], labels [N, T]) per run (e.g. per seed), in the layout of the
+    task spec `spec`; `label` is "TASK/CLASS".
     Each run's ROC curve (straight lines between its points) is read off at `grid_size` evenly
     spaced FPRs in [0, 1] (see `_tpr_on_grid`). Runs in which the
     label has no positive or no negative case have no curve and are skipped. The spread is the
     population standard deviation (ddof=0) across the remaining runs.
     """
-    task, cls = label_index(label)
-    column = label_column(label)
+    task, cls = spec.label_index(label)
+    column = spec.label_column(label)
     grid = np.linspace(0.0, 1.0, grid_size)
     curves = []
     for probs, labels in runs:
-        probs, labels = check_inputs(probs, labels)
+        probs, labels = check_inputs(probs, labels, spec)
         positive = labels[:, task] == cls
         if positive.all() or not positive.any():
             continue

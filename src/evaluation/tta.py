@@ -76,12 +76,17 @@ def check_tta_views(views: Sequence[str]) -> list[str]:
 
 @torch.no_grad()
 def tta_probabilities(
-    forward: Forward, clinic: Tensor, derm: Tensor, views: Sequence[str]
+    forward: Forward,
+    clinic: Tensor,
+    derm: Tensor,
+    views: Sequence[str],
+    num_classes: Sequence[int],
 ) -> dict[str, Tensor]:
     """Mean over `views` of the per-task softmax of each branch's logits.
 
-    `forward(clinic, derm)` returns {branch: logits [N, 24]}; the result has the same branches
-    with float32 probabilities [N, 24]. Rotations swap height and width, so non-square inputs
+    `forward(clinic, derm)` returns {branch: logits [N, L]}, one segment per task of
+    `num_classes` classes; the result has the same branches with float32 probabilities [N, L].
+    Rotations swap height and width, so non-square inputs
     only work with a network that accepts both orientations.
     """
     names = check_tta_views(views)
@@ -95,6 +100,6 @@ def tta_probabilities(
                 f"but {sorted(total)} for {names[0]!r}"
             )
         for branch, branch_logits in logits.items():
-            probs = task_softmax(branch_logits.float())
+            probs = task_softmax(branch_logits.float(), num_classes)
             total[branch] = total[branch] + probs if branch in total else probs
     return {branch: summed / len(names) for branch, summed in total.items()}

@@ -2,8 +2,9 @@
 
 The graph (opset 17) takes `clinic` and `derm`, float32 [batch, 3, S, S], each image resized
 straight to S x S and normalised with its stream's mean/std (both written to the sidecar by
-`sidecar`), and returns `p_fi`, float32 [batch, 24]: P_FI of Eq. 4, the fusion-weighted
-per-task probabilities, columns in `schema.ALL_LABELS` order. The batch axis is dynamic.
+`sidecar`), and returns `p_fi`, float32 [batch, L]: P_FI of Eq. 4, the fusion-weighted
+per-task probabilities, columns in the order of the task spec's labels (the sidecar lists them;
+derm7pt: 24). The batch axis is dynamic.
 
 The model is written to a temporary file, run with onnxruntime on random inputs at two batch
 sizes, compared with PyTorch, and renamed into place only if the largest absolute difference is
@@ -21,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.data.schema import ALL_LABELS
 from src.inference.predictor import FusedPredictor
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
@@ -154,6 +154,7 @@ def export_onnx(
 
 def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint: str) -> dict:
     """What a user of the .onnx file needs to know to feed it and read its output."""
+    tasks = model.module.tasks
     return {
         "format": "onnx",
         "opset": OPSET,
@@ -169,7 +170,12 @@ def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint
             }
             for name, stream in zip(INPUT_NAMES, ("clin", "derm"))
         },
-        "output": {"name": OUTPUT_NAME, "shape": ["batch", len(ALL_LABELS)], "labels": ALL_LABELS},
+        "output": {
+            "name": OUTPUT_NAME,
+            "shape": ["batch", tasks.num_outputs],
+            "labels": list(tasks.all_labels),
+        },
+        "tasks": tasks.to_dict(),
         "fusion_weights": model.weights,
         "tta_views": model.views,
     }

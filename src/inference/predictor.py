@@ -21,12 +21,12 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
-from src.data.schema import ALL_LABELS
 from src.evaluation.probabilities import require_finite
 from src.runs.files import METRICS_FILE
 from src.utils.errors import UserError
 
 if TYPE_CHECKING:
+    from src.data.tasks import TaskSpec
     from src.models.module import AMMFMModule
 
 
@@ -45,13 +45,14 @@ def module_from_checkpoint(ckpt_path: str | Path) -> AMMFMModule:
     Weights-only loading; the network is rebuilt from the configuration stored in the
     checkpoint, without downloading or loading any pretrained weights.
     """
-    from src.models.module import AMMFMModule
+    from src.models.module import AMMFMModule, stored_tasks
     from src.utils.checkpoints import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path)
     cfg = OmegaConf.create(ckpt["hyper_parameters"]["cfg"])
     cfg.model.compile = False  # inference and export trace the plain modules
-    return AMMFMModule.from_trained(cfg, ckpt["state_dict"], ckpt_path).eval()
+    tasks = stored_tasks(ckpt["hyper_parameters"], ckpt_path)
+    return AMMFMModule.from_trained(cfg, tasks, ckpt["state_dict"], ckpt_path).eval()
 
 
 def run_metrics_file(ckpt_path: str | Path) -> Path | None:
@@ -116,7 +117,8 @@ def resolve_fusion_weights(
 
 
 class FusedPredictor(nn.Module):
-    """(clinic, derm) normalised [B,3,S,S] -> P_FI [B,24]: TTA-averaged, fusion-weighted.
+    """(clinic, derm) normalised [B,3,S,S] -> P_FI [B,L]: TTA-averaged, fusion-weighted, columns
+    in the order of `module.tasks.all_labels`.
 
     Exactly the evaluation's arithmetic (tta_probabilities, then fuse); traceable for export.
     """
@@ -132,7 +134,8 @@ class FusedPredictor(nn.Module):
     def branch_probabilities(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
         from src.evaluation.tta import tta_probabilities
 
-        return tta_probabilities(self.module, clinic, derm, self.views)
+        num_classes = self.module.tasks.num_classes
+        return tta_probabilities(self.module, clinic, derm, self.views, num_classes)
 
     def forward(self, clinic: Tensor, derm: Tensor) -> Tensor:
         from src.evaluation.fusion_weights import fuse
@@ -155,6 +158,11 @@ class Predictor:
         return self.model.weights
 
     @property
+    def tasks(self) -> TaskSpec:
+        """The task spec the model was trained with: output columns and task segments."""
+        return self.model.module.tasks
+
+    @property
     def views(self) -> list[str]:
         return self.model.views
 
@@ -172,12 +180,13 @@ class Predictor:
 
     @torch.no_grad()
     def predict(self, pairs: Sequence[ImagePair], batch_size: int = 8) -> Tensor:
-        """P_FI [N, 24] (columns in ALL_LABELS order) for `pairs`, `batch_size` at a time."""
+        """P_FI [N, L] (columns in `tasks.all_labels` order) for `pairs`, `batch_size` at a
+        time."""
         out = []
         for start in range(0, len(pairs), batch_size):
             clinic, derm = self.load(pairs[start : start + batch_size])
             out.append(self.model(clinic.to(self.device), derm.to(self.device)).float().cpu())
-        probs = torch.cat(out) if out else torch.zeros(0, len(ALL_LABELS))
+        probs = torch.cat(out) if out else torch.zeros(0, self.tasks.num_outputs)
         require_finite(probs, f"ckpt_path={self.checkpoint}")
         return probs
 

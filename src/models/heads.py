@@ -1,8 +1,9 @@
-"""The branch head: an MLP over a pooled feature vector with the eight task classifiers.
+"""The branch head: an MLP over a pooled feature vector with one classifier per task.
 
 Per hidden width h: Linear -> BatchNorm1d -> Swish -> Dropout; then one linear layer producing
-the logits of all eight tasks (5,3,3,3,2,3,2,3 = 24 outputs), which is the eight per-task
-classifiers stacked. With hidden (512, 128) the head has 512 * in_features + 70,552 parameters.
+the logits of every task (derm7pt: 5,3,3,3,2,3,2,3 = 24 outputs), which is the per-task
+classifiers stacked. With hidden (512, 128) and derm7pt's tasks the head has
+512 * in_features + 70,552 parameters.
 """
 
 from __future__ import annotations
@@ -11,18 +12,16 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from src.data.schema import NUM_CLASSES
-
 
 class TaskHead(nn.Module):
-    """Pooled features [B, in_features] -> concatenated task logits [B, sum(NUM_CLASSES)]."""
+    """Pooled features [B, in_features] -> concatenated task logits [B, sum(num_classes)]."""
 
     def __init__(
         self,
         in_features: int,
+        num_classes: Sequence[int],
         hidden: Sequence[int] = (512, 128),
         dropout: float = 0.3,
-        num_classes: Sequence[int] = NUM_CLASSES,
     ) -> None:
         super().__init__()
         layers: list[nn.Module] = []

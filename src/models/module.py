@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor
 from src.config import MATMUL_PRECISIONS, OPTIMIZERS, SCHEDULERS
 from src.config_checks import check_config_values
 from src.data.sampling import mix_seed, unshard
-from src.data.schema import TASK_NAMES
+from src.data.tasks import TaskSpec, load_task_spec
 from src.evaluation.metrics import compute_metrics
 from src.evaluation.probabilities import split_tasks, task_softmax
 from src.evaluation.tta import tta_probabilities
@@ -25,17 +26,29 @@ from src.utils.distributed import broadcast_batchnorm_statistics
 from src.utils.errors import UserError
 
 IDENTITY_KEY = "identity"  # the result identity in a checkpoint of src.train
+TASKS_KEY = "tasks"  # the task spec, in the checkpoint's hyperparameters
+
+
+def stored_tasks(hparams: dict[str, Any], source: object) -> TaskSpec:
+    """The task spec a checkpoint's hyperparameters hold; checkpoints written before the spec
+    was stored were all trained on derm7pt's 8 tasks."""
+    raw = hparams.get(TASKS_KEY)
+    if raw is None:
+        return load_task_spec("derm7pt")
+    return TaskSpec.from_dict(raw, f"ckpt_path={source} (its task spec)")
 
 
 class NonFiniteLossError(UserError):
     """Raised at the first NaN/inf loss; names where it happened (printed as one line)."""
 
 
-def branch_loss(logits: Tensor, labels: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """Sum over the 8 tasks of the cross-entropy (mean over the batch) of one branch (Eq. 3)."""
+def branch_loss(
+    logits: Tensor, labels: Tensor, num_classes: Sequence[int]
+) -> tuple[Tensor, list[Tensor]]:
+    """Sum over the tasks of the cross-entropy (mean over the batch) of one branch (Eq. 3)."""
     per_task = [
         F.cross_entropy(task_logits, labels[:, t])
-        for t, task_logits in enumerate(split_tasks(logits))
+        for t, task_logits in enumerate(split_tasks(logits, num_classes))
     ]
     return torch.stack(per_task).sum(), per_task
 
@@ -86,24 +99,27 @@ def _concat(batches: list[ValidationBatch]) -> ValidationBatch:
 class AMMFMModule(LightningModule):
     """Wraps a FusionNetwork with the paper's training and evaluation recipe.
 
-    The resolved config is stored as plain containers in the checkpoint's hyperparameters, so a
-    checkpoint can be rebuilt with weights-only loading (no pickled objects).
+    `tasks` is the dataset's task spec (the datamodule's): the heads get its class counts, the
+    loss and metrics its layout. The resolved config and the spec are stored as plain containers
+    in the checkpoint's hyperparameters, so a checkpoint can be rebuilt with weights-only loading
+    (no pickled objects) and without the dataset.
     """
 
-    def __init__(self, cfg: dict[str, Any] | DictConfig) -> None:
+    def __init__(self, cfg: dict[str, Any] | DictConfig, tasks: TaskSpec) -> None:
         super().__init__()
         if isinstance(cfg, DictConfig):
             cfg = OmegaConf.to_container(cfg, resolve=True)
         # Stored in the checkpoint only: the run logs its resolved config once (src.train).
-        self.save_hyperparameters({"cfg": cfg}, logger=False)
+        self.save_hyperparameters({"cfg": cfg, TASKS_KEY: tasks.to_dict()}, logger=False)
         self.cfg = OmegaConf.create(cfg)
+        self.tasks = tasks
         matmul = self.cfg.model.get("matmul_precision", "high")
         if matmul not in MATMUL_PRECISIONS:
             raise UserError(
                 f"model.matmul_precision={matmul}: expected one of {', '.join(MATMUL_PRECISIONS)}"
             )
         torch.set_float32_matmul_precision(matmul)  # process-wide, as torch defines it
-        self.network = build_network(self.cfg)
+        self.network = build_network(self.cfg, tasks.num_classes)
         if self.cfg.model.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
         if self.cfg.model.compile:
@@ -114,16 +130,20 @@ class AMMFMModule(LightningModule):
 
     @classmethod
     def from_trained(
-        cls, cfg: dict[str, Any] | DictConfig, state_dict: dict[str, Any], source: object
+        cls,
+        cfg: dict[str, Any] | DictConfig,
+        tasks: TaskSpec,
+        state_dict: dict[str, Any],
+        source: object,
     ) -> AMMFMModule:
-        """A module rebuilt from a stored config and its trained weights (no pretrained
+        """A module rebuilt from a stored config, task spec and trained weights (no pretrained
         download: the weights come from `state_dict`); `source` names the file in errors."""
         cfg = OmegaConf.create(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg))
         check_config_values(cfg, source=f"ckpt_path={source}")
         cfg.backbone.pretrained = False
         cfg.backbone.weights = None
         cfg.fusion.clin_weights = None
-        module = cls(cfg)
+        module = cls(cfg, tasks)
         try:
             missing, unexpected = module.load_state_dict(state_dict, strict=False)
         except RuntimeError as err:
@@ -171,7 +191,7 @@ class AMMFMModule(LightningModule):
         logits = self(clinic, derm)
         total = torch.zeros((), device=labels.device)
         for branch, branch_logits in logits.items():
-            loss, per_task = branch_loss(branch_logits.float(), labels)
+            loss, per_task = branch_loss(branch_logits.float(), labels, self.tasks.num_classes)
             self._check_finite(loss, per_task, branch)
             self.log(f"train/loss_{branch}", loss, on_step=False, on_epoch=True, sync_dist=True)
             total = total + loss
@@ -181,7 +201,7 @@ class AMMFMModule(LightningModule):
     def _check_finite(self, loss: Tensor, per_task: list[Tensor], branch: str) -> None:
         if torch.isfinite(loss):
             return
-        bad = [name for name, v in zip(TASK_NAMES, per_task) if not torch.isfinite(v)]
+        bad = [name for name, v in zip(self.tasks.task_names, per_task) if not torch.isfinite(v)]
         raise NonFiniteLossError(
             f"non-finite loss at epoch {self.current_epoch}, step {self.global_step}: "
             f"branch '{branch}', task(s) {', '.join(bad)}; the last good checkpoint is kept "
@@ -204,7 +224,7 @@ class AMMFMModule(LightningModule):
                     f"{batch_idx}: branch '{branch}'; the last good checkpoint is kept (lower "
                     "model.lr or check the inputs)"
                 )
-        probs = {b: task_softmax(v.float()) for b, v in logits.items()}
+        probs = {b: task_softmax(v.float(), self.tasks.num_classes) for b, v in logits.items()}
         refinement = {k: {s: v.float() for s, v in r.items()} for k, r in refinement.items()}
         self._val_outputs.append((probs, labels, refinement))
 
@@ -225,11 +245,11 @@ class AMMFMModule(LightningModule):
         # Every process holds the same whole-split values; sync_dist keeps Lightning's
         # epoch-level reduction explicit (a mean of equal numbers).
         for branch in self.branches:
-            metrics = compute_metrics(probs[branch], labels)
+            metrics = compute_metrics(probs[branch], labels, self.tasks)
             self.log(f"val/avg_acc_{branch}", metrics["avg_acc"], sync_dist=True)
         # Equal-weight average of the branches: a cheap stand-in for P_FI during training.
         mean_probs = torch.stack([probs[b] for b in self.branches]).mean(0)
-        metrics = compute_metrics(mean_probs, labels)
+        metrics = compute_metrics(mean_probs, labels, self.tasks)
         self.log("val/avg_acc", metrics["avg_acc"], prog_bar=True, sync_dist=True)
         if metrics["avg_auc"] is not None:
             self.log("val/avg_auc", metrics["avg_auc"], prog_bar=True, sync_dist=True)
@@ -276,7 +296,8 @@ class AMMFMModule(LightningModule):
     ) -> tuple[dict[str, Tensor], Tensor]:
         """TTA-averaged per-task probabilities of every branch, and the labels."""
         clinic, derm, labels = batch
-        probs = tta_probabilities(self, clinic, derm, list(self.cfg.model.tta_views))
+        views = list(self.cfg.model.tta_views)
+        probs = tta_probabilities(self, clinic, derm, views, self.tasks.num_classes)
         return {b: p.float().cpu() for b, p in probs.items()}, labels.cpu()
 
     # ----------------------------------------------------------------- optimiser

@@ -13,7 +13,7 @@ Fusion frameworks (`fusion.mode`):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -377,8 +377,11 @@ class FusionNetwork(nn.Module):
         }
 
 
-def build_network(cfg: object, *, load_weights: bool = True) -> FusionNetwork:
-    """Build the network a composed config describes (see `validate_network_config`).
+def build_network(
+    cfg: object, num_classes: Sequence[int], *, load_weights: bool = True
+) -> FusionNetwork:
+    """Build the network a composed config describes (see `validate_network_config`), each head
+    with one segment of `num_classes[t]` logits per task (the task spec's).
 
     With load_weights=False no pretrained or local weights are loaded (parameter counting).
     """
@@ -409,13 +412,16 @@ def build_network(cfg: object, *, load_weights: bool = True) -> FusionNetwork:
     dims = {name: stream.out_dim for name, stream in streams.items()}
     if len(dims) == 2:
         dims[FUSION] = dims["clin"] + dims["derm"]
-    heads = {name: TaskHead(dim, spec.head_hidden, spec.head_dropout) for name, dim in dims.items()}
+    heads = {
+        name: TaskHead(dim, num_classes, spec.head_hidden, spec.head_dropout)
+        for name, dim in dims.items()
+    }
     return FusionNetwork(streams, blocks, heads)
 
 
-def count_parameters(cfg: object) -> dict[str, int]:
+def count_parameters(cfg: object, num_classes: Sequence[int]) -> dict[str, int]:
     """`FusionNetwork.parameter_counts` of the network `cfg` describes, built on the meta
     device without weights: fast and offline."""
     with torch.device("meta"):
-        network = build_network(cfg, load_weights=False)
+        network = build_network(cfg, num_classes, load_weights=False)
     return network.parameter_counts()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from src.data.tasks import TaskSpec, load_task_spec
 from src.reporting.naming import OFF_RECIPE_KEY
 from src.reporting.runs import COMPLETE, FAILED, RunRecord
 
@@ -67,6 +68,12 @@ class ConfigResult:
     @property
     def n(self) -> int:
         return len(self.runs)
+
+    @property
+    def tasks(self) -> TaskSpec:
+        """The task spec of its runs (one configuration: one data fingerprint, one spec)."""
+        runs = self.runs or self.failed or self.unfinished
+        return runs[0].tasks if runs else load_task_spec("derm7pt")
 
     @property
     def seeds(self) -> list[int]:

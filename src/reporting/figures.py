@@ -17,7 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import Bbox
 
-from src.data.schema import ALL_LABELS, AVG_AUC_LABELS, TASK_NAMES
+from src.data.tasks import TaskSpec
 from src.evaluation.plots import mean_roc_curve
 from src.reference import PaperModel, PaperResults
 from src.reporting.aggregate import ConfigResult
@@ -151,11 +151,13 @@ def auc_vs_params(results: Sequence[ConfigResult], paper: PaperResults, path: Pa
     return _save(fig, path)
 
 
-def load_predictions(path: Path, branch: str = "final") -> tuple[torch.Tensor, torch.Tensor]:
-    """(probs [N, 24], labels [N, 8]) of one run's predictions.csv."""
+def load_predictions(
+    path: Path, tasks: TaskSpec, branch: str = "final"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probs [N, L], labels [N, T]) of one run's predictions.csv, in the layout of `tasks`."""
     frame = pd.read_csv(path)
-    prob_cols = [f"{branch}:{label}" for label in ALL_LABELS]
-    label_cols = [f"label_{task}" for task in TASK_NAMES]
+    prob_cols = [f"{branch}:{label}" for label in tasks.all_labels]
+    label_cols = [f"label_{task}" for task in tasks.task_names]
     missing = [c for c in (*prob_cols, *label_cols) if c not in frame.columns]
     if missing:
         raise UserError(f"{path}: missing columns {missing[:3]}...; is it a predictions.csv?")
@@ -166,16 +168,18 @@ def load_predictions(path: Path, branch: str = "final") -> tuple[torch.Tensor, t
 
 def mean_roc_figure(result: ConfigResult, path: Path) -> Path | None:
     """One panel per AVG AUC label: the mean ROC curve over seeds with a ±1 std band."""
-    runs = [load_predictions(r.predictions) for r in result.runs if r.predictions is not None]
+    tasks = result.tasks
+    runs = [load_predictions(r.predictions, tasks) for r in result.runs if r.predictions]
     if not runs:
         return None
-    rows = -(-len(AVG_AUC_LABELS) // ROC_COLUMNS)
+    labels = tasks.avg_auc_labels
+    rows = -(-len(labels) // ROC_COLUMNS)
     fig = _figure(3.0 * ROC_COLUMNS, 3.0 * rows)
-    axes = list(fig.subplots(rows, ROC_COLUMNS).flat)
-    for ax, label in zip(axes, AVG_AUC_LABELS):
+    axes = list(np.atleast_1d(fig.subplots(rows, ROC_COLUMNS)).flat)
+    for ax, label in zip(axes, labels):
         auc = result.stat(lambda m, lbl=label: m["auc"][lbl]).scaled(PCT)
         try:
-            grid, mean, std = mean_roc_curve(runs, label)
+            grid, mean, std = mean_roc_curve(runs, label, tasks)
         except ValueError:  # no run has both classes of this label
             ax.set_title(f"{label}\nno curve")
             continue
@@ -190,7 +194,7 @@ def mean_roc_figure(result: ConfigResult, path: Path) -> Path | None:
         ax.set_title(f"{label}  AUC {auc_text}", fontsize=9)
         ax.set(xlim=(0, 1), ylim=(0, 1.01), aspect="equal")
         ax.tick_params(labelsize=7)
-    for ax in axes[len(AVG_AUC_LABELS) :]:
+    for ax in axes[len(labels) :]:
         ax.set_visible(False)
     fig.suptitle(
         f"{describe(result.config)} | {setting(result.config)} | test split, mean ROC over "
@@ -251,30 +255,35 @@ def strip_figure(table: int, matches: PaperMatches, path: Path) -> Path | None:
 
 def roc_overlay_figure(results: Sequence[ConfigResult], path: Path) -> Path | None:
     """One panel per AVG AUC label, grouped by task, with every configuration's mean ROC curve
-    over its seeds on shared axes."""
+    over its seeds on shared axes (the configurations with the first one's task spec)."""
+    if not results:
+        return None
+    tasks = results[0].tasks
+    results = [r for r in results if r.tasks.digest == tasks.digest]
     curves: list[tuple[str, list[tuple[torch.Tensor, torch.Tensor]]]] = []
     several = len({setting(r.config) for r in results}) > 1
     for result in results:
-        runs = [load_predictions(r.predictions) for r in result.runs if r.predictions is not None]
+        runs = [load_predictions(r.predictions, tasks) for r in result.runs if r.predictions]
         if runs:
             curves.append((_config_label(result, several).replace("\n", " | "), runs))
     if not curves:
         return None
-    rows = -(-len(AVG_AUC_LABELS) // ROC_COLUMNS)
+    labels = tasks.avg_auc_labels
+    rows = -(-len(labels) // ROC_COLUMNS)
     fig = _figure(3.0 * ROC_COLUMNS, 3.0 * rows + 1.0)
-    axes = fig.subplots(rows, ROC_COLUMNS, sharex=True, sharey=True)
+    axes = np.atleast_2d(fig.subplots(rows, ROC_COLUMNS, sharex=True, sharey=True, squeeze=False))
     flat = list(axes.flat)
-    for ax, label in zip(flat, AVG_AUC_LABELS):
+    for ax, label in zip(flat, labels):
         for i, (name, runs) in enumerate(curves):
             try:
-                grid, mean, _ = mean_roc_curve(runs, label)
+                grid, mean, _ = mean_roc_curve(runs, label, tasks)
             except ValueError:
                 continue
             ax.plot(grid, mean, color=f"C{i % 10}", label=name)
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
         ax.set_title(label, fontsize=9)
         ax.set(xlim=(0, 1), ylim=(0, 1.01))
-    for ax in flat[len(AVG_AUC_LABELS) :]:
+    for ax in flat[len(labels) :]:
         ax.set_visible(False)
     for column in range(ROC_COLUMNS):  # the lowest panel shown in each column
         ax = [a for a in axes[:, column] if a.get_visible()][-1]

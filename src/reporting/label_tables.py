@@ -10,7 +10,6 @@ from typing import Any
 
 import pandas as pd
 
-from src.data.schema import AVG_AUC_LABELS, MELANOMA_LABELS, TASK_NAMES
 from src.reference import LabelScores
 from src.reporting.aggregate import ConfigResult
 from src.reporting.cells import (
@@ -30,12 +29,16 @@ from src.reporting.matching import PaperMatches
 from src.reporting.naming import describe, setting
 from src.reporting.runs import RunRecord
 
-LABELS = (*AVG_AUC_LABELS, "AVG")
 BEST_RUN_NOTE = (
     "The paper's Table 2 reports its best single AMMFM run; ours best run is the seed with the "
     "highest validation AVG AUC (validation selects, the test split only reports), so unlike a "
     "test-picked best run it is not biased upwards."
 )
+
+
+def _rows(scores: LabelScores) -> tuple[str, ...]:
+    """The rows of a paper column: its labels (or tasks) in the paper's order, then AVG."""
+    return (*scores.values, "AVG")
 
 
 def _matched(matches: PaperMatches, scores: LabelScores) -> list[tuple[str, ConfigResult | None]]:
@@ -56,13 +59,14 @@ def _identity(result: ConfigResult | None) -> dict[str, Any]:
 def label_table(matches: PaperMatches) -> ReportTable:
     """Table 8: for each of its four models, ours and the paper's AUC per label, and Δ."""
     columns = [s for s in matches.paper.label_auc if s.table == 8]
+    labels = _rows(columns[0])
     records: list[dict[str, Any]] = []
-    shown: dict[str, dict[str, str]] = {label: {"Label": label} for label in LABELS}
+    shown: dict[str, dict[str, str]] = {label: {"Label": label} for label in labels}
     used: list[ConfigResult] = []
     for scores in columns:
         for head, result in _matched(matches, scores):
             used += [result] if result else []
-            for label in LABELS:
+            for label in labels:
                 paper = scores.avg if label == "AVG" else scores.values[label]
                 ours = label_auc(result, label)
                 diff = difference(ours, paper)
@@ -191,10 +195,11 @@ def _best_run_table(
 
 def best_run_table(matches: PaperMatches) -> ReportTable:
     """Table 2's AMMFM row: the paper's best run per label beside our best run and our mean."""
+    scores = next(s for s in matches.paper.label_auc if s.table == 2)
     return _best_run_table(
         matches,
-        next(s for s in matches.paper.label_auc if s.table == 2),
-        LABELS,
+        scores,
+        _rows(scores),
         _auc_value,
         "table2",
         "Table 2: per-label AUC of the best AMMFM run",
@@ -209,7 +214,7 @@ def task_accuracy_table(matches: PaperMatches) -> ReportTable:
     return _best_run_table(
         matches,
         scores,
-        (*TASK_NAMES, "AVG"),
+        _rows(scores),
         _acc_value,
         "table3",
         "Table 3: per-task accuracy of the best AMMFM run",
@@ -225,7 +230,7 @@ def melanoma_tables(matches: PaperMatches) -> list[ReportTable]:
         _best_run_table(
             matches,
             scores,
-            (*MELANOMA_LABELS, "AVG"),
+            _rows(scores),
             _melanoma_value(metric),
             f"table4_{metric}",
             f"Table 4: melanoma-related labels, {metric} of the best AMMFM run",

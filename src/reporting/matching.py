@@ -1,7 +1,8 @@
 """Which paper rows a configuration reproduces: the same architecture, at any setting.
 
 A paper row fixes the fusion framework, the block (with its stages and q/k width) and both
-backbones; the data, image size, epochs and weights a run used are shown beside it instead.
+backbones; the data, image size, epochs and weights a run used are shown beside it instead. Only
+results over the paper's tasks (the derm7pt task spec) can reproduce a paper row.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
+from src.data.tasks import load_task_spec
 from src.models.network import architecture
-from src.reference import PaperModel, PaperResults
+from src.reference import PAPER_TASKS, PaperModel, PaperResults
 from src.reporting.aggregate import ConfigResult, config_key
 
 
@@ -42,8 +44,13 @@ class PaperMatches:
     def __init__(self, results: Sequence[ConfigResult], paper: PaperResults) -> None:
         rows = paper_architectures()
         self.paper = paper
+        paper_tasks = load_task_spec(PAPER_TASKS).digest
         self._ids = {
-            config_key(r.config): [i for i, arch in rows.items() if arch == architecture(r.config)]
+            config_key(r.config): [
+                i
+                for i, arch in rows.items()
+                if arch == architecture(r.config) and r.tasks.digest == paper_tasks
+            ]
             for r in results
         }
         self._results = list(results)

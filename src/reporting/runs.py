@@ -20,6 +20,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from src.data.tasks import TaskSpec, load_task_spec
 from src.reporting.naming import OFF_RECIPE_KEY, off_recipe
 from src.runs.files import (
     CONFIG_FILE,
@@ -56,6 +57,18 @@ class RunRecord:
     def predictions(self) -> Path | None:
         path = Path(self.source) / PREDICTIONS_FILE
         return path if self.status == COMPLETE and path.is_file() else None
+
+    @property
+    def tasks(self) -> TaskSpec:
+        """The task spec its metrics are over (metrics.json "tasks"; results that record none
+        were all derm7pt's)."""
+        return metrics_tasks(self.metrics or {}, self.source)
+
+
+def metrics_tasks(metrics: dict[str, Any], source: str) -> TaskSpec:
+    """The task spec a metrics.json records; derm7pt's for results written before specs were."""
+    raw = metrics.get("tasks")
+    return load_task_spec("derm7pt") if raw is None else TaskSpec.from_dict(raw, source)
 
 
 def identity(summary: dict[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from src.data.schema import ALL_LABELS, TASK_NAMES
 from src.reporting.runs import COMPLETE, RunRecord, summary_of
 from src.utils.errors import UserError
 
@@ -28,6 +27,11 @@ def offline_reason() -> str | None:
     return None
 
 
+def _prefixed(summary: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """{rest of the key: value} of the summary keys that start with `prefix`."""
+    return {k[len(prefix) :]: v for k, v in summary.items() if k.startswith(prefix)}
+
+
 def metrics_from_summary(summary: dict[str, Any]) -> dict[str, Any] | None:
     """The metrics.json fields the report uses, from a W&B run summary; None if not a test run."""
     if "test/avg_auc" not in summary and "test/avg_acc" not in summary:
@@ -35,8 +39,8 @@ def metrics_from_summary(summary: dict[str, Any]) -> dict[str, Any] | None:
     return {
         "avg_auc": summary.get("test/avg_auc"),
         "avg_acc": summary.get("test/avg_acc"),
-        "auc": {label: summary.get(f"test/auc/{label}") for label in ALL_LABELS},
-        "acc": {task: summary.get(f"test/acc/{task}") for task in TASK_NAMES},
+        "auc": _prefixed(summary, "test/auc/"),
+        "acc": _prefixed(summary, "test/acc/"),
         "params": {key: summary.get(f"test/params/{key}") for key in PARAM_KEYS},
         "seed": summary.get("test/seed"),
     }

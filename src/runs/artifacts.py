@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 from torch import Tensor
 
-from src.data.schema import ALL_LABELS, TASK_NAMES
+from src.data.tasks import TaskSpec
 from src.evaluation.plots import save_confusion_matrices, save_roc_curves
 from src.evaluation.probabilities import task_predictions
 from src.runs.files import CONFUSION_FILE, METRICS_FILE, PREDICTIONS_FILE, ROC_FILE
@@ -27,32 +27,39 @@ def write_metrics(run_dir: str | Path, metrics: dict[str, Any]) -> Path:
 
 
 def predictions_frame(
-    case_nums: Sequence[str], probs: dict[str, Tensor], labels: Tensor
+    case_nums: Sequence[str], probs: dict[str, Tensor], labels: Tensor, spec: TaskSpec
 ) -> pd.DataFrame:
     """One row per test case: labels, P_FI predictions, and every branch's probabilities."""
     frame: dict[str, Any] = {"case_num": list(case_nums)}
-    predicted = task_predictions(probs["final"])
-    for t, task in enumerate(TASK_NAMES):
+    predicted = task_predictions(probs["final"], spec.num_classes)
+    for t, task in enumerate(spec.task_names):
         frame[f"label_{task}"] = labels[:, t].tolist()
         frame[f"pred_{task}"] = predicted[:, t].tolist()
     for branch, branch_probs in probs.items():
-        for j, label in enumerate(ALL_LABELS):
+        for j, label in enumerate(spec.all_labels):
             frame[f"{branch}:{label}"] = branch_probs[:, j].tolist()
     return pd.DataFrame(frame)
 
 
 def write_predictions(
-    run_dir: str | Path, case_nums: Sequence[str], probs: dict[str, Tensor], labels: Tensor
+    run_dir: str | Path,
+    case_nums: Sequence[str],
+    probs: dict[str, Tensor],
+    labels: Tensor,
+    spec: TaskSpec,
 ) -> Path:
     path = Path(run_dir) / PREDICTIONS_FILE
+    frame = predictions_frame(case_nums, probs, labels, spec)
     with atomic_path(path) as tmp:
-        predictions_frame(case_nums, probs, labels).to_csv(tmp, index=False, float_format="%.6f")
+        frame.to_csv(tmp, index=False, float_format="%.6f")
     return path
 
 
-def write_plots(run_dir: str | Path, probs: Tensor, labels: Tensor, title: str) -> list[Path]:
+def write_plots(
+    run_dir: str | Path, probs: Tensor, labels: Tensor, spec: TaskSpec, title: str
+) -> list[Path]:
     run_dir = Path(run_dir)
     return [
-        Path(save_roc_curves(probs, labels, run_dir / ROC_FILE, title)),
-        Path(save_confusion_matrices(probs, labels, run_dir / CONFUSION_FILE, title)),
+        Path(save_roc_curves(probs, labels, spec, run_dir / ROC_FILE, title)),
+        Path(save_confusion_matrices(probs, labels, spec, run_dir / CONFUSION_FILE, title)),
     ]

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 from torch import Tensor
 
-from src.data.datamodule import Derm7ptDataModule
+from src.data.datamodule import PairDataModule
 from src.evaluation.pipeline import evaluate
 from src.models.module import AMMFMModule
 from src.models.network import count_parameters
@@ -56,7 +56,7 @@ def predict_split(
 def evaluate_and_save(
     cfg: DictConfig,
     module: AMMFMModule,
-    datamodule: Derm7ptDataModule,
+    datamodule: PairDataModule,
     run_dir: Path,
     loggers: list[Logger],
     extra: dict[str, Any],
@@ -67,13 +67,15 @@ def evaluate_and_save(
     trainer = build_eval_trainer(cfg, run_dir)
     val_probs, val_labels = predict_split(trainer, module, datamodule.split_dataloader("valid"))
     test_probs, test_labels = predict_split(trainer, module, datamodule.split_dataloader("test"))
+    tasks = module.tasks
     evaluation = evaluate(
-        val_probs, val_labels, test_probs, test_labels, cfg.model.weight_grid_step
+        val_probs, val_labels, test_probs, test_labels, tasks, cfg.model.weight_grid_step
     )
     metrics = {
         **evaluation.metrics,
+        "tasks": tasks.to_dict(),
         "blocks": module.block_summary(datamodule.split_dataloader("valid")),
-        "params": count_parameters(cfg),
+        "params": count_parameters(cfg, tasks.num_classes),
         "seed": cfg.seed,
         "config": run_config_summary(cfg),
         **extra,
@@ -83,14 +85,16 @@ def evaluate_and_save(
         "output_dir": str(run_dir),
     }
     case_nums = [c.case_num for c in datamodule.cases("test")]
-    write_predictions(run_dir, case_nums, evaluation.test_probs, evaluation.test_labels)
+    write_predictions(run_dir, case_nums, evaluation.test_probs, evaluation.test_labels, tasks)
     title = (
         f"{cfg.fusion.mode}-{cfg.block.type}-{cfg.backbone.name} seed {cfg.seed} | "
         f"test split of {cfg.data.name} ({len(case_nums)} cases)"
     )
-    plots = write_plots(run_dir, evaluation.test_probs["final"], evaluation.test_labels, title)
+    plots = write_plots(
+        run_dir, evaluation.test_probs["final"], evaluation.test_labels, tasks, title
+    )
     write_metrics(run_dir, metrics)
-    predictions = TestPredictions(case_nums, evaluation.test_probs, evaluation.test_labels)
+    predictions = TestPredictions(case_nums, evaluation.test_probs, evaluation.test_labels, tasks)
     log_summary(loggers, metrics, {p.stem: p for p in plots}, step, predictions)
     avg_auc = metrics["avg_auc"]
     log.info(

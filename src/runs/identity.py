@@ -4,7 +4,8 @@ names, the report's rows and the W&B group.
 A result's identity is
 - `settings`: every resolved config value that can change its numbers, as dotted keys: the
   whole config except where to read and write, logging, and the speed-only keys below;
-- `data`: the fingerprint of the release folder (`src.data.fingerprint`), not its path;
+- `data`: the fingerprint of the files the run reads and of its task spec
+  (`src.data.fingerprint`), not their paths;
 - `weights`: where each stream's starting weights come from (a pinned timm tag, or the sha256
   of a local file), not the file's path.
 `digest` hashes the three; `configuration` hashes them without the seed (one report row and one
@@ -79,15 +80,19 @@ def run_identity(cfg: DictConfig, weights: dict[str, str] | None = None) -> dict
     """The identity of the run `cfg` describes: reads the data folder's fingerprint and hashes
     local weight files (the data must exist: a synthetic release is generated first).
     `weights`: the weight sources when known already (a checkpoint's, in src.eval)."""
-    from src.data.datamodule import as_data_config, ensure_release
-    from src.data.derm7pt import check_release_layout
+    from src.data.datamodule import as_data_config, datamodule_class
     from src.data.fingerprint import data_fingerprint
+    from src.data.tasks import load_task_spec
     from src.models.network import validate_network_config, weight_sources
     from src.utils.run_info import git_commit
 
     data_cfg = as_data_config(cfg.data)
-    root = check_release_layout(ensure_release(data_cfg))
-    fingerprint = data_fingerprint(root, data_cfg.cache_dir)
+    source = datamodule_class(data_cfg)
+    root = source.ensure_root(data_cfg)
+    source.check_local(data_cfg)
+    memo = data_cfg.cache_dir or root / ".cache"
+    tasks = load_task_spec(data_cfg.tasks)
+    fingerprint = data_fingerprint(source.fingerprint_files(data_cfg), memo, tasks.digest)
     if weights is None:
         weights = weight_sources(validate_network_config(cfg))
     return build_identity(result_settings(cfg), fingerprint, weights, git_commit())

@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from src.data.schema import ALL_LABELS, TASKS
+from src.data.tasks import TaskSpec
 from src.runs.artifacts import predictions_frame
 from src.runs.files import WANDB_ID_FILE
 from src.utils.errors import UserError
@@ -150,11 +150,13 @@ def summary_scalars(metrics: dict[str, Any]) -> dict[str, float]:
 
 @dataclass
 class TestPredictions:
-    """The test split's cases, labels [N, 8] and probabilities per branch (plus "final")."""
+    """The test split's cases, labels [N, T] and probabilities per branch (plus "final"), in
+    the layout of the task spec `tasks`."""
 
     case_nums: Sequence[str]
     probs: dict[str, Tensor]
     labels: Tensor
+    tasks: TaskSpec
 
 
 def log_summary(
@@ -188,13 +190,13 @@ def log_wandb_results(
     run.summary.update(scalars)
     media: dict[str, Any] = {}
     auc = metrics.get("auc") or {}
-    rows = [[label.split("/")[0], label, auc[label]] for label in ALL_LABELS if label in auc]
+    rows = [[label.split("/")[0], label, value] for label, value in auc.items()]
     media["test/auc_per_label"] = wandb.Table(columns=["task", "label", "auc"], data=rows)
     if predictions is not None:
         final = predictions.probs["final"].float()
         labels = predictions.labels
         start = 0
-        for t, task in enumerate(TASKS):
+        for t, task in enumerate(predictions.tasks.tasks):
             probs = final[:, start : start + task.num_classes].numpy()
             start += task.num_classes
             y_true = labels[:, t].tolist()
@@ -208,7 +210,9 @@ def log_wandb_results(
                 class_names=names,
                 title=f"Confusion {task.name} (test, P_FI)",
             )
-        frame = predictions_frame(predictions.case_nums, predictions.probs, labels)
+        frame = predictions_frame(
+            predictions.case_nums, predictions.probs, labels, predictions.tasks
+        )
         media["test/predictions"] = wandb.Table(dataframe=frame)
     for key, path in images.items():
         media[f"test/{key}"] = wandb.Image(str(path))

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from src.data.datamodule import Derm7ptDataModule
+from src.data.datamodule import PairDataModule, build_datamodule
 from src.models.module import AMMFMModule
 from src.runs.files import CONFIG_FILE
 from src.utils.distributed import launch_rank, sync_batchnorm_supported
+from src.utils.errors import UserError
 from src.utils.io import atomic_write_text
 from src.utils.logging_setup import quiet_library_noise, route_lightning_logs_to_root
 
@@ -53,10 +54,23 @@ def trainer_settings(trainer_cfg: DictConfig, callbacks: Sequence[object] = ()) 
     return settings
 
 
-def datamodule_for(cfg: DictConfig, module: AMMFMModule) -> Derm7ptDataModule:
-    """The datamodule of `cfg.data`, normalising each image with its stream's statistics."""
-    return Derm7ptDataModule(
-        cfg.data,
-        clin_stats=module.network.norm_stats["clin"],
-        derm_stats=module.network.norm_stats["derm"],
-    )
+def module_and_datamodule(cfg: DictConfig) -> tuple[AMMFMModule, PairDataModule]:
+    """The datamodule of `cfg.data` and the module built for its task spec; the datamodule
+    normalises each image with its stream's pretrained statistics."""
+    datamodule = build_datamodule(cfg.data)
+    module = AMMFMModule(cfg, datamodule.tasks)
+    datamodule.normalize_with(module.network.norm_stats)
+    return module, datamodule
+
+
+def datamodule_for(cfg: DictConfig, module: AMMFMModule) -> PairDataModule:
+    """The datamodule of `cfg.data` for a module already built (a trained checkpoint's):
+    its task spec must be the module's."""
+    datamodule = build_datamodule(cfg.data, module.network.norm_stats)
+    if datamodule.tasks.to_dict() != module.tasks.to_dict():
+        raise UserError(
+            f"data.tasks={cfg.data.tasks}: the dataset's task spec {datamodule.tasks.name!r} is "
+            f"not the one the model was trained with ({module.tasks.name!r}); evaluate it on "
+            "data with the same tasks and classes"
+        )
+    return datamodule

@@ -19,7 +19,7 @@ import numpy as np
 
 from src.data.synthetic.render import RGB, Layer, Lesion, Shape, View
 
-# Class index constants follow src/data/schema.py's class order.
+# Class index constants follow the class order of src/data/specs/derm7pt.yaml.
 ABS, REG, IR = 0, 1, 2
 TYP, ATP = 1, 2
 PRS = 1

@@ -15,8 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,19 +22,19 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from src.data.schema import (
+from src.data.cases import SPLITS
+from src.data.derm7pt_facts import (
     META_COLUMNS,
     REAL_CLASS_TOTALS,
     REAL_DIAG_SPLIT_COUNTS,
     SPLIT_SIZES,
-    SPLITS,
-    TASKS,
 )
 from src.data.synthetic.design import clinical_view, dermoscopy_view, design_lesion, frame_size
-from src.data.synthetic.render import render
-from src.utils.errors import UserError
-from src.utils.io import current_umask
+from src.data.synthetic.folder import build_folder
+from src.data.synthetic.render import Lesion, render
+from src.data.tasks import load_task_spec
 
+TASKS = load_task_spec("derm7pt").tasks  # the stand-in has the real release's 8 tasks
 N_CASES = sum(SPLIT_SIZES.values())  # 1011
 N_DUPLICATE_PAIRS = 9
 WORK_SIDE = 320  # lesions are drawn with this long side at most, then resized to the photo size
@@ -205,7 +203,7 @@ def _meta_row(case: SyntheticCase, rng: np.random.Generator) -> dict[str, str]:
     return row
 
 
-def _photo(lesion_img_fn, rng: np.random.Generator, long_side: tuple[int, int]) -> bytes:
+def photo_bytes(lesion_img_fn, rng: np.random.Generator, long_side: tuple[int, int]) -> bytes:
     """Draw at a small working size, resize to the photo size, encode as JPEG."""
     w, h = frame_size(rng, long_side)
     scale = min(1.0, WORK_SIDE / max(w, h))
@@ -218,17 +216,24 @@ def _photo(lesion_img_fn, rng: np.random.Generator, long_side: tuple[int, int]) 
     return buf.getvalue()
 
 
+def pair_photos(
+    lesion: Lesion, rng: np.random.Generator, long_side: tuple[int, int], clinical: bool = True
+) -> tuple[bytes | None, bytes]:
+    """JPEG bytes of (clinical, dermoscopy) views of one lesion; no clinical one if not asked."""
+    derm = photo_bytes(lambda w, h: render(lesion, dermoscopy_view(rng, w, h), rng), rng, long_side)
+    if not clinical:
+        return None, derm
+    clin = photo_bytes(lambda w, h: render(lesion, clinical_view(rng, w, h), rng), rng, long_side)
+    return clin, derm
+
+
 def case_images(
     case: SyntheticCase, seed: int, long_side: tuple[int, int]
 ) -> tuple[bytes | None, bytes]:
     """JPEG bytes of (clinical, dermoscopy) for one case; clinical is None for duplicate pairs."""
     rng = np.random.default_rng([seed, case.row, 1])
     lesion = design_lesion(case.labels, case.raw["regression_structures"], rng)
-    derm = _photo(lambda w, h: render(lesion, dermoscopy_view(rng, w, h), rng), rng, long_side)
-    if case.duplicate:
-        return None, derm
-    clin = _photo(lambda w, h: render(lesion, clinical_view(rng, w, h), rng), rng, long_side)
-    return clin, derm
+    return pair_photos(lesion, rng, long_side, clinical=not case.duplicate)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[dict[str, str]]) -> None:
@@ -264,25 +269,7 @@ def generate_synthetic_release(
 ) -> Path:
     """Write a synthetic release_v0 folder at `out_dir` and return its path.
 
-    The folder is built beside `out_dir` under a temporary name and renamed into place at the
-    end, so an interrupted run never leaves a folder that looks complete. If another process
-    finishes the same folder first, its copy is kept. `long_side` is the range of the photos'
-    long side in pixels (the real release: about 500 to 800).
+    The folder is written all at once (src/data/synthetic/folder.py). `long_side` is the range
+    of the photos' long side in pixels (the real release: about 500 to 800).
     """
-    out = Path(out_dir)
-    if out.exists():
-        raise UserError(f"{out} already exists; delete it or choose another output folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; a dataset is meant to be shared
-    try:
-        _write_release(tmp, seed, long_side)
-        try:
-            os.rename(tmp, out)
-        except OSError:
-            if not (out / "meta" / "meta.csv").exists():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out
+    return build_folder(out_dir, lambda tmp: _write_release(tmp, seed, long_side), "meta/meta.csv")
