@@ -135,6 +135,10 @@ class ModelConfig:
     matmul_precision: str = "high"
     channels_last: bool = False
     compile: bool = False
+    # patient metadata columns of the task spec fed to the fusion head (one-hot); leaky columns
+    # (decided from the diagnosis, e.g. derm7pt's management) only with allow_leaky_metadata
+    metadata: list[str] = field(default_factory=list)
+    allow_leaky_metadata: bool = False
 
 
 @dataclass

@@ -39,6 +39,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # A missing release fails first: before torch loads, the network is built or weights fetched.
     data_cfg = as_data_config(cfg.data)
     datamodule_class(data_cfg).check_local(data_cfg)
+    if cfg.model.metadata:  # the columns against the task spec, before anything is written
+        from src.data.tasks import load_task_spec
+        from src.models.metadata import select_metadata
+
+        tasks = load_task_spec(data_cfg.tasks)
+        select_metadata(cfg.model.metadata, cfg.model.allow_leaky_metadata, tasks, cfg.fusion.mode)
     from src.models.network import validate_network_config
     from src.runs.checkpoints import resolve_ckpt_path
     from src.utils.distributed import launch_rank

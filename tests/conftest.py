@@ -33,6 +33,17 @@ def synthetic_release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate_synthetic_release(root, seed=0, long_side=SMALL_LONG_SIDE)
 
 
+@pytest.fixture(scope="session")
+def synthetic_pairs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small second synthetic dataset (paired-CSV layout, 11-class diagnosis and two binary
+    findings: src/data/specs/synthetic_lesions.yaml). Treat it as read-only."""
+    from src.data.synthetic.paired import generate_synthetic_pairs
+
+    root = tmp_path_factory.mktemp("data") / "synthetic_lesions"
+    sizes = {"train": 48, "valid": 30, "test": 40}
+    return generate_synthetic_pairs(root, seed=0, sizes=sizes, long_side=SMALL_LONG_SIDE)
+
+
 @pytest.fixture
 def release_copy(synthetic_release: Path, tmp_path: Path) -> Path:
     """A private copy of the synthetic release to break: meta/ copied, images symlinked per file

@@ -46,10 +46,12 @@ def _labels(loader) -> torch.Tensor:
 def test_batches_and_split_order(synthetic_release, cache_dir):
     dm = Derm7ptDataModule(_cfg(synthetic_release, cache_dir))
     dm.setup("fit")
-    clin, derm, labels = next(iter(dm.train_dataloader()))
+    clin, derm, labels, meta = next(iter(dm.train_dataloader()))
     assert clin.shape == derm.shape == (16, 3, 32, 32)
     assert clin.dtype == derm.dtype == torch.float32 and labels.dtype == torch.long
     assert labels.shape == (16, 8)
+    # every metadata column of the derm7pt spec: a category index each (the release has all)
+    assert meta.shape == (16, 5) and meta.dtype == torch.long and (meta >= 0).all()
     assert len(dm.train_dataloader()) == SPLIT_SIZES["train"] // 16  # drop_last
     for split, loader in (("valid", dm.val_dataloader()), ("test", dm.test_dataloader())):
         expected = torch.tensor([c.labels for c in dm.cases(split)])
@@ -173,7 +175,7 @@ def test_composed_hydra_config_is_accepted(synthetic_release, cache_dir, tmp_pat
     )
     dm = Derm7ptDataModule(cfg.data)
     assert dm.cfg.synthetic and dm.cfg.root == str(synthetic_release)
-    clin, _, _ = next(iter(dm.val_dataloader()))
+    clin, *_ = next(iter(dm.val_dataloader()))
     assert clin.shape == (dm.cfg.eval_batch_size, 3, 32, 32)
 
 

@@ -93,8 +93,8 @@ def test_same_preprocessing_tta_and_weights_as_evaluation(
     assert torch.equal(clinic, torch.stack([x[0] for x in items]))
     assert torch.equal(derm, torch.stack([x[1] for x in items]))
 
-    labels = torch.stack([x[2] for x in items])
-    branch_probs, _ = module.predict_step((clinic, derm, labels), 0)
+    labels, meta = torch.stack([x[2] for x in items]), torch.stack([x[3] for x in items])
+    branch_probs, _ = module.predict_step((clinic, derm, labels, meta), 0)
     expected = fuse(branch_probs, RUN_WEIGHTS)
     got = predictor.predict(pairs, batch_size=3)  # two batches: 3 + 1
     assert torch.allclose(got, expected, atol=1e-6)

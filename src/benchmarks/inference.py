@@ -75,8 +75,8 @@ def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
 def _predictor(row_id: str, settings: InferenceSettings) -> tuple[Any, dict[str, Any]]:
     cfg = bench_config(row_id, settings.image_size)
     torch.manual_seed(0)
-    network = build_network(cfg, load_task_spec(cfg.data.tasks).num_classes, load_weights=False)
-    network = network.eval()
+    tasks = load_task_spec(cfg.data.tasks)
+    network = build_network(cfg, tasks.num_classes, load_weights=False).eval()
     branches = network.branches
     weights = {b: 1.0 / len(branches) for b in branches}  # any weights cost the same
     counts = network.parameter_counts()
@@ -90,7 +90,7 @@ def _predictor(row_id: str, settings: InferenceSettings) -> tuple[Any, dict[str,
         "paper_params_m": row.params_m,
         "paper_avg_auc": None if row.avg_auc is None else row.avg_auc.mean,
     }
-    return FusedPredictor(network, weights, ["identity"]).eval(), info
+    return FusedPredictor(network, tasks, weights, ["identity"]).eval(), info
 
 
 def measure_onnx(model: Any, settings: InferenceSettings, onnx_dir: Path) -> dict[str, Any]:

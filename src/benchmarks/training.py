@@ -29,17 +29,18 @@ from src.benchmarks.timing import summarize, synchronize
 from src.data.tasks import load_task_spec
 from src.models.module import AMMFMModule, branch_loss
 
-Batch = tuple[Tensor, Tensor, Tensor]
+Batch = tuple[Tensor, Tensor, Tensor, Tensor]
 
 
 def random_batch(
     batch_size: int, image_size: int, num_classes: Sequence[int], seed: int = 0
 ) -> Batch:
-    """Normalised-image-like inputs and valid labels for every task."""
+    """Normalised-image-like inputs, valid labels for every task, no metadata."""
     gen = torch.Generator().manual_seed(seed)
     shape = (batch_size, 3, image_size, image_size)
     labels = torch.stack([torch.randint(n, (batch_size,), generator=gen) for n in num_classes], 1)
-    return torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), labels
+    no_metadata = torch.zeros(batch_size, 0, dtype=torch.long)
+    return torch.randn(shape, generator=gen), torch.randn(shape, generator=gen), labels, no_metadata
 
 
 class RepeatedBatch(Dataset):
@@ -105,7 +106,7 @@ def plain_steps(module: AMMFMModule, batch: Batch, steps: int, device: torch.dev
     mcfg = module.cfg.model
     optimizer = torch.optim.Adam(network.parameters(), lr=mcfg.lr, weight_decay=mcfg.weight_decay)
     stamps = []
-    for clinic, derm, labels in batch_loader(batch, steps):
+    for clinic, derm, labels, _ in batch_loader(batch, steps):
         synchronize(device)
         stamps.append(time.perf_counter())
         clinic, derm, labels = clinic.to(device), derm.to(device), labels.to(device)

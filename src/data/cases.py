@@ -23,6 +23,8 @@ class Case:
     clinic: Path
     derm: Path
     labels: tuple[int, ...]  # class index per task, in the task spec's order
+    # category index per metadata column of the task spec (-1: unknown); models pick theirs
+    meta: tuple[int, ...] = ()
 
 
 @dataclass
@@ -110,6 +112,18 @@ def label_error(task_column: str, raw: str, known: list[str], where: str) -> Use
         f"{where}: column {task_column!r} has value {raw!r}, which the task spec does not map; "
         f"expected one of {shown}"
     )
+
+
+def case_metadata(row: dict[str, str], spec: TaskSpec, where: str) -> tuple[int, ...]:
+    """The category index of each metadata column of `spec` for one CSV row (-1: empty)."""
+    found = []
+    for meta in spec.metadata:
+        raw = (row.get(meta.column) or "").strip()
+        try:
+            found.append(meta.index(raw))
+        except ValueError:
+            raise label_error(meta.column, raw, list(meta.values), where) from None
+    return tuple(found)
 
 
 def case_labels(row: dict[str, str], spec: TaskSpec, where: str) -> tuple[int, ...]:

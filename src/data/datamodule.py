@@ -94,9 +94,9 @@ def _seed_worker(worker_id: int) -> None:
 
 
 class PairDataModule(LightningDataModule):
-    """Batches of (clinic float[B,3,S,S], derm float[B,3,S,S], labels long[B,T]), T the tasks
-    of `self.tasks`. Subclasses implement `check_local`, `generate`, `fingerprint_files` and
-    `load`."""
+    """Batches of (clinic float[B,3,S,S], derm float[B,3,S,S], labels long[B,T], meta long[B,M]):
+    T the tasks and M the metadata columns of `self.tasks`. Subclasses implement `check_local`,
+    `generate`, `fingerprint_files` and `load`."""
 
     def __init__(
         self,

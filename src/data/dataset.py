@@ -1,4 +1,4 @@
-"""A torch Dataset of derm7pt cases: (clinical image, dermoscopy image, 8 labels)."""
+"""A torch Dataset of cases: (clinical image, dermoscopy image, labels, metadata)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from src.data.transforms import PairTransform
 
 
 class PairDataset(Dataset):
-    """Item i: (clinic float[3,S,S], derm float[3,S,S], labels long[8]) of `cases[i]`."""
+    """Item i: (clinic float[3,S,S], derm float[3,S,S], labels long[T], meta long[M]) of
+    `cases[i]`: a class index per task and a category index per metadata column of the task
+    spec (-1: unknown)."""
 
     def __init__(
         self,
@@ -33,7 +35,7 @@ class PairDataset(Dataset):
 
     def __getitem__(
         self, key: int | tuple[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Item `key`: an (epoch, index) pair as `EpochShuffleSampler` yields them, or an index
         (epoch 0)."""
         epoch, i = key if isinstance(key, tuple) else (0, key)
@@ -41,4 +43,5 @@ class PairDataset(Dataset):
         if self.seed is not None:
             self.transform.set_random_seed(mix_seed(self.seed, epoch, i))
         clin, derm = self.transform(self.images.get(case.clinic), self.images.get(case.derm))
-        return clin, derm, torch.tensor(case.labels, dtype=torch.long)
+        labels = torch.tensor(case.labels, dtype=torch.long)
+        return clin, derm, labels, torch.tensor(case.meta, dtype=torch.long).reshape(-1)

@@ -18,6 +18,7 @@ from src.data.cases import (
     Case,
     Release,
     case_labels,
+    case_metadata,
     check_no_shared_images,
     read_csv,
 )
@@ -94,7 +95,13 @@ def _where(meta_path: Path, i: int, row: dict[str, str]) -> str:
 def _parse_meta(root: Path, images: _ImageIndex, spec: TaskSpec) -> tuple[list[Case], list[str]]:
     meta_path = root / "meta" / "meta.csv"
     header, rows = read_csv(meta_path, MISSING_HINT)
-    needed = ["case_num", "clinic", "derm", *(t.column for t in spec.tasks)]
+    needed = [
+        "case_num",
+        "clinic",
+        "derm",
+        *(t.column for t in spec.tasks),
+        *(m.column for m in spec.metadata),
+    ]
     missing = [c for c in needed if c not in header]
     if missing:
         raise UserError(f"{meta_path}: missing column(s) {', '.join(missing)}")
@@ -126,7 +133,8 @@ def _parse_meta(root: Path, images: _ImageIndex, spec: TaskSpec) -> tuple[list[C
             if found != raw:
                 fixes.append(f"{raw} -> {found}")
             paths.append(images.dir / found)
-        cases.append(Case(i, case_num, paths[0], paths[1], labels))
+        meta = case_metadata(row, spec, where)
+        cases.append(Case(i, case_num, paths[0], paths[1], labels, meta))
     return cases, sorted(set(fixes))
 
 

@@ -39,8 +39,9 @@ class KeyDataset(Dataset):
         return torch.tensor([self.split_id, epoch, index], dtype=torch.long)
 
 
-def _stack(dataset: PairDataset) -> tuple[Tensor, Tensor, Tensor]:
-    """uint8 [N, 3, S, S] clinical and dermoscopy images and long [N, 8] labels of a split."""
+def _stack(dataset: PairDataset) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """uint8 [N, 3, S, S] clinical and dermoscopy images, long [N, T] labels and long [N, M]
+    metadata of a split."""
     size = dataset.transform.size
     clin = np.empty((len(dataset), 3, size, size), dtype=np.uint8)
     derm = np.empty_like(clin)
@@ -48,7 +49,9 @@ def _stack(dataset: PairDataset) -> tuple[Tensor, Tensor, Tensor]:
         clin[i] = dataset.images.get(case.clinic).transpose(2, 0, 1)
         derm[i] = dataset.images.get(case.derm).transpose(2, 0, 1)
     labels = torch.tensor([case.labels for case in dataset.cases], dtype=torch.long)
-    return torch.from_numpy(clin), torch.from_numpy(derm), labels
+    meta = torch.tensor([case.meta for case in dataset.cases], dtype=torch.long)
+    meta = meta.reshape(len(dataset), -1)
+    return torch.from_numpy(clin), torch.from_numpy(derm), labels, meta
 
 
 class DeviceImages:
@@ -81,18 +84,19 @@ class DeviceImages:
             }
             self._device = device
 
-    def batch(self, keys: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(clinic, derm, labels) for keys [B, 3] of one split, on the keys' device."""
+    def batch(self, keys: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """(clinic, derm, labels, meta) for keys [B, 3] of one split, on the keys' device."""
         self._on(keys.device)
         split = DEVICE_SPLITS[int(keys[0, 0])]
         index = keys[:, 2]
-        clin, derm, labels = (t[index] for t in self.splits[split])
+        clin, derm, labels, meta = (t[index] for t in self.splits[split])
         if split == "train" and self.augment:
             rows = keys[:, 1:].tolist()
             seeds = [mix_seed(self.seed, epoch, i) for epoch, i in rows]
             params = draw_params(seeds, clin.shape[-1], self.augment_p, self.photometric_targets)
             clin, derm = augment_pair(clin, derm, params)
-        return normalise(clin, self.stats["clin"]), normalise(derm, self.stats["derm"]), labels
+        clin, derm = normalise(clin, self.stats["clin"]), normalise(derm, self.stats["derm"])
+        return clin, derm, labels, meta
 
 
 def is_key_batch(batch: object) -> bool:

@@ -19,6 +19,7 @@ from src.data.cases import (
     Case,
     Release,
     case_labels,
+    case_metadata,
     check_no_shared_images,
     check_splits_not_empty,
     read_csv,
@@ -54,7 +55,8 @@ def load_paired_csv(cfg: DataConfig, spec: TaskSpec) -> Release:
     root, path = Path(cfg.root).expanduser(), csv_path(cfg)
     header, rows = read_csv(path, HINT)
     columns = [cfg.case_column, cfg.clinic_column, cfg.derm_column, cfg.split_column]
-    missing = [c for c in (*columns, *(t.column for t in spec.tasks)) if c not in header]
+    needed = [*columns, *(t.column for t in spec.tasks), *(m.column for m in spec.metadata)]
+    missing = [c for c in needed if c not in header]
     if missing:
         raise UserError(
             f"{path}: no column(s) {', '.join(missing)} (it has {', '.join(header)}); rename "
@@ -84,7 +86,7 @@ def load_paired_csv(cfg: DataConfig, spec: TaskSpec) -> Release:
         labels = case_labels(row, spec, where)
         clinic = _image(root, (row.get(cfg.clinic_column) or "").strip(), where, cfg.clinic_column)
         derm = _image(root, (row.get(cfg.derm_column) or "").strip(), where, cfg.derm_column)
-        case = Case(i, case_id, clinic, derm, labels)
+        case = Case(i, case_id, clinic, derm, labels, case_metadata(row, spec, where))
         cases.append(case)
         splits[split].append(case)
     if not cases:

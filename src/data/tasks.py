@@ -17,6 +17,12 @@ The YAML form (every key but `tasks` has a default):
           NEV: [clark nevus, ...]
     avg_auc_exclude: [ABS]       # AVG AUC: every label except these classes (or avg_auc_labels:)
     melanoma_labels: [DIAG/MEL, PN/ATP]  # rows of the precision/sensitivity tables
+    metadata:                    # patient metadata columns a model may take (model.metadata)
+      - column: sex
+        values: [female, male]   # one-hot in this order; an empty cell is "unknown" (all zeros)
+      - column: management
+        values: [excision, clinical follow up]
+        leaky: true              # decided from the diagnosis: refused unless allowed
 """
 
 from __future__ import annotations
@@ -56,6 +62,20 @@ class Task:
 
 
 @dataclass(frozen=True)
+class MetaColumn:
+    """A patient metadata column: its categories, and whether it leaks the labels (a value
+    decided from the diagnosis, such as the management)."""
+
+    column: str
+    values: tuple[str, ...]
+    leaky: bool = False
+
+    def index(self, raw: str) -> int:
+        """Category index of a raw CSV value; -1 for an empty cell; ValueError if unknown."""
+        return -1 if raw == "" else self.values.index(raw)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """The tasks of one dataset and the label groups its tables use."""
 
@@ -63,6 +83,7 @@ class TaskSpec:
     tasks: tuple[Task, ...]
     avg_auc_labels: tuple[str, ...]  # the labels AVG AUC averages over (Table 2)
     melanoma_labels: tuple[str, ...]  # melanoma-related labels: precision, sensitivity (Table 4)
+    metadata: tuple[MetaColumn, ...] = ()  # patient metadata columns a model may take
 
     @cached_property
     def task_names(self) -> tuple[str, ...]:
@@ -93,6 +114,13 @@ class TaskSpec:
                 return task
         raise KeyError(f"unknown task {name!r}; expected one of {', '.join(self.task_names)}")
 
+    def meta_column(self, column: str) -> MetaColumn:
+        for meta in self.metadata:
+            if meta.column == column:
+                return meta
+        known = ", ".join(m.column for m in self.metadata) or "none"
+        raise KeyError(f"{column!r} is not a metadata column of {self.name!r} ({known})")
+
     def label_index(self, label: str) -> tuple[int, int]:
         """(task index, class index) of a "TASK/CLASS" label."""
         task_name, _, cls = label.partition("/")
@@ -122,6 +150,10 @@ class TaskSpec:
             ],
             "avg_auc_labels": list(self.avg_auc_labels),
             "melanoma_labels": list(self.melanoma_labels),
+            "metadata": [
+                {"column": m.column, "values": list(m.values), "leaky": m.leaky}
+                for m in self.metadata
+            ],
         }
 
     @property
@@ -190,7 +222,7 @@ def _check_labels(labels: Sequence[str], spec_labels: set[str], source: str, key
 def _parse_spec(raw: Any, source: str) -> TaskSpec:
     if not isinstance(raw, Mapping):
         raise UserError(f"{source}: a task spec must be a mapping with a 'tasks' list")
-    allowed = {"name", "tasks", "avg_auc_exclude", "avg_auc_labels", "melanoma_labels"}
+    allowed = {"name", "tasks", "avg_auc_exclude", "avg_auc_labels", "melanoma_labels", "metadata"}
     unknown = sorted(set(raw) - allowed)
     if unknown:
         raise _fail(source, unknown[0], f"is not a task spec key ({', '.join(sorted(allowed))})")
@@ -212,10 +244,33 @@ def _parse_spec(raw: Any, source: str) -> TaskSpec:
         avg = [lbl for lbl in labels if lbl.split("/", 1)[1] not in exclude]
     if not avg:
         raise _fail(source, "avg_auc_labels", "leave no label to average AUC over")
-    highlight = _names(raw.get("melanoma_labels", []), source, "melanoma_labels")
-    _check_labels(highlight, set(labels), source, "melanoma_labels")
+    melanoma = _names(raw.get("melanoma_labels", []), source, "melanoma_labels")
+    _check_labels(melanoma, set(labels), source, "melanoma_labels")
     name = str(raw.get("name") or Path(source).stem)
-    return TaskSpec(name, tasks, tuple(avg), tuple(highlight))
+    metadata = _parse_metadata(raw.get("metadata") or [], source, {t.column for t in tasks})
+    return TaskSpec(name, tasks, tuple(avg), tuple(melanoma), metadata)
+
+
+def _parse_metadata(raw: Any, source: str, task_columns: set[str]) -> tuple[MetaColumn, ...]:
+    if not isinstance(raw, list):
+        raise _fail(source, "metadata", "must be a list of {column, values, leaky}")
+    columns: list[MetaColumn] = []
+    for i, entry in enumerate(raw):
+        where = f"metadata[{i}]"
+        if not isinstance(entry, Mapping) or set(entry) - {"column", "values", "leaky"}:
+            raise _fail(source, where, "must be a mapping of column, values and leaky")
+        column = entry.get("column")
+        if not isinstance(column, str) or not column or column in task_columns:
+            raise _fail(source, f"{where}.column", f"must name a non-task column, got {column!r}")
+        values = _names(entry.get("values"), source, f"{where}.values")
+        if len(set(values)) != len(values):
+            raise _fail(source, f"{where}.values", "repeat a value")
+        if not isinstance(entry.get("leaky", False), bool):
+            raise _fail(source, f"{where}.leaky", "must be true or false")
+        columns.append(MetaColumn(column, tuple(values), bool(entry.get("leaky", False))))
+    if len({m.column for m in columns}) != len(columns):
+        raise _fail(source, "metadata", "repeats a column")
+    return tuple(columns)
 
 
 def available_specs() -> list[str]:

@@ -154,7 +154,7 @@ def export_onnx(
 
 def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint: str) -> dict:
     """What a user of the .onnx file needs to know to feed it and read its output."""
-    tasks = model.module.tasks
+    tasks = model.tasks
     return {
         "format": "onnx",
         "opset": OPSET,

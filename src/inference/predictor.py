@@ -118,23 +118,30 @@ def resolve_fusion_weights(
 
 class FusedPredictor(nn.Module):
     """(clinic, derm) normalised [B,3,S,S] -> P_FI [B,L]: TTA-averaged, fusion-weighted, columns
-    in the order of `module.tasks.all_labels`.
+    in the order of `tasks.all_labels` (the task spec the module was trained with).
 
     Exactly the evaluation's arithmetic (tta_probabilities, then fuse); traceable for export.
     """
 
-    def __init__(self, module: nn.Module, weights: dict[str, float], views: Sequence[str]):
+    def __init__(
+        self,
+        module: nn.Module,
+        tasks: TaskSpec,
+        weights: dict[str, float],
+        views: Sequence[str],
+    ):
         super().__init__()
         from src.evaluation.tta import check_tta_views
 
         self.module = module
+        self.tasks = tasks
         self.weights = dict(weights)
         self.views = check_tta_views(views)
 
     def branch_probabilities(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
         from src.evaluation.tta import tta_probabilities
 
-        num_classes = self.module.tasks.num_classes
+        num_classes = self.tasks.num_classes
         return tta_probabilities(self.module, clinic, derm, self.views, num_classes)
 
     def forward(self, clinic: Tensor, derm: Tensor) -> Tensor:
@@ -160,7 +167,7 @@ class Predictor:
     @property
     def tasks(self) -> TaskSpec:
         """The task spec the model was trained with: output columns and task segments."""
-        return self.model.module.tasks
+        return self.model.tasks
 
     @property
     def views(self) -> list[str]:
@@ -202,9 +209,15 @@ def load_predictor(
         raise UserError(f"device={device}: CUDA is not available here; use device=cpu")
     module = module_from_checkpoint(ckpt_path)
     cfg = module.cfg
+    if module.network.metadata is not None:
+        raise UserError(
+            f"ckpt_path={ckpt_path}: the model also reads patient metadata "
+            f"(model.metadata={list(cfg.model.metadata)}); src.predict and src.export feed "
+            "images only: evaluate it with src.eval"
+        )
     views = list(tta_views) if tta_views is not None else list(cfg.model.tta_views)
     weights = resolve_fusion_weights(fusion_weights, ckpt_path, module.branches)
-    model = FusedPredictor(module, weights, views).to(device).eval()
+    model = FusedPredictor(module, module.tasks, weights, views).to(device).eval()
     return Predictor(
         model=model,
         image_size=int(cfg.data.image_size),

@@ -21,6 +21,7 @@ from src.evaluation.metrics import compute_metrics
 from src.evaluation.probabilities import split_tasks, task_softmax
 from src.evaluation.tta import tta_probabilities
 from src.models.lr_schedule import lr_factor_schedule
+from src.models.metadata import select_metadata
 from src.models.network import build_network
 from src.utils.distributed import broadcast_batchnorm_statistics
 from src.utils.errors import UserError
@@ -82,6 +83,8 @@ class RefinementMeter:
         }
 
 
+# A batch: clinical and dermoscopy images, class index per task, category per metadata column.
+Batch = tuple[Tensor, Tensor, Tensor, Tensor]
 # One validation batch: per-branch probabilities, labels, per-stage per-stream refinement.
 ValidationBatch = tuple[dict[str, Tensor], Tensor, dict[int, dict[str, Tensor]]]
 
@@ -119,7 +122,14 @@ class AMMFMModule(LightningModule):
                 f"model.matmul_precision={matmul}: expected one of {', '.join(MATMUL_PRECISIONS)}"
             )
         torch.set_float32_matmul_precision(matmul)  # process-wide, as torch defines it
-        self.network = build_network(self.cfg, tasks.num_classes)
+        model = self.cfg.model
+        metadata = select_metadata(
+            list(model.get("metadata") or []),
+            bool(model.get("allow_leaky_metadata", False)),
+            tasks,
+            self.cfg.fusion.mode,
+        )
+        self.network = build_network(self.cfg, tasks.num_classes, metadata=metadata)
         if self.cfg.model.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
         if self.cfg.model.compile:
@@ -173,8 +183,10 @@ class AMMFMModule(LightningModule):
             derm = derm.contiguous(memory_format=torch.channels_last)
         return clinic, derm
 
-    def forward(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
-        return self.network(*self._layout(clinic, derm))
+    def forward(
+        self, clinic: Tensor, derm: Tensor, meta: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        return self.network(*self._layout(clinic, derm), meta)
 
     # ------------------------------------------------------------------ training
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -186,9 +198,9 @@ class AMMFMModule(LightningModule):
         run resumed from an end-of-epoch checkpoint continues exactly like an uninterrupted one."""
         torch.manual_seed(mix_seed(int(self.cfg.seed), self.current_epoch))
 
-    def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
-        clinic, derm, labels = batch
-        logits = self(clinic, derm)
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        clinic, derm, labels, meta = batch
+        logits = self(clinic, derm, meta)
         total = torch.zeros((), device=labels.device)
         for branch, branch_logits in logits.items():
             loss, per_task = branch_loss(branch_logits.float(), labels, self.tasks.num_classes)
@@ -214,9 +226,10 @@ class AMMFMModule(LightningModule):
         # validate what the checkpoint keeps, rank zero's, on every process.
         broadcast_batchnorm_statistics(self)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        clinic, derm, labels = batch
-        logits, refinement = self.network.forward_with_refinement(*self._layout(clinic, derm))
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        clinic, derm, labels, meta = batch
+        inputs = self._layout(clinic, derm)
+        logits, refinement = self.network.forward_with_refinement(*inputs, meta)
         for branch, values in logits.items():
             if not torch.isfinite(values).all():
                 raise NonFiniteLossError(
@@ -271,9 +284,9 @@ class AMMFMModule(LightningModule):
         meter = RefinementMeter()
         was_training = self.training
         self.eval()
-        for clinic, derm, _ in dataloader:
+        for clinic, derm, _, meta in dataloader:
             inputs = self._layout(clinic.to(self.device), derm.to(self.device))
-            meter.update(self.network.forward_with_refinement(*inputs)[1])
+            meter.update(self.network.forward_with_refinement(*inputs, meta.to(self.device))[1])
         self.train(was_training)
         means = meter.means()
         summary: dict[str, Any] = {
@@ -292,12 +305,17 @@ class AMMFMModule(LightningModule):
 
     # ---------------------------------------------------------------- prediction
     def predict_step(
-        self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0
+        self, batch: Batch, batch_idx: int, dataloader_idx: int = 0
     ) -> tuple[dict[str, Tensor], Tensor]:
-        """TTA-averaged per-task probabilities of every branch, and the labels."""
-        clinic, derm, labels = batch
+        """TTA-averaged per-task probabilities of every branch, and the labels (the views turn
+        the images; the metadata stays)."""
+        clinic, derm, labels, meta = batch
         views = list(self.cfg.model.tta_views)
-        probs = tta_probabilities(self, clinic, derm, views, self.tasks.num_classes)
+
+        def forward(c: Tensor, d: Tensor) -> dict[str, Tensor]:
+            return self(c, d, meta)
+
+        probs = tta_probabilities(forward, clinic, derm, views, self.tasks.num_classes)
         return {b: p.float().cpu() for b, p in probs.items()}, labels.cpu()
 
     # ----------------------------------------------------------------- optimiser

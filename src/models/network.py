@@ -27,6 +27,7 @@ from src.config import BLOCK_GATES, BLOCK_TYPES, FUSION_MODES, HeadConfig
 from src.models.backbones import NUM_STAGES, StagedBackbone, create_backbone, stage_reductions
 from src.models.blocks import create_block, gate_values
 from src.models.heads import TaskHead
+from src.models.metadata import MetadataEncoding
 from src.utils.errors import UserError
 from src.utils.hashing import sha256_file
 
@@ -287,11 +288,13 @@ class FusionNetwork(nn.Module):
         streams: dict[str, StagedBackbone],
         blocks: dict[int, nn.Module],
         heads: dict[str, TaskHead],
+        metadata: MetadataEncoding | None = None,
     ) -> None:
         super().__init__()
         self.streams = nn.ModuleDict({name: streams[name] for name in STREAMS if name in streams})
         self.blocks = nn.ModuleDict({str(stage): block for stage, block in blocks.items()})
         self.heads = nn.ModuleDict(heads)
+        self.metadata = metadata  # patient metadata into the fusion head (model.metadata)
         self._branches = tuple(name for name in (*STREAMS, FUSION) if name in heads)
 
     @property
@@ -334,27 +337,35 @@ class FusionNetwork(nn.Module):
         self._run_streams(clinic, derm, keep)
         return keep
 
-    def forward(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
-        return self._heads(self._run_streams(clinic, derm))
+    def forward(
+        self, clinic: Tensor, derm: Tensor, meta: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        return self._heads(self._run_streams(clinic, derm), meta)
 
     def forward_with_refinement(
-        self, clinic: Tensor, derm: Tensor
+        self, clinic: Tensor, derm: Tensor, meta: Tensor | None = None
     ) -> tuple[dict[str, Tensor], dict[int, dict[str, Tensor]]]:
         """Logits, and per block stage and refined stream the relative change
         ||x_refined - x|| / ||x|| of every sample's features [B] (how much each block acts)."""
         refinement: dict[int, dict[str, Tensor]] = {}
-        return self._heads(self._run_streams(clinic, derm, refinement=refinement)), refinement
+        features = self._run_streams(clinic, derm, refinement=refinement)
+        return self._heads(features, meta), refinement
 
     def gate_values(self) -> dict[int, dict[str, float]]:
         """{stage: {stream: gamma}} of gated blocks (block.gate=zero); empty otherwise."""
         gates = {int(stage): gate_values(block) for stage, block in self.blocks.items()}
         return {stage: values for stage, values in gates.items() if values}
 
-    def _heads(self, features: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _heads(self, features: dict[str, Tensor], meta: Tensor | None) -> dict[str, Tensor]:
         pooled = {name: self.streams[name].pool(feat) for name, feat in features.items()}
         logits = {name: self.heads[name](vec) for name, vec in pooled.items()}
         if FUSION in self.heads:
-            logits[FUSION] = self.heads[FUSION](torch.cat([pooled["clin"], pooled["derm"]], dim=1))
+            fused = [pooled["clin"], pooled["derm"]]
+            if self.metadata is not None:
+                if meta is None:
+                    raise ValueError("this network takes patient metadata: pass meta")
+                fused.append(self.metadata(meta).to(pooled["derm"].dtype))
+            logits[FUSION] = self.heads[FUSION](torch.cat(fused, dim=1))
         return {name: logits[name] for name in self.branches}
 
     def parameter_counts(self) -> dict[str, int]:
@@ -378,10 +389,15 @@ class FusionNetwork(nn.Module):
 
 
 def build_network(
-    cfg: object, num_classes: Sequence[int], *, load_weights: bool = True
+    cfg: object,
+    num_classes: Sequence[int],
+    *,
+    load_weights: bool = True,
+    metadata: Sequence[tuple[int, int]] = (),
 ) -> FusionNetwork:
     """Build the network a composed config describes (see `validate_network_config`), each head
-    with one segment of `num_classes[t]` logits per task (the task spec's).
+    with one segment of `num_classes[t]` logits per task (the task spec's), the fusion head also
+    reading the `metadata` columns ((index, categories), from `select_metadata`) one-hot.
 
     With load_weights=False no pretrained or local weights are loaded (parameter counting).
     """
@@ -410,13 +426,14 @@ def build_network(
         if block is not None:
             blocks[stage] = block
     dims = {name: stream.out_dim for name, stream in streams.items()}
+    encoding = MetadataEncoding(metadata) if metadata else None
     if len(dims) == 2:
-        dims[FUSION] = dims["clin"] + dims["derm"]
+        dims[FUSION] = dims["clin"] + dims["derm"] + (encoding.width if encoding else 0)
     heads = {
         name: TaskHead(dim, num_classes, spec.head_hidden, spec.head_dropout)
         for name, dim in dims.items()
     }
-    return FusionNetwork(streams, blocks, heads)
+    return FusionNetwork(streams, blocks, heads, encoding)
 
 
 def count_parameters(cfg: object, num_classes: Sequence[int]) -> dict[str, int]:

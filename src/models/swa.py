@@ -32,21 +32,26 @@ FIRST_EPOCH_KEY = "swa_first_epoch"
 
 
 class _PairInput(nn.Module):
-    """Adapter for `update_bn`, which feeds one tensor: a stacked (clinic, derm) pair."""
+    """Adapter for `update_bn`, which feeds one tensor: a stacked (clinic, derm) pair; the
+    batch's metadata rides beside it in `meta` (update_bn takes one batch at a time)."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
         self.module = module
+        self.meta: Tensor | None = None
 
     def forward(self, pair: Tensor) -> Any:
-        return self.module(pair[0], pair[1])
+        return self.module(pair[0], pair[1], self.meta)
 
 
-def _stacked_pairs(batches: Iterable[Any], module: pl.LightningModule) -> Iterator[Tensor]:
+def _stacked_pairs(
+    batches: Iterable[Any], module: pl.LightningModule, adapter: _PairInput
+) -> Iterator[Tensor]:
     """Each training batch as the training step gets it (moved to the device, the datamodule's
-    batch hooks applied), its images stacked."""
+    batch hooks applied), its images stacked and its metadata handed to `adapter`."""
     for batch in batches:
-        clinic, derm, *_ = module._apply_batch_transfer_handler(batch)
+        clinic, derm, _, meta = module._apply_batch_transfer_handler(batch)
+        adapter.meta = meta
         yield torch.stack((clinic, derm))
 
 
@@ -148,5 +153,6 @@ def refresh_batchnorm(trainer: pl.Trainer, pl_module: pl.LightningModule, seed: 
         raise UserError("SWA needs the training data to refresh BatchNorm statistics")
     torch.manual_seed(seed)
     with trainer.precision_plugin.forward_context():
-        update_bn(_stacked_pairs(loader, pl_module), _PairInput(pl_module), device=pl_module.device)
+        adapter = _PairInput(pl_module)
+        update_bn(_stacked_pairs(loader, pl_module, adapter), adapter, device=pl_module.device)
     average_batchnorm_statistics(pl_module)

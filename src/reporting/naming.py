@@ -41,6 +41,10 @@ def describe(config: dict[str, Any]) -> str:
             name += f" qk c/{qk}"
         if config.get("block_gate", "none") != "none":
             name += f" gate {config['block_gate']}"
+    if config.get("metadata"):
+        name += f" +meta {','.join(config['metadata'])}"
+    if config.get("leaky_metadata"):
+        name += f" [LEAKY metadata: {','.join(config['leaky_metadata'])}]"
     return name
 
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from src.data.datamodule import PairDataModule
 from src.evaluation.pipeline import evaluate
+from src.models.metadata import leaky_metadata
 from src.models.module import AMMFMModule
 from src.models.network import count_parameters
 from src.runs.artifacts import write_metrics, write_plots, write_predictions
@@ -74,6 +75,10 @@ def evaluate_and_save(
     metrics = {
         **evaluation.metrics,
         "tasks": tasks.to_dict(),
+        "metadata": {
+            "columns": list(cfg.model.metadata),
+            "leaky": leaky_metadata(cfg.model.metadata, tasks),
+        },
         "blocks": module.block_summary(datamodule.split_dataloader("valid")),
         "params": count_parameters(cfg, tasks.num_classes),
         "seed": cfg.seed,

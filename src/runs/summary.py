@@ -6,6 +6,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from src.data.tasks import load_task_spec
+from src.models.metadata import leaky_metadata
 from src.models.network import network_summary, validate_network_config
 
 
@@ -26,7 +28,11 @@ def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
         "photometric": cfg.data.get("photometric"),
         "precision": str(cfg.trainer.get("precision", "32-true")),
         "matmul_precision": cfg.model.get("matmul_precision", "high"),
+        "metadata": list(cfg.model.get("metadata") or []),
     }
+    if summary["metadata"]:  # a leaky column is named in every row that groups this run
+        tasks = load_task_spec(cfg.data.tasks)
+        summary["leaky_metadata"] = leaky_metadata(summary["metadata"], tasks)
     try:
         from hydra.core.hydra_config import HydraConfig
 
