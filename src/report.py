@@ -9,6 +9,8 @@ runs by configuration, and writes into `--out` (default: `<first folder>/report`
     table2.{md,csv,tex}          Table 2's 17-label AUC row (best run) beside ours
     comparisons.csv              the paper's comparisons on our runs: paired by seed, mean
                                  difference, 95% CI, paired t-test p-value, number of pairs
+    metadata_effects.csv         each model.metadata choice against the same configuration
+                                 without metadata, with the same paired test (when present)
     failures.{md,csv,tex}        failed / unfinished / duplicate runs with their error line
     runs.csv                     one line per run
     avg_auc_vs_params.png, strip_table<N>.png (per-seed points beside mean ± std),
@@ -33,6 +35,7 @@ from src.reporting.aggregate import group_runs
 from src.reporting.cells import paper_recipe
 from src.reporting.comparisons import comparisons, comparisons_frame, comparisons_section
 from src.reporting.matching import PaperMatches
+from src.reporting.metadata_effects import metadata_effects, metadata_frame, metadata_section
 from src.reporting.naming import describe, setting
 from src.reporting.render import markdown_section, write_table
 from src.reporting.runs import RunRecord, count_by_status, find_runs
@@ -87,6 +90,10 @@ def write_report(
     compared = comparisons(PaperMatches(results, paper))
     with atomic_path(out_dir / "comparisons.csv") as tmp:
         comparisons_frame(compared).to_csv(tmp, index=False)
+    effects = metadata_effects(results)
+    if effects:
+        with atomic_path(out_dir / "metadata_effects.csv") as tmp:
+            metadata_frame(effects).to_csv(tmp, index=False)
     figures = []
     if plots:
         from src.reporting.figures import write_figures
@@ -107,6 +114,8 @@ def write_report(
     ]
     body = [markdown_section(t) for t in tables]
     body.insert(1, comparisons_section(compared))
+    if effects:
+        body.insert(2, metadata_section(effects))
     if figures:
         names = [p.relative_to(out_dir).as_posix() for p in figures]
         links = "".join(f"- [{name}]({name})\n" for name in names)

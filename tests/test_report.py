@@ -25,6 +25,7 @@ from src.reference import load_paper_results
 from src.report import main, write_report
 from src.reporting.aggregate import Stat, group_runs
 from src.reporting.cells import ReportTable
+from src.reporting.matching import PaperMatches
 from src.reporting.render import latex, markdown
 from src.reporting.runs import find_runs, summary_of
 from src.reporting.wandb_runs import metrics_from_summary
@@ -522,3 +523,27 @@ def test_a_run_off_the_recipe_gets_its_own_row_and_says_how(tmp_path: Path) -> N
     lr_run = overview.loc[str(tmp_path / "b" / "seed0"), "setting"]
     assert "model.lr=0.001" in lr_run
     assert "model.lr" not in overview.loc[str(tmp_path / "a" / "seed0"), "setting"]
+
+
+def test_metadata_effects_are_paired_by_seed_and_leaky_columns_flagged(tmp_path: Path) -> None:
+    """Each metadata choice against the same configuration without: the paired mean difference
+    over seeds; a leaky column is named as such; neither joins a paper row."""
+    with_sex = (*AMMFM, "model.metadata=[sex]")
+    leaky = (*AMMFM, "model.metadata=[management]", "model.allow_leaky_metadata=true")
+    for seed in range(3):
+        complete_run(tmp_path / "none" / f"seed{seed}", AMMFM, seed, 0.70 + 0.01 * seed)
+        gain = (0.02, 0.03, 0.01)[seed]
+        complete_run(tmp_path / "sex" / f"seed{seed}", with_sex, seed, 0.70 + 0.01 * seed + gain)
+        complete_run(tmp_path / "mgmt" / f"seed{seed}", leaky, seed, 0.78 + 0.01 * seed + gain)
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], find_runs([tmp_path]), out, plots=False)
+    effects = pd.read_csv(out / "metadata_effects.csv", keep_default_na=False)
+    auc = effects[effects.metric == "avg_auc"].set_index("metadata")
+    assert auc.loc["sex", "mean_diff"] == pytest.approx(2.0) and auc.loc["sex", "n_pairs"] == 3
+    assert auc.loc["management", "mean_diff"] == pytest.approx(10.0)
+    assert auc.loc["management", "leaky"] == "management" and auc.loc["sex", "leaky"] == ""
+    report = (out / "report.md").read_text()
+    assert "## Patient metadata, paired by seed" in report and "(**LEAKY**: management)" in report
+    results, _ = group_runs(find_runs([tmp_path]))
+    matches = PaperMatches(results, load_paper_results())
+    assert [len(matches.rows_of(r)) > 0 for r in results].count(True) == 1  # images only

@@ -112,7 +112,8 @@ def paired_test(diffs: Sequence[float]) -> tuple[float, float, float, float]:
     return mean, mean - half, mean + half, p
 
 
-def _by_seed(result: ConfigResult, metric: str) -> dict[int, float]:
+def by_seed(result: ConfigResult, metric: str) -> dict[int, float]:
+    """{seed: metric in percent} of a configuration's complete runs."""
     return {
         r.seed: float(r.metrics[metric]) * PCT
         for r in result.runs
@@ -121,7 +122,7 @@ def _by_seed(result: ConfigResult, metric: str) -> dict[int, float]:
 
 
 def compare(pair: PaperPair, a: ConfigResult, b: ConfigResult, metric: str) -> Comparison:
-    va, vb = _by_seed(a, metric), _by_seed(b, metric)
+    va, vb = by_seed(a, metric), by_seed(b, metric)
     seeds = sorted(set(va) & set(vb))
     mean, low, high, p = paired_test([va[s] - vb[s] for s in seeds])
     return Comparison(pair, a, b, metric, mean, low, high, p, len(seeds))

@@ -2,7 +2,8 @@
 
 A paper row fixes the fusion framework, the block (with its stages and q/k width) and both
 backbones; the data, image size, epochs and weights a run used are shown beside it instead. Only
-results over the paper's tasks (the derm7pt task spec) can reproduce a paper row.
+results over the paper's tasks (the derm7pt task spec), from images alone (no patient
+metadata), can reproduce a paper row.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ class PaperMatches:
             config_key(r.config): [
                 i
                 for i, arch in rows.items()
-                if arch == architecture(r.config) and r.tasks.digest == paper_tasks
+                if arch == architecture(r.config)
+                and r.tasks.digest == paper_tasks
+                and not r.config.get("metadata")  # the paper's models read images only
             ]
             for r in results
         }

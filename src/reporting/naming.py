@@ -95,6 +95,8 @@ NAMED_SETTINGS = frozenset(
         "block.stages",
         "block.qk_reduction",
         "block.gate",
+        "model.metadata",
+        "model.allow_leaky_metadata",
     }
 )
 

@@ -1,0 +1,122 @@
+"""What each patient metadata choice adds: every configuration with `model.metadata` against the
+same configuration without metadata, paired by seed with the paper comparisons' test
+(`comparisons.paired_test`: mean difference, 95% CI, paired t-test)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pandas as pd
+
+from src.reporting.aggregate import ConfigResult, config_key
+from src.reporting.comparisons import METRICS, TEST_NOTE, by_seed, paired_test
+from src.reporting.naming import OFF_RECIPE_KEY, describe, setting
+
+METADATA_KEYS = ("metadata", "leaky_metadata")
+COLUMNS = [
+    "metadata",
+    "leaky",
+    "base",
+    "metric",
+    "mean_diff",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_pairs",
+]
+
+
+@dataclass(frozen=True)
+class MetadataEffect:
+    with_metadata: ConfigResult
+    without: ConfigResult
+    metric: str
+    mean_diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    n_pairs: int
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.with_metadata.config.get("metadata") or [])
+
+    @property
+    def leaky(self) -> list[str]:
+        return list(self.with_metadata.config.get("leaky_metadata") or [])
+
+
+def _without_metadata(config: dict) -> str:
+    """The configuration key with its metadata choice (and what naming it put in the
+    off-recipe list) taken out."""
+    kept = {k: v for k, v in config.items() if k not in METADATA_KEYS}
+    if kept.get(OFF_RECIPE_KEY):
+        kept[OFF_RECIPE_KEY] = [s for s in kept[OFF_RECIPE_KEY] if not s.startswith("model.")]
+    return config_key({k: v for k, v in kept.items() if k != OFF_RECIPE_KEY})
+
+
+def metadata_effects(results: Sequence[ConfigResult]) -> list[MetadataEffect]:
+    """Each configuration with metadata against its twin without, per headline metric."""
+    bases = {_without_metadata(r.config): r for r in results if not r.config.get("metadata")}
+    found = []
+    for result in results:
+        base = bases.get(_without_metadata(result.config))
+        if not result.config.get("metadata") or base is None:
+            continue
+        for metric in METRICS:
+            a, b = by_seed(result, metric), by_seed(base, metric)
+            seeds = sorted(set(a) & set(b))
+            stats = paired_test([a[s] - b[s] for s in seeds])
+            found.append(MetadataEffect(result, base, metric, *stats, len(seeds)))
+    return found
+
+
+def metadata_frame(found: Sequence[MetadataEffect]) -> pd.DataFrame:
+    rows = [
+        {
+            "metadata": ",".join(e.columns),
+            "leaky": ",".join(e.leaky),
+            "base": f"{describe(e.without.config)} [{setting(e.without.config)}]",
+            "metric": e.metric,
+            "mean_diff": e.mean_diff,
+            "ci_low": e.ci_low,
+            "ci_high": e.ci_high,
+            "p_value": e.p_value,
+            "n_pairs": e.n_pairs,
+        }
+        for e in found
+    ]
+    return pd.DataFrame.from_records(rows, columns=COLUMNS)
+
+
+def metadata_section(found: Sequence[MetadataEffect]) -> str:
+    """report.md's section; empty when no configuration used metadata."""
+    if not found:
+        return ""
+    lines = [
+        "## Patient metadata, paired by seed",
+        "",
+        "Each configuration with `model.metadata` against the same configuration without. "
+        + TEST_NOTE,
+        "",
+        "| metadata | base | metric | Δ (95% CI) | p | pairs |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for e in found:
+        name = ", ".join(e.columns) + (f" (**LEAKY**: {', '.join(e.leaky)})" if e.leaky else "")
+        ci = "" if math.isnan(e.ci_low) else f" ({e.ci_low:+.2f}, {e.ci_high:+.2f})"
+        p = "NaN" if math.isnan(e.p_value) else f"{e.p_value:.3g}"
+        diff = "NaN" if math.isnan(e.mean_diff) else f"{e.mean_diff:+.2f}"
+        lines.append(
+            f"| {name} | {describe(e.without.config)} | {e.metric} | {diff}{ci} | {p} "
+            f"| {e.n_pairs} |"
+        )
+    if any(e.leaky for e in found):
+        lines += [
+            "",
+            "LEAKY columns are decided by the clinician from the diagnosis; a gain from them is "
+            "not a diagnostic gain.",
+        ]
+    return "\n".join([*lines, ""])
