@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 
 from src.data.synthetic.release import generate_synthetic_release
@@ -17,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="folder to create (must not exist)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the progress lines
     start = time.perf_counter()
     out = generate_synthetic_release(args.out, seed=args.seed)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -36,6 +37,9 @@ from src.data.synthetic.design import clinical_view, dermoscopy_view, design_les
 from src.data.synthetic.render import render
 from src.utils.errors import UserError
 from src.utils.io import current_umask
+from src.utils.progress import track
+
+log = logging.getLogger(__name__)
 
 N_CASES = sum(SPLIT_SIZES.values())  # 1011
 N_DUPLICATE_PAIRS = 9
@@ -250,7 +254,7 @@ def _write_release(tmp: Path, seed: int, long_side: tuple[int, int]) -> None:
             tmp / "meta" / f"{split}_indexes.csv", ["indexes"], [{"indexes": str(r)} for r in rows]
         )
     images = tmp / "images"
-    for case in cases:
+    for case in track(cases, len(cases), "synthetic dataset: image pairs", log):
         clin, derm = case_images(case, seed, long_side)
         target = images / case.derm_on_disk
         target.parent.mkdir(parents=True, exist_ok=True)
