@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(PY)
 
 install: $(STAMP)  ## create .venv and install the project with its dev and export extras
 
-demo: $(STAMP)  ## train + evaluate the demo model on the synthetic stand-in dataset (CPU, minutes)
+demo: $(STAMP)  ## train + evaluate the demo model on the synthetic stand-in dataset (CPU, ~10 min)
 	$(PY) -m src.train experiment=demo
 
 test: $(STAMP)  ## fast test suite (excludes tests marked slow)

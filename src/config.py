@@ -167,6 +167,9 @@ class TrainConfig:
     train: bool = True
     test: bool = True
     skip_complete: bool = True  # in sweeps: skip a run whose metrics.json is already complete
+    # keep the epoch checkpoints and last.ckpt once the run is complete (default: only
+    # checkpoints/final.ckpt stays; an unfinished run always keeps them to resume)
+    keep_resume_checkpoints: bool = False
 
 
 # Top-level config entries that never change a run's numbers: where it reads and writes, how

@@ -84,6 +84,24 @@ def _fit(trainer: Any, module: Any, datamodule: Any, ckpt_path: Path | None, run
     clear_failure(run_dir)  # a preempted run resumed to the end is no longer a failure
 
 
+def _retire_resume_checkpoints(run_dir: Path, keep: bool) -> None:
+    """Once the run is complete (metrics.json written), its epoch checkpoints and last.ckpt
+    have nothing left to resume: they go, final.ckpt stays (keep_resume_checkpoints=true keeps
+    them). An incomplete run keeps them, so it can still be resumed."""
+    from src.runs.checkpoints import drop_resume_checkpoints
+    from src.runs.files import is_complete
+
+    if keep or not is_complete(run_dir):
+        return
+    freed = drop_resume_checkpoints(run_dir)
+    if freed:
+        log.info(
+            "run complete: resume checkpoints removed (%.1f MB freed; keep_resume_checkpoints="
+            "true keeps them), checkpoints/final.ckpt kept",
+            freed / 1e6,
+        )
+
+
 def _fit_and_evaluate(
     cfg: DictConfig, run_dir: Path, ckpt_path: Path | None, identity: dict[str, Any]
 ) -> dict[str, Any]:
@@ -143,9 +161,11 @@ def _fit_and_evaluate(
             "checkpoint": str(final_checkpoint(run_dir)),
             "identity": identity,
         }
-        return evaluate_and_save(
+        metrics = evaluate_and_save(
             cfg, module, datamodule, run_dir, loggers, extra, step=trainer.global_step
         )
+        _retire_resume_checkpoints(run_dir, bool(cfg.get("keep_resume_checkpoints")))
+        return metrics
     finally:
         finish_wandb()
 

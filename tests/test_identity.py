@@ -124,7 +124,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Pa
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        train(tiny_config(synthetic_release, run_dir, ["callbacks=default"]))
+        overrides = ["callbacks=default", "keep_resume_checkpoints=true"]
+        train(tiny_config(synthetic_release, run_dir, overrides))
     finally:
         torch.set_num_threads(before)
     return run_dir

@@ -176,3 +176,24 @@ def test_a_logger_that_cannot_start_is_a_user_error_without_a_folder(tmp_path: P
     with pytest.raises(UserError, match=r"logger=mlflow cannot start \(ModuleNotFoundError"):
         instantiate_loggers(cfg, run_dir, None)
     assert list(run_dir.iterdir()) == []
+
+
+def test_a_wandb_run_starts_without_the_anonymous_deprecation_warning(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning hands `anonymous=None` to wandb.init, which wandb warns about on every run."""
+    import hydra
+
+    from src.project import compose_config
+    from src.runs.loggers import finish_wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    cfg = compose_config(["logger=wandb", f"paths.output_dir={tmp_path}"], hydra_config=True)
+    logger = hydra.utils.instantiate(cfg.logger.wandb, save_dir=str(tmp_path), id="quiet01")
+    try:
+        assert logger.experiment.id == "quiet01"  # the run did start
+    finally:
+        finish_wandb()
+    out, err = capfd.readouterr()
+    assert "anonymous" not in out + err

@@ -75,6 +75,19 @@ def test_error_line_record_read_and_clear(tmp_path: Path) -> None:
     clear_failure(tmp_path)  # nothing to clear: no error
 
 
+def test_sweep_size_counts_the_table_grid_and_the_command_line_wins_per_key() -> None:
+    from omegaconf import OmegaConf
+
+    from src.project import compose_config
+    from src.runs.sweep import sweep_size
+
+    cfg = compose_config(["experiment=table9"], hydra_config=True)
+    assert sweep_size(cfg) == 60  # 6 configurations x 10 seeds (experiments/README.md)
+    OmegaConf.set_readonly(cfg.hydra, False)
+    cfg.hydra.overrides.task = ["seed=range(2)", "model.lr=1e-3,1e-4"]
+    assert sweep_size(cfg) == 6 * 2 * 2
+
+
 # ------------------------------------------------------------------------- real sweeps
 def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     """Invalid combinations fail before any data loads: both jobs run, both are recorded."""
@@ -91,6 +104,8 @@ def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
         assert line is not None and line.startswith("UserError: "), result.stderr[-3000:]
     log = result.stdout + result.stderr
     assert "2 job(s) of this sweep failed" in log
+    assert f"sweep of 2 job(s) into {sweep}" in log  # every job says where it is in the sweep
+    assert "job 1/2: fusion=derm_only block=aab" in log and "job 2/2: " in log
     assert f"FAILED {folders['bab'].relative_to(sweep)}: UserError" in log
 
 

@@ -34,7 +34,8 @@ def _check_metric_block(block: dict) -> None:
 @pytest.fixture(scope="module")
 def trained_run(synthetic_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("run") / "aff-aab"
-    train(tiny_config(synthetic_release, run_dir, [*WITH_CHECKPOINTS, *KEEP_EVERY_EPOCH]))
+    overrides = [*WITH_CHECKPOINTS, *KEEP_EVERY_EPOCH, "keep_resume_checkpoints=true"]
+    train(tiny_config(synthetic_release, run_dir, overrides))
     return run_dir
 
 
@@ -117,6 +118,24 @@ def test_resume_after_first_epoch_reaches_the_uninterrupted_weights(
     assert final.keys() == again.keys()
     assert all(torch.equal(final[k], again[k]) for k in final)
     assert not all(torch.equal(final[k], first_epoch[k]) for k in final)  # it did train on
+    # Without test metrics the run is not complete: its resume checkpoints stay.
+    assert (resumed_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_a_complete_run_keeps_only_final_ckpt_holding_weights_config_and_identity(
+    synthetic_release: Path, tmp_path: Path
+):
+    """Retention: once metrics.json is written, the epoch checkpoints and last.ckpt go; the
+    kept final.ckpt holds what eval, predict and export read, and no training state."""
+    run_dir = tmp_path / "run"
+    train(tiny_config(synthetic_release, run_dir, WITH_CHECKPOINTS))
+    assert is_complete(run_dir)
+    assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["final.ckpt"]
+    stored = read_checkpoint(run_dir / "checkpoints" / "final.ckpt")
+    training_state = {"optimizer_states", "lr_schedulers", "callbacks", "swa_average"}
+    assert not training_state & stored.keys()
+    assert stored["identity"] == json.loads((run_dir / "identity.json").read_text())
+    assert stored["hyper_parameters"]["cfg"]["seed"] == 0
 
 
 def test_resume_with_another_epoch_count_is_refused(trained_run: Path, synthetic_release: Path):

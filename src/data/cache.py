@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +24,7 @@ from src.config import CACHE_MODES
 from src.data.images import check_decodable, decode_rgb, resize_square
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
+from src.utils.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +115,8 @@ class ImageCache:
         and workers only ever read cached arrays.
         """
         unique = sorted(set(paths))
-        start = time.perf_counter()
         work = check_decodable if self.mode == "none" else self.get
+        what = f"image cache ({self.mode}, {self.size} px): images"
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-            for _ in pool.map(work, unique):
+            for _ in track(pool.map(work, unique), len(unique), what, log):
                 pass
-        log.info(
-            "image cache (%s, %d px): %d images ready in %.1f s",
-            self.mode,
-            self.size,
-            len(unique),
-            time.perf_counter() - start,
-        )

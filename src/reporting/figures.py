@@ -7,6 +7,7 @@ Drawn on matplotlib `Figure` objects (Agg canvas, no pyplot state) and saved ato
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from src.data.tasks import TaskSpec
@@ -45,9 +47,12 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-# Offsets (points) tried in turn for a point's label, the first that overlaps no other label.
+# Offsets (points) tried in turn for a point's label, the first that overlaps no other label:
+# beside the point, then further up or down and out (with a leader line).
 LABEL_OFFSETS = [(6, 4), (6, -12), (-6, 4), (-6, -12)] + [
-    (side, dy) for dy in (14, -22, 24, -32, 34, -42, 44, -52) for side in (6, -6)
+    (side, dy)
+    for dy in (14, -22, 24, -32, 34, -42, 44, -52, 54, -62, 64, -72)
+    for side in (6, -6, 40, -40)
 ]
 
 
@@ -60,31 +65,36 @@ def _place_labels(fig: Figure, ax: object, labels: list[tuple[float, float, str,
     inside = ax.get_window_extent(renderer)  # type: ignore[attr-defined]
     to_pixels = ax.transData.transform  # type: ignore[attr-defined]
     placed = [Bbox.from_bounds(*(to_pixels((x, y)) - 4), 8, 8) for x, y, _, _ in labels]
+
+    def annotate(x: float, y: float, text: str, style: dict, dx: float, dy: float):
+        note = ax.annotate(  # type: ignore[attr-defined]
+            text,
+            (x, y),
+            xytext=(dx, dy),
+            textcoords="offset points",
+            ha="left" if dx > 0 else "right",
+            arrowprops={"arrowstyle": "-", "color": "lightgrey", "lw": 0.6}
+            if abs(dy) > 12 or abs(dx) > 6
+            else None,
+            **style,
+        )
+        note.set_in_layout(False)  # the axes keep the size the boxes were measured at
+        note.update_positions(renderer)  # the text's own box: an annotation's would include
+        return note, Text.get_window_extent(note, renderer).expanded(1.02, 1.1)  # its line
+
     for x, y, text, style in labels:
+        least: tuple[int, float, float] | None = None  # (overlaps, dx, dy) of the best miss
         for dx, dy in LABEL_OFFSETS:
-            note = ax.annotate(  # type: ignore[attr-defined]
-                text,
-                (x, y),
-                xytext=(dx, dy),
-                textcoords="offset points",
-                ha="left" if dx > 0 else "right",
-                arrowprops={"arrowstyle": "-", "color": "lightgrey", "lw": 0.6}
-                if abs(dy) > 12
-                else None,
-                **style,
-            )
-            note.set_in_layout(False)  # the axes keep the size the boxes were measured at
-            box = note.get_window_extent(renderer).expanded(1.02, 1.1)
-            fits = inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1)
-            if fits and not any(box.overlaps(other) for other in placed):
-                break
+            note, box = annotate(x, y, text, style, dx, dy)
+            if inside.contains(box.x0, box.y0) and inside.contains(box.x1, box.y1):
+                overlaps = sum(box.overlaps(other) for other in placed)
+                if not overlaps:
+                    break
+                least = min(least or (overlaps + 1, dx, dy), (overlaps, dx, dy))
             note.remove()
-        else:
-            note = ax.annotate(  # type: ignore[attr-defined]
-                text, (x, y), xytext=(6, 4), textcoords="offset points", **style
-            )
-            note.set_in_layout(False)
-            box = note.get_window_extent(renderer)
+        else:  # every place overlaps: the one inside the axes overlapping fewest labels
+            dx, dy = (6, 4) if least is None else least[1:]
+            note, box = annotate(x, y, text, style, dx, dy)
         placed.append(box)
 
 
@@ -113,9 +123,11 @@ def auc_vs_params(results: Sequence[ConfigResult], paper: PaperResults, path: Pa
         )
         labels += [(x, y, name, {"fontsize": 9}) for x, y, name in zip(xs, ys, names)]
     published: dict[tuple[float, float], PaperModel] = {}
+    tables: dict[tuple[float, float], list[int]] = {}
     for row in paper.models:
         if row.params_m is not None and row.avg_auc is not None:
             published.setdefault((row.params_m, row.avg_auc.mean), row)
+            tables.setdefault((row.params_m, row.avg_auc.mean), []).append(row.table)
     if published:
         rows = list(published.values())
         ax.errorbar(
@@ -129,22 +141,25 @@ def auc_vs_params(results: Sequence[ConfigResult], paper: PaperResults, path: Pa
             label="paper (published)",
         )
         names = paper_summaries()
-        labels += [
-            (
-                x,
-                y,
-                describe(names[row.id]) if row.id in names else row.description,
-                {"fontsize": 8, "color": "dimgrey"},
-            )
-            for (x, y), row in published.items()
-        ]
+        text = {
+            p: describe(names[r.id]) if r.id in names else r.description
+            for p, r in published.items()
+        }
+        repeated = {t for t in text.values() if list(text.values()).count(t) > 1}
+        for point, name in text.items():  # a model the paper reports twice: which table is which
+            if name in repeated:
+                text[point] = f"{name} (T{','.join(map(str, sorted(set(tables[point]))))})"
+        labels += [(x, y, text[(x, y)], {"fontsize": 8, "color": "dimgrey"}) for x, y in published]
     ax.set(
         xlabel="parameters (M, paper accounting: whole backbones)",
         ylabel="test AVG AUC (%)",
         title="AVG AUC against model size",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="medium")
+    ax.margins(x=0.08, y=0.08)
+    handles, names = ax.get_legend_handles_labels()
+    names = [textwrap.fill(n, 110, subsequent_indent="    ") for n in names]
+    fig.legend(handles, names, loc="outside lower center", fontsize="medium")
     _place_labels(fig, ax, labels)
     ax.xaxis.label.set_size(12)
     ax.yaxis.label.set_size(12)
@@ -197,8 +212,9 @@ def mean_roc_figure(result: ConfigResult, path: Path) -> Path | None:
     for ax in axes[len(labels) :]:
         ax.set_visible(False)
     fig.suptitle(
-        f"{describe(result.config)} | {setting(result.config)} | test split, mean ROC over "
-        f"{len(runs)} run(s), band ±1 std"
+        f"{describe(result.config)} | {setting(result.config)}\nP_FI (fused prediction, "
+        f"weights searched on validation), test split: mean ROC over {len(runs)} run(s), "
+        "band ±1 std"
     )
     return _save(fig, path)
 
@@ -243,13 +259,13 @@ def strip_figure(table: int, matches: PaperMatches, path: Path) -> Path | None:
                 paper_mean, y - 0.3, xerr=paper_std or 0.0, fmt="s", mfc="none", color="grey"
             )
     ax.set_yticks(range(len(rows)), [r[0] for r in rows])
-    ax.invert_yaxis()
+    ax.set_ylim(len(rows) - 0.5, -0.5)  # top to bottom; each row's markers (±0.3) inside
     ax.scatter([], [], s=18, color="C0", label="ours, one seed")
     ax.errorbar([], [], xerr=[], fmt="D", color="C1", label="ours, mean ± std")
     ax.errorbar([], [], xerr=[], fmt="s", mfc="none", color="grey", label="paper, mean ± std")
     ax.set(xlabel="test AVG AUC (%)", title=f"Table {table}: AVG AUC per seed")
     ax.grid(axis="x", alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    fig.legend(fontsize="small", loc="outside right upper")
     return _save(fig, path)
 
 
@@ -294,7 +310,10 @@ def roc_overlay_figure(results: Sequence[ConfigResult], path: Path) -> Path | No
     handles, names = flat[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 3))
     data = ", ".join(sorted({str(r.config.get("data")) for r in results}))
-    fig.suptitle(f"Mean ROC over seeds per label, test split of {data}, all configurations")
+    fig.suptitle(
+        f"P_FI (fused prediction): mean ROC over seeds per label, test split of {data}, "
+        "all configurations"
+    )
     return _save(fig, path)
 
 

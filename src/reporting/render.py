@@ -65,8 +65,9 @@ def _leading_number(cell: str) -> float | None:
 
 def latex(table: ReportTable) -> str:
     """A booktabs `table` environment ready for a paper: a caption and a \\label, numbers
-    right-aligned, the highest value of the `bold_max` columns in bold, scaled to the text width
-    when wide, and the notes under the table."""
+    right-aligned, the highest value of each `bold_max` column in bold when the column has two
+    or more values to compare, scaled to the text width when wide, and the notes under the
+    table."""
     frame = table.latex_display if table.latex_display is not None else table.display
     columns = [str(c) for c in frame.columns]
     cells = [[_cell(v) for v in values] for values in frame.itertuples(index=False)]
@@ -75,7 +76,7 @@ def latex(table: ReportTable) -> str:
     best: dict[int, float] = {}
     for i, name in enumerate(columns):
         values = [v for v in map(_leading_number, by_column[i]) if v is not None]
-        if name in table.bold_max and values:
+        if name in table.bold_max and len(values) >= 2:
             best[i] = max(values)
 
     def text(i: int, cell: str) -> str:

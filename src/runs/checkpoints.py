@@ -8,7 +8,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.models.module import IDENTITY_KEY
-from src.runs.files import last_checkpoint
+from src.runs.files import CHECKPOINT_DIR, FINAL_CHECKPOINT, last_checkpoint
 from src.runs.identity import check_resumable
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError
@@ -45,6 +45,26 @@ def save_final_checkpoint(trainer: Any, path: Path) -> None:
         return
     with atomic_path(path) as tmp:
         trainer.save_checkpoint(tmp, weights_only=True)
+
+
+def resume_checkpoints(run_dir: Path) -> list[Path]:
+    """The checkpoints a run keeps only to resume: every `*.ckpt` of its checkpoint folder but
+    final.ckpt (the epoch checkpoints and the last.ckpt link)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("*.ckpt") if p.name != FINAL_CHECKPOINT)
+
+
+def drop_resume_checkpoints(run_dir: Path) -> int:
+    """Delete a complete run's resume checkpoints; returns the bytes freed. final.ckpt (the
+    evaluated weights) stays; a link is removed, not followed."""
+    freed = 0
+    for path in resume_checkpoints(run_dir):
+        if not path.is_symlink():
+            freed += path.stat().st_size
+        path.unlink(missing_ok=True)
+    return freed
 
 
 def checkpoint_config(stored: dict[str, Any], run_cfg: DictConfig) -> DictConfig:

@@ -18,6 +18,7 @@ from src.data.datamodule import PairDataModule
 from src.evaluation.pipeline import evaluate
 from src.models.metadata import leaky_metadata
 from src.models.module import AMMFMModule
+from src.models.names import describe
 from src.models.network import count_parameters
 from src.runs.artifacts import write_metrics, write_plots, write_predictions
 from src.runs.files import METRICS_FILE
@@ -39,6 +40,24 @@ def build_eval_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
         enable_progress_bar=cfg.trainer.get("enable_progress_bar", True),
         enable_model_summary=False,
         default_root_dir=str(run_dir),
+    )
+
+
+BRANCH_SYMBOLS = {"derm": "P_D", "clin": "P_C", "fusion": "P_FU"}  # the paper's Eq. 4
+
+
+def fused_prediction(weights: dict[str, float]) -> str:
+    """Eq. 4 with the run's searched weights, e.g. "P_FI = 0.45 P_D + 0.10 P_C + 0.45 P_FU"."""
+    terms = [f"{w:.2f} {BRANCH_SYMBOLS.get(b, b)}" for b, w in weights.items()]
+    return "P_FI = " + " + ".join(terms)
+
+
+def plot_title(summary: dict[str, Any], cfg: DictConfig, n_cases: int, weights: dict) -> str:
+    """The run figures' title: the paper's name of the configuration, seed, split, and that
+    the curves are of P_FI, the fused prediction with the validation-searched weights."""
+    return (
+        f"{describe(summary)} seed {cfg.seed} | test split of {cfg.data.name} ({n_cases} cases)"
+        f"\n{fused_prediction(weights)} (fused prediction, weights searched on validation)"
     )
 
 
@@ -91,10 +110,7 @@ def evaluate_and_save(
     }
     case_nums = [c.case_num for c in datamodule.cases("test")]
     write_predictions(run_dir, case_nums, evaluation.test_probs, evaluation.test_labels, tasks)
-    title = (
-        f"{cfg.fusion.mode}-{cfg.block.type}-{cfg.backbone.name} seed {cfg.seed} | "
-        f"test split of {cfg.data.name} ({len(case_nums)} cases)"
-    )
+    title = plot_title(metrics["config"], cfg, len(case_nums), evaluation.weights)
     plots = write_plots(
         run_dir, evaluation.test_probs["final"], evaluation.test_labels, tasks, title
     )

@@ -50,6 +50,16 @@ def drop_unusable_callbacks(
     return kept
 
 
+class QuietWandbLogger(WandbLogger):
+    """Lightning's WandbLogger without the `anonymous=None` it always hands to `wandb.init`,
+    which wandb >= 0.19 answers with a deprecation warning on every run."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self._wandb_init.get("anonymous") is None:
+            self._wandb_init.pop("anonymous", None)
+
+
 def wandb_run_id(run_dir: Path, resume_from: Path | None) -> str:
     """The W&B id of this run: a resumed run reuses the id stored beside its checkpoints."""
     for candidate in [resume_from, run_dir]:

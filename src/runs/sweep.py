@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from src.runs.files import ERROR_FILE
@@ -26,7 +28,31 @@ from src.utils.errors import UserError
 log = logging.getLogger(__name__)
 
 
+SWEEP_SIZE_ENV = "AMMFM_SWEEP_JOBS"  # the sweep's job count, for the jobs' own processes
+
+
+def sweep_size(config: DictConfig) -> int | None:
+    """How many jobs the sweep of `config` (a multirun's Hydra config) launches: the grid of
+    `hydra.sweeper.params` and the command line (the command line wins per key), or Optuna's
+    `n_trials`; None for another sweeper."""
+    sweeper = config.hydra.sweeper
+    if str(sweeper.get("_target_", "")).endswith(".BasicSweeper"):
+        from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+        from hydra.core.override_parser.overrides_parser import OverridesParser
+
+        params = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+        overrides = OverridesParser.create().parse_overrides(
+            [*params, *config.hydra.overrides.task]
+        )
+        return len(BasicSweeper.split_arguments(overrides, None)[0])
+    trials = sweeper.get("n_trials")
+    return int(trials) if trials is not None else None
+
+
 class SweepSummary(Callback):
+    """Says how many jobs a sweep has and which one each job is ("job 3/6: ..."), then lists
+    the failed jobs at the end."""
+
     def __init__(self) -> None:
         self._started = 0.0
         self._sweep_dir: Path | None = None
@@ -34,8 +60,20 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._started = time.time() - 1.0  # file times may be rounded down to the second
         self._sweep_dir = Path(str(config.hydra.sweep.dir))
+        total = sweep_size(config)
+        if total is not None:
+            os.environ[SWEEP_SIZE_ENV] = str(total)  # the launchers' job processes inherit it
+        log.info("sweep of %s job(s) into %s", total or "an open number of", self._sweep_dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        job = config.hydra.job
+        if config.hydra.mode != RunMode.MULTIRUN or job.get("num") is None:
+            return
+        total = os.environ.get(SWEEP_SIZE_ENV, "?")
+        log.info("job %d/%s: %s", job.num + 1, total, " ".join(config.hydra.overrides.task))
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        os.environ.pop(SWEEP_SIZE_ENV, None)
         if self._sweep_dir is None or not self._sweep_dir.is_dir():
             return
         failed = sorted(

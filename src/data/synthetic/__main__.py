@@ -5,6 +5,7 @@ second synthetic dataset (one pairs.csv, 11-class diagnosis and two binary findi
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 
 from src.data.synthetic.paired import generate_synthetic_pairs
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> None:
         "(data=synthetic_lesions)",
     )
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")  # the progress lines
     start = time.perf_counter()
     generate = generate_synthetic_pairs if args.layout == "paired" else generate_synthetic_release
     out = generate(args.out, seed=args.seed)

@@ -13,6 +13,7 @@ sharply, the clinical view faintly, as in the derm7pt stand-in.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +24,9 @@ from src.data.synthetic.design import design_lesion
 from src.data.synthetic.folder import build_folder
 from src.data.synthetic.release import pair_photos
 from src.data.tasks import load_task_spec
+from src.utils.progress import track
+
+log = logging.getLogger(__name__)
 
 SPEC_NAME = "synthetic_lesions"
 SPLIT_SIZES = {"train": 300, "valid": 100, "test": 200}
@@ -76,7 +80,7 @@ def _raw(task, cls: int) -> str:
 def _write(tmp: Path, seed: int, sizes: dict[str, int], long_side: tuple[int, int]) -> None:
     rows = _plan(seed, sizes)
     (tmp / "images").mkdir(parents=True)
-    for i, row in enumerate(rows):
+    for i, row in enumerate(track(rows, len(rows), "synthetic dataset: image pairs", log)):
         rng = np.random.default_rng([seed, i, 5])
         lesion = design_lesion(_derm7pt_labels(*row["labels"], rng), "blue areas", rng)
         clin, derm = pair_photos(lesion, rng, long_side)

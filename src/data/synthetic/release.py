@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ from src.data.synthetic.design import clinical_view, dermoscopy_view, design_les
 from src.data.synthetic.folder import build_folder
 from src.data.synthetic.render import Lesion, render
 from src.data.tasks import load_task_spec
+from src.utils.progress import track
+
+log = logging.getLogger(__name__)
 
 TASKS = load_task_spec("derm7pt").tasks  # the stand-in has the real release's 8 tasks
 N_CASES = sum(SPLIT_SIZES.values())  # 1011
@@ -255,7 +259,7 @@ def _write_release(tmp: Path, seed: int, long_side: tuple[int, int]) -> None:
             tmp / "meta" / f"{split}_indexes.csv", ["indexes"], [{"indexes": str(r)} for r in rows]
         )
     images = tmp / "images"
-    for case in cases:
+    for case in track(cases, len(cases), "synthetic dataset: image pairs", log):
         clin, derm = case_images(case, seed, long_side)
         target = images / case.derm_on_disk
         target.parent.mkdir(parents=True, exist_ok=True)
