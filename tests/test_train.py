@@ -179,6 +179,26 @@ def test_device_pipeline_trains_reproducibly_with_swa(synthetic_release: Path, t
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_training_loader_made_after_the_epoch_reseed_replays_the_same_epochs(
+    synthetic_release: Path, tmp_path: Path
+):
+    """The training data's seed is the run's seed, not whatever the global generator holds
+    when Lightning asks for the loader: with trainer.reload_dataloaders_every_n_epochs=1 the
+    loader of epoch 1 is made after the module re-seeded the global generator for epoch 0,
+    and must still deal out and augment epoch 1 as the loader made at the start does."""
+    import torch
+
+    quick = ("model.swa_epochs=0", "test=false", "data.augment_p=1.0")
+
+    def final_weights(name: str, *overrides: str) -> dict:
+        train(tiny_config(synthetic_release, tmp_path / name, [*quick, *overrides]))
+        return read_checkpoint(tmp_path / name / "checkpoints" / "final.ckpt")["state_dict"]
+
+    once = final_weights("once")
+    reloaded = final_weights("reloaded", "+trainer.reload_dataloaders_every_n_epochs=1")
+    assert all(torch.equal(once[k], reloaded[k]) for k in once)
+
+
 def test_complete_run_is_skipped_not_retrained(trained_run: Path, synthetic_release: Path):
     before = (trained_run / "metrics.json").stat().st_mtime_ns
     metrics = train(tiny_config(synthetic_release, trained_run, WITH_CHECKPOINTS))

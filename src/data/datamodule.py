@@ -75,9 +75,13 @@ class Derm7ptDataModule(LightningDataModule):
         cfg: DataConfig | DictConfig,
         clin_stats: Stats = IMAGENET_STATS,
         derm_stats: Stats = IMAGENET_STATS,
+        seed: int | None = None,
     ):
         super().__init__()
         self.cfg = as_data_config(cfg)
+        # The seed of shuffling and augmentation (the run's seed). None: the global generator's
+        # initial seed when the first loader is made, kept for every later loader.
+        self.seed = seed
         self.clin_stats = clin_stats
         self.derm_stats = derm_stats
         self.release: Release | None = None
@@ -121,6 +125,17 @@ class Derm7ptDataModule(LightningDataModule):
         self.setup()
         return list(self.datasets[split].cases)
 
+    def _data_seed(self) -> int:
+        """The seed every loader of this datamodule uses, fixed on first use.
+
+        Never re-read from the global generator: the module re-seeds it every epoch, so a
+        loader Lightning makes later (`reload_dataloaders_every_n_epochs`, another `fit`)
+        would otherwise shuffle and augment from another seed.
+        """
+        if self.seed is None:
+            self.seed = torch.initial_seed() % 2**31
+        return self.seed
+
     def _shard(self) -> tuple[int, int]:
         """(processes, this process's rank) of the attached trainer; (1, 0) without one.
 
@@ -151,7 +166,7 @@ class Derm7ptDataModule(LightningDataModule):
             # before that call.
             trainer = self.trainer
             epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
-            seed = torch.initial_seed() % 2**31
+            seed = self._data_seed()
             self.datasets[split].seed = seed
             if self.device_images is not None:
                 self.device_images.seed = seed
@@ -169,7 +184,7 @@ class Derm7ptDataModule(LightningDataModule):
             worker_init_fn=_seed_worker if workers > 0 else None,
             # A private generator: creating an iterator must not draw from the global RNG,
             # or dropout would depend on when Lightning happens to create it (fresh vs resumed).
-            generator=torch.Generator().manual_seed(torch.initial_seed() % 2**63),
+            generator=torch.Generator().manual_seed(self._data_seed()),
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

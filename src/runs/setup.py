@@ -54,9 +54,11 @@ def trainer_settings(trainer_cfg: DictConfig, callbacks: Sequence[object] = ()) 
 
 
 def datamodule_for(cfg: DictConfig, module: AMMFMModule) -> Derm7ptDataModule:
-    """The datamodule of `cfg.data`, normalising each image with its stream's statistics."""
+    """The datamodule of `cfg.data`, normalising each image with its stream's statistics and
+    shuffling and augmenting from the run's seed."""
     return Derm7ptDataModule(
         cfg.data,
         clin_stats=module.network.norm_stats["clin"],
         derm_stats=module.network.norm_stats["derm"],
+        seed=int(cfg.seed),
     )
