@@ -20,6 +20,7 @@ from src.data.cache import ImageCache, check_cache_mode
 from src.data.dataset import PairDataset
 from src.data.derm7pt import Case, Release, load_release
 from src.data.device_batches import DEVICE_SPLITS, DeviceImages, is_key_batch
+from src.data.images import ImageLimits
 from src.data.sampling import EpochShuffleSampler, shard_sampler
 from src.data.schema import SPLITS
 from src.data.synthetic import generate_synthetic_release
@@ -97,7 +98,8 @@ class Derm7ptDataModule(LightningDataModule):
         cfg = self.cfg
         release = load_release(ensure_release(cfg), cfg.drop_duplicate_pairs)
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else release.root / ".cache"
-        images = ImageCache(cfg.image_size, cfg.cache, cache_dir, release.images_dir)
+        limits = ImageLimits(cfg.max_image_pixels, cfg.min_image_side)
+        images = ImageCache(cfg.image_size, cfg.cache, cache_dir, release.images_dir, limits)
         paths = [p for cases in release.splits.values() for c in cases for p in (c.clinic, c.derm)]
         threads = min(max(1, cfg.num_workers), os.cpu_count() or 1)
         images.warm(paths, threads=threads)
