@@ -41,6 +41,12 @@ OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
 MATMUL_PRECISIONS: tuple[str, ...] = get_args(MatmulPrecision)
 
+# Image size limits, read from each file's header before it is decoded. The real derm7pt images
+# are 500-800 px on the long side; Pillow refuses only above ~179 MP (a 13000 x 13000 image,
+# 169 MP, would still be decoded, in gigabytes).
+MAX_IMAGE_PIXELS = 40_000_000  # 40 MP: above any dermatoscope or phone photo of a lesion
+MIN_IMAGE_SIDE = 32  # a thumbnail or a 1 x 1 placeholder would be silently upscaled
+
 
 @dataclass
 class DataConfig:
@@ -72,6 +78,8 @@ class DataConfig:
     photometric: str = "clin"  # Photometric; clin as the public pipelines
     cache: str = "disk"  # CacheMode: decoded, resized images keyed by image size
     cache_dir: str | None = None  # default: <root>/.cache
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # an image with more pixels is refused, not decoded
+    min_image_side: int = MIN_IMAGE_SIDE  # an image with a shorter side is refused
 
 
 @dataclass
@@ -200,6 +208,9 @@ SPEED_ONLY_KEYS = frozenset(
         "data.cache_dir",
         "data.eval_batch_size",
         "data.device_pipeline",
+        # Limits that only refuse: on data they accept, a run's numbers do not depend on them.
+        "data.max_image_pixels",
+        "data.min_image_side",
         "model.channels_last",
         "model.compile",
         "trainer.check_val_every_n_epoch",

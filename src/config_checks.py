@@ -84,6 +84,8 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "data.augment_p": _real(0.0, 1.0, False, False),
     "data.photometric": _one_of(PHOTOMETRIC),
     "data.cache": _one_of(CACHE_MODES),
+    "data.max_image_pixels": _int_in(1),
+    "data.min_image_side": _int_in(1),
     "model.optimizer": _one_of(OPTIMIZERS),
     "model.scheduler": _one_of(SCHEDULERS),
     "model.lr": _real(0.0, 10.0, True, False),

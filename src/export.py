@@ -29,6 +29,7 @@ from src.inference.onnx import VERIFY_BATCHES, export_onnx, sidecar
 from src.inference.predictor import load_predictor
 from src.utils.errors import UserError, exit_on_user_error
 from src.utils.io import atomic_write_json
+from src.utils.output_dir_check import check_writable_folder
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -39,14 +40,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             f"out={cfg.out} is a folder; give the ONNX file to write, e.g. "
             f"{Path(cfg.out) / 'model.onnx'}"
         )
+    ckpt = Path(cfg.ckpt_path)
+    out = Path(cfg.out) if cfg.get("out") else ckpt.with_suffix(".onnx")
+    # A folder the model cannot be written to is found before the model is loaded and exported.
+    check_writable_folder(out.parent, "out" if cfg.get("out") else "out (beside ckpt_path)")
     weights = cfg.get("fusion_weights")
     predictor = load_predictor(
         cfg.ckpt_path,
         fusion_weights=OmegaConf.to_container(weights) if weights is not None else None,
         tta_views=(cfg.get("tta_views") if cfg.tta else ["identity"]),
     )
-    ckpt = Path(cfg.ckpt_path)
-    out = Path(cfg.out) if cfg.get("out") else ckpt.with_suffix(".onnx")
     result = export_onnx(predictor.model, predictor.image_size, out, float(cfg.atol))
     info = sidecar(predictor.model, predictor.image_size, predictor.norm_stats, str(ckpt))
     info["max_abs_diff"] = result["max_abs_diff"]

@@ -33,6 +33,7 @@ import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.data.tasks import TaskSpec
 from src.inference.predictor import ImagePair, Predictor, load_predictor
 from src.utils.errors import UserError, exit_on_user_error
+from src.utils.output_dir_check import check_writable_folder
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -199,6 +200,7 @@ def run(cfg: DictConfig) -> dict:
     """Predict what `cfg` asks for; returns the results document (also printed / written)."""
     if cfg.get("out"):
         out_suffix(Path(cfg.out))  # a bad file name before anything is loaded
+        check_writable_folder(Path(cfg.out).parent, "out")
     pairs = read_pairs(cfg)  # input errors before the model is built
     if int(cfg.batch_size) < 1:
         raise UserError(f"batch_size={cfg.batch_size} must be >= 1")

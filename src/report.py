@@ -42,6 +42,7 @@ from src.reporting.runs import RunRecord, count_by_status, find_runs
 from src.reporting.tables import build_tables
 from src.utils.errors import UserError, exit_on_user_error
 from src.utils.io import atomic_path, atomic_write_text
+from src.utils.output_dir_check import check_writable_folder
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = ["run", "status", "seed", "configuration", "setting", "avg_auc", "avg_acc", "error"]
@@ -172,6 +173,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
+    out_dir = args.out if args.out is not None else Path(args.paths[0]) / "report"
+    check_writable_folder(out_dir, "--out" if args.out is not None else "--out (default)")
     records = find_runs(args.paths)
     sources = list(args.paths)
     if args.wandb:
@@ -183,7 +186,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             sources.append(f"--wandb {args.wandb}")
         else:
             print(f"W&B skipped, offline here ({reason}): run folders only", file=sys.stderr)
-    out_dir = args.out if args.out is not None else Path(args.paths[0]) / "report"
     seeds = None if args.seeds is None else list(range(args.seeds))
     report = write_report(sources, records, out_dir, seeds, plots=not args.no_plots)
     counts = count_by_status(records)

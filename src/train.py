@@ -66,17 +66,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _fit(trainer: Any, module: Any, datamodule: Any, ckpt_path: Path | None, run_dir: Path) -> None:
-    """trainer.fit; a SIGTERM (Lightning stops the fit with a SystemExit of status 0) becomes a
-    failure recorded in error.txt and a non-zero exit, the epoch checkpoints left to resume."""
+    """trainer.fit; a SIGTERM (Lightning stops the fit with a SystemExit of status 0) or a
+    SIGUSR1 becomes a failure recorded in error.txt and a non-zero exit, the epoch checkpoints
+    left to resume."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-    from src.runs.status import Preempted, clear_failure, record_failure
+    from src.runs.status import (
+        Preempted,
+        clear_failure,
+        record_failure,
+        time_limit_warning_stops,
+    )
 
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+        with time_limit_warning_stops() as warned:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException as err:
+        what = "SIGUSR1 (the time-limit warning)" if warned else "SIGTERM"
         preempted = Preempted(
-            f"SIGTERM received in epoch {trainer.current_epoch}; rerun with ckpt_path=last to "
+            f"{what} received in epoch {trainer.current_epoch}; rerun with ckpt_path=last to "
             "resume from the last finished epoch"
         )
         record_failure(run_dir, preempted)

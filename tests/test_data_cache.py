@@ -139,3 +139,43 @@ def test_an_entry_replaced_by_a_folder_is_named(images, tmp_path):
     with pytest.raises(UserError, match=r"^image cache entry .* is a folder") as err:
         cache.get(paths[0])
     assert str(entry) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_no_room_for_the_cache_says_so_and_names_the_ways_out(images, tmp_path):
+    """A full disk (here: the file-size limit of the process, as `ulimit -f`, the same OSError
+    family as ENOSPC) is one line naming the cache folder and data.cache_dir/data.cache, not a
+    permissions hint with '(None)': numpy's file writer drops the errno, one write keeps it."""
+    import resource
+    import subprocess
+    import sys
+
+    from src.project import PROJECT_ROOT
+
+    root, paths = images
+    cache_dir = tmp_path / "cache"
+    script = (
+        "import sys; from pathlib import Path; from src.data.cache import ImageCache\n"
+        "from src.utils.errors import UserError\n"
+        f"cache = ImageCache(224, 'disk', {str(cache_dir)!r}, {str(root)!r})\n"
+        f"try: cache.get(Path({str(paths[0])!r}))\n"
+        "except UserError as err: print(err); sys.exit(2)\n"
+    )
+
+    def small_files() -> None:  # an entry at 224 px is 147 KiB: its write runs out of room
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        preexec_fn=small_files,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    line = result.stdout.strip()
+    assert line.startswith(f"no room for the image cache in {cache_dir / '224'} (File too large)")
+    assert "data.cache_dir" in line and "data.cache=memory" in line and "None" not in line
+    assert "\n" not in line
+    leftovers = [p for p in cache_dir.rglob("*") if p.is_file()]
+    assert leftovers == []  # the partial entry is not left behind

@@ -197,6 +197,23 @@ def test_corrupt_jpeg_stops_setup_with_the_file_name(release_copy, tmp_path):
     assert str(bad) in str(info.value) and "\n" not in str(info.value)
 
 
+def test_image_size_limits_come_from_the_data_config(release_copy, tmp_path):
+    """data.min_image_side / data.max_image_pixels reach every image read at set-up, whatever
+    the cache mode: the file is named with the key to change, before any training."""
+    small = load_release(release_copy).splits["train"][0].clinic
+    small.unlink()
+    from PIL import Image
+
+    Image.new("RGB", (20, 300)).save(small, format="JPEG")
+    for mode in ("disk", "none"):
+        with pytest.raises(UserError, match=r"data\.min_image_side=32") as info:
+            Derm7ptDataModule(_cfg(release_copy, tmp_path / "cache", cache=mode)).setup()
+        assert str(small) in str(info.value) and "\n" not in str(info.value)
+    with pytest.raises(UserError, match=r"data\.max_image_pixels=5,000"):
+        cfg = _cfg(release_copy, tmp_path / "cache", min_image_side=1, max_image_pixels=5000)
+        Derm7ptDataModule(cfg).setup()
+
+
 def _first_batch(root, cache_dir, split: str, **overrides):
     seed_everything(0)
     dm = Derm7ptDataModule(_cfg(root, cache_dir, **overrides))

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from src.data.images import check_decodable, decode_rgb
+from src.data.images import ImageLimits, check_decodable, decode_rgb
 from src.utils.errors import UserError
 
-H, W = 6, 10
+H, W = 36, 40  # both sides above data.min_image_side's default
 RAMP = np.linspace(0, 255, H * W).reshape(H, W).astype(np.uint8)
 RGB = np.stack([RAMP, RAMP[::-1], (RAMP // 2 + 60).astype(np.uint8)], axis=-1)
 
@@ -85,3 +85,51 @@ def test_a_fifo_is_refused_without_opening_it(tmp_path) -> None:
     for read in (decode_rgb, check_decodable):
         with pytest.raises(UserError, match="is not a regular file"):
             read(fifo)
+
+
+# ------------------------------------------------------------------ size limits (from the header)
+def _png_claiming(tmp_path, width: int, height: int):
+    """A small PNG whose header claims width x height: Pillow reports that size on open, and
+    decoding it would fail (the pixel data is for the small image), so a refusal that names the
+    size limit shows the size was read from the header, before any decoding."""
+    import struct
+    import zlib
+
+    path, _ = _saved(tmp_path, Image.fromarray(RGB), "PNG")
+    data = bytearray(path.read_bytes())
+    start = 12  # signature (8), IHDR length (4); then b"IHDR", width, height, 5 more bytes
+    assert data[start : start + 4] == b"IHDR"
+    data[start + 4 : start + 12] = struct.pack(">II", width, height)
+    ihdr = bytes(data[start : start + 17])
+    data[start + 17 : start + 21] = struct.pack(">I", zlib.crc32(ihdr))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_huge_image_is_refused_from_its_header_naming_the_key(tmp_path) -> None:
+    path = _png_claiming(tmp_path, 13000, 13000)  # under Pillow's own bomb limit
+    with Image.open(path) as img:
+        assert img.size == (13000, 13000)
+    for read in (decode_rgb, check_decodable):
+        with pytest.raises(UserError, match=r"above data\.max_image_pixels=40,000,000") as err:
+            read(path)
+        message = str(err.value)
+        assert str(path) in message and "13000x13000" in message and "\n" not in message
+    # The limit is the caller's (data.max_image_pixels): a larger one lets the file through to
+    # decoding, which then fails on the pixel data this header does not have.
+    with pytest.raises(UserError, match=r"^cannot decode image"):
+        decode_rgb(path, limits=ImageLimits(max_pixels=13000 * 13000))
+
+
+def test_a_tiny_image_is_refused_not_upscaled(tmp_path) -> None:
+    path = tmp_path / "one_pixel.jpg"
+    Image.new("RGB", (1, 1), (200, 100, 50)).save(path)
+    for read in (decode_rgb, check_decodable):
+        expected = r"is 1x1, its shorter side below data\.min_image_side=32"
+        with pytest.raises(UserError, match=expected):
+            read(path)
+    wide = tmp_path / "strip.png"
+    Image.new("RGB", (400, 20)).save(wide)  # the shorter side counts
+    with pytest.raises(UserError, match=r"is 400x20, its shorter side below"):
+        decode_rgb(wide)
+    assert decode_rgb(path, limits=ImageLimits(min_side=1)).shape == (1, 1, 3)

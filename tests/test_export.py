@@ -88,3 +88,53 @@ def test_failed_check_writes_nothing(tiny_ckpt: Path, tmp_path: Path) -> None:
 def test_unknown_format_is_a_user_error(tiny_ckpt: Path) -> None:
     with pytest.raises(UserError, match="format=tflite: only onnx"):
         run(export_cfg(f"ckpt_path={tiny_ckpt}", "format=tflite"))
+
+
+def test_an_unwritable_out_folder_is_one_line_before_the_model_is_loaded(
+    tiny_ckpt: Path, tmp_path: Path, monkeypatch
+) -> None:
+    import src.export
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model was loaded before the output folder was checked")
+
+    monkeypatch.setattr(src.export, "load_predictor", never)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match=rf"^out: cannot write in {blocker / 'sub'} \({blocker} is"):
+        run(export_cfg(f"ckpt_path={tiny_ckpt}", f"out={blocker / 'sub' / 'model.onnx'}"))
+
+
+def test_the_sidecar_recipe_is_what_prediction_does(tiny_ckpt: Path, tmp_path: Path) -> None:
+    """The sidecar says how to preprocess (EXIF orientation, resize method, normalisation);
+    following its words with Pillow and OpenCV gives src.predict's inputs bit for bit."""
+    import cv2
+    from PIL import Image
+
+    from src.inference.onnx import sidecar
+    from src.inference.predictor import ImagePair
+
+    predictor = load_predictor(tiny_ckpt)
+    size = predictor.image_size
+    info = sidecar(predictor.model, size, predictor.norm_stats, str(tiny_ckpt))
+    recipe = info["inputs"]["derm"]["preprocessing"]
+    for words in ("EXIF orientation", "exif_transpose", "INTER_AREA", "INTER_LINEAR", "no crop"):
+        assert words in recipe, recipe
+    assert f"{size} x {size}" in recipe and "image_size" not in recipe
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    Image.fromarray(rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)).save(path, exif=exif)
+
+    with Image.open(path) as img:  # the recipe, step by step
+        img.draft("RGB", (size, size))
+        rgb = np.asarray(Image.Image.transpose(img, Image.Transpose.ROTATE_270).convert("RGB"))
+    assert rgb.shape[:2] == (200 // 2, 120 // 2)  # upright; the DCT scale keeps sides >= size
+    resized = cv2.resize(rgb, (size, size), interpolation=cv2.INTER_AREA)
+    mean, std = (np.asarray(info["inputs"]["derm"][k], dtype=np.float32) for k in ("mean", "std"))
+    expected = (resized.astype(np.float32) / 255 - mean) / std
+
+    _, derm = predictor.load([ImagePair("a", path, path)])
+    np.testing.assert_allclose(derm[0].permute(1, 2, 0).numpy(), expected, atol=1e-5)

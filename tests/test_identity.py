@@ -35,6 +35,8 @@ def test_speed_only_keys_are_exactly_these() -> None:
         "data.cache_dir",
         "data.eval_batch_size",
         "data.device_pipeline",
+        "data.max_image_pixels",
+        "data.min_image_side",
         "model.channels_last",
         "model.compile",
         "trainer.check_val_every_n_epoch",

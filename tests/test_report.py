@@ -562,3 +562,30 @@ def test_metadata_effects_are_paired_by_seed_and_leaky_columns_flagged(tmp_path:
     results, _ = group_runs(find_runs([tmp_path]))
     matches = PaperMatches(results, load_paper_results())
     assert [len(matches.rows_of(r)) > 0 for r in results].count(True) == 1  # images only
+
+
+def test_a_huge_metrics_json_is_one_failure_line_and_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 200 MB metrics.json (sparse: no disk used) in a sweep folder: the report lists the run
+    as failed with the size and the limit, and reads no byte of the file."""
+    import os
+
+    sweep = tmp_path / "sweep"
+    complete_run(sweep / "aff-aab-swin/seed1", AMMFM, 1, 0.84)
+    run = complete_run(sweep / "aff-aab-swin/seed0", AMMFM, 0, 0.80)
+    os.truncate(run / "metrics.json", 200 * 2**20)
+    real_read_text = Path.read_text
+
+    def read_text(self: Path, *args: Any, **kwargs: Any) -> str:
+        assert self != run / "metrics.json", "the oversized metrics.json was read"
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+    out = tmp_path / "report"
+    main([str(sweep), "--out", str(out), "--no-plots"])
+    failures = pd.read_csv(out / "failures.csv")
+    assert failures[["seed", "status"]].values.tolist() == [[0, "failed"]]
+    assert failures.loc[0, "error"].startswith("metrics.json is 200 MiB, above the 16 MiB")
+    table6 = pd.read_csv(out / "table6.csv").set_index("paper_row")
+    assert table6.loc["t6-aff-aab", "avg_auc_mean"] == pytest.approx(84.0)

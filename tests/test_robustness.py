@@ -329,6 +329,60 @@ def test_an_unwritable_run_folder_is_one_line(synthetic_release, tmp_path):
     assert line.startswith(f"error: hydra.run.dir={blocker / 'run'} cannot be created or written")
 
 
+def test_a_read_only_folder_is_found_by_asking_the_os_and_by_a_real_write(tmp_path, monkeypatch):
+    """Root passes permission bits, so EACCES and EROFS cannot be produced here for real: the
+    two OS answers are stubbed (os.access; the probe file's creation), nothing else."""
+    import errno
+    import tempfile
+
+    from src.utils import output_dir_check
+    from src.utils.output_dir_check import check_writable_folder, unwritable_reason
+
+    assert unwritable_reason(tmp_path / "not" / "yet") is None  # created later, by the writer
+    assert not (tmp_path / "not").exists()  # the check itself creates nothing
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    assert unwritable_reason(blocker / "out") == f"{blocker} is a file, not a folder"
+
+    with monkeypatch.context() as patch:
+        patch.setattr(output_dir_check.os, "access", lambda path, mode: False)
+        with pytest.raises(UserError, match=r"^out: cannot write in .* \(Permission denied\)"):
+            check_writable_folder(tmp_path, "out")
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", read_only)
+    assert unwritable_reason(tmp_path) == os.strerror(errno.EROFS)
+
+
+def test_unwritable_outputs_of_predict_and_report_are_one_line_before_the_work(
+    tmp_path, monkeypatch, capsys
+):
+    import src.predict
+    from src.project import compose_config
+    from src.report import main as report_main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+
+    def never(*args, **kwargs):
+        raise AssertionError("the work started before the output folder was checked")
+
+    monkeypatch.setattr(src.predict, "read_pairs", never)
+    cfg = compose_config(["ckpt_path=x.ckpt", f"out={blocker / 'p.csv'}"], "predict")
+    with pytest.raises(UserError, match=rf"^out: cannot write in {blocker}"):
+        src.predict.run(cfg)
+
+    monkeypatch.setattr("src.report.find_runs", never)
+    with pytest.raises(SystemExit) as exit_info:
+        report_main([str(tmp_path), "--out", str(blocker / "report")])
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert line.startswith(f"error: --out: cannot write in {blocker / 'report'}")
+    assert "\n" not in line
+
+
 def test_the_run_folder_check_resolves_the_default_run_folder(tmp_path):
     """The default run folder names its configuration with ${hydra:...}, which Hydra can resolve
     only once its config is set: the check sets it rather than failing with a warning."""

@@ -88,6 +88,34 @@ def test_sweep_size_counts_the_table_grid_and_the_command_line_wins_per_key() ->
     assert sweep_size(cfg) == 6 * 2 * 2
 
 
+def test_a_job_whose_folder_another_sweep_holds_leaves_that_folder_alone(
+    synthetic_release: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two sweeps into one sweep folder at once: the second one's job finds the first one's
+    job writing its folder (the folder lock). It must not record error.txt there (that run is
+    fine: its report row and its own sweep's summary would count it failed), and its own sweep
+    must still end non-zero, naming the job it did not run."""
+    from omegaconf import OmegaConf
+
+    from src.runs.sweep import SweepSummary, run_sweep_job
+    from src.train import train
+    from src.utils.folder_lock import folder_lock
+    from tests.train_helpers import tiny_config
+
+    sweep = tmp_path / "sweep"
+    run_dir = sweep / "aff-aab-mobilenet" / "seed0"
+    summary = SweepSummary()
+    summary.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}}))
+    with folder_lock(run_dir):  # the other sweep's job, training
+        assert run_sweep_job(train, tiny_config(synthetic_release, run_dir)) is None
+        assert not (run_dir / ERROR_FILE).exists()
+        assert sorted(p.name for p in run_dir.iterdir()) == [".lock"]
+    with pytest.raises(SystemExit) as ended:
+        summary.on_multirun_end(OmegaConf.create({}))
+    assert ended.value.code == 1
+    assert f"NOT RUN {run_dir}: {run_dir} is in use by another run (pid" in caplog.text
+
+
 # ------------------------------------------------------------------------- real sweeps
 def test_failed_jobs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     """Invalid combinations fail before any data loads: both jobs run, both are recorded."""

@@ -198,6 +198,26 @@ def test_device_pipeline_trains_reproducibly_with_swa(synthetic_release: Path, t
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_training_loader_made_after_the_epoch_reseed_replays_the_same_epochs(
+    synthetic_release: Path, tmp_path: Path
+):
+    """The training data's seed is the run's seed, not whatever the global generator holds
+    when Lightning asks for the loader: with trainer.reload_dataloaders_every_n_epochs=1 the
+    loader of epoch 1 is made after the module re-seeded the global generator for epoch 0,
+    and must still deal out and augment epoch 1 as the loader made at the start does."""
+    import torch
+
+    quick = ("model.swa_epochs=0", "test=false", "data.augment_p=1.0")
+
+    def final_weights(name: str, *overrides: str) -> dict:
+        train(tiny_config(synthetic_release, tmp_path / name, [*quick, *overrides]))
+        return read_checkpoint(tmp_path / name / "checkpoints" / "final.ckpt")["state_dict"]
+
+    once = final_weights("once")
+    reloaded = final_weights("reloaded", "+trainer.reload_dataloaders_every_n_epochs=1")
+    assert all(torch.equal(once[k], reloaded[k]) for k in once)
+
+
 def test_complete_run_is_skipped_not_retrained(trained_run: Path, synthetic_release: Path):
     before = (trained_run / "metrics.json").stat().st_mtime_ns
     metrics = train(tiny_config(synthetic_release, trained_run, WITH_CHECKPOINTS))
@@ -274,3 +294,56 @@ def test_sigterm_fails_the_run_with_error_txt_and_it_resumes(
     assert "ckpt_path=last" in error.splitlines()[0]
     run_ok(train_command(synthetic_release, run_dir, *epochs, "ckpt_path=last"), timeout=600)
     assert is_complete(run_dir) and not (run_dir / ERROR_FILE).exists()
+
+    # The preempted and resumed run ends exactly where an uninterrupted one does.
+    import torch
+
+    reference = tmp_path / "uninterrupted"
+    run_ok(train_command(synthetic_release, reference, *epochs), timeout=600)
+    resumed, whole = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference))
+    for key in ("avg_auc", "avg_acc", "auc", "acc", "fusion_weights", "valid"):
+        assert resumed[key] == whole[key], key
+    a, b = (
+        read_checkpoint(d / "checkpoints" / "final.ckpt")["state_dict"]
+        for d in (run_dir, reference)
+    )
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("on_slurm", [False, True])
+def test_sigusr1_the_time_limit_warning_stops_the_run_like_sigterm(
+    synthetic_release: Path, tmp_path: Path, on_slurm: bool
+) -> None:
+    """SLURM's `--signal=USR1@<s>` before the time limit: the run stops with error.txt and a
+    non-zero exit, the epoch checkpoints kept, instead of dying without a word (no handler) or,
+    on SLURM, Lightning saving a mid-epoch hpc_ckpt that a requeued job would resume from."""
+    import signal
+    import subprocess
+    import time
+
+    from src.project import PROJECT_ROOT
+    from src.runs.files import ERROR_FILE, last_checkpoint
+    from tests.train_helpers import SUBPROCESS_ENV, train_command
+
+    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train"}
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        train_command(synthetic_release, run_dir, "trainer.max_epochs=8"),
+        cwd=PROJECT_ROOT,
+        env={**SUBPROCESS_ENV, **(slurm if on_slurm else {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while not last_checkpoint(run_dir).exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, "no checkpoint after 300 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGUSR1)
+    output, _ = proc.communicate(timeout=300)
+    assert proc.returncode > 0, output[-3000:]  # a failure, not death by the signal (-10)
+    error = (run_dir / ERROR_FILE).read_text().splitlines()[0]
+    assert error.startswith("Preempted: SIGUSR1 (the time-limit warning) received in epoch")
+    assert "ckpt_path=last" in error
+    assert last_checkpoint(run_dir).is_file() and not list(run_dir.glob("hpc_ckpt*"))

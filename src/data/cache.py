@@ -12,6 +12,7 @@ DataLoader workers fork, so they share it); `mode="none"` decodes on every acces
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 from collections.abc import Iterable
@@ -21,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from src.config import CACHE_MODES
-from src.data.images import check_decodable, decode_rgb, resize_square
-from src.utils.errors import UserError
+from src.data.images import DEFAULT_LIMITS, ImageLimits, check_decodable, decode_rgb, resize_square
+from src.utils.errors import NO_ROOM, UserError
 from src.utils.io import atomic_path
 from src.utils.progress import track
 
@@ -43,6 +44,7 @@ class ImageCache:
         mode: str = "disk",
         cache_dir: str | os.PathLike[str] | None = None,
         source_root: str | os.PathLike[str] | None = None,
+        limits: ImageLimits = DEFAULT_LIMITS,
     ):
         check_cache_mode(mode)
         if mode == "disk" and cache_dir is None:
@@ -51,6 +53,7 @@ class ImageCache:
         self.mode = mode
         self.dir = Path(cache_dir) / str(size) if cache_dir is not None else None
         self.source_root = Path(source_root) if source_root is not None else None
+        self.limits = limits
         self._memory: dict[Path, np.ndarray] = {}
 
     def entry_path(self, path: Path) -> Path:
@@ -67,7 +70,8 @@ class ImageCache:
         return self.dir / f"{rel}.{st.st_size}-{st.st_mtime_ns}.npy"
 
     def _build(self, path: Path) -> np.ndarray:
-        return np.ascontiguousarray(resize_square(decode_rgb(path, self.size), self.size))
+        image = decode_rgb(path, self.size, self.limits)
+        return np.ascontiguousarray(resize_square(image, self.size))
 
     def _read_entry(self, entry: Path) -> np.ndarray | None:
         try:
@@ -84,14 +88,28 @@ class ImageCache:
                 f"image cache entry {entry} is a folder, not a cached image; delete it (or the "
                 f"whole cache folder {self.dir}) and run again"
             )
+        buffer = io.BytesIO()
+        np.save(buffer, arr)
         try:
+            # One write of the whole entry: numpy's own file writer reports a full disk as an
+            # OSError without errno ("N requested and 0 written").
             with atomic_path(entry) as tmp:
-                np.save(tmp, arr)
+                tmp.write_bytes(buffer.getbuffer())
         except OSError as err:
-            raise UserError(
-                f"cannot write the image cache at {entry.parent} ({err.strerror}); set "
-                "data.cache_dir to a writable folder or use data.cache=memory"
-            ) from None
+            raise UserError(self._write_problem(err)) from None
+
+    def _write_problem(self, err: OSError) -> str:
+        reason = err.strerror or str(err)
+        if err.errno in NO_ROOM:
+            return (
+                f"no room for the image cache in {self.dir} ({reason}): the disk is full or a "
+                "quota or file-size limit was reached; free space there, set data.cache_dir to "
+                "a folder on another disk, or use data.cache=memory (or data.cache=none)"
+            )
+        return (
+            f"cannot write the image cache in {self.dir} ({reason}); set data.cache_dir to a "
+            "writable folder or use data.cache=memory"
+        )
 
     def get(self, path: Path) -> np.ndarray:
         if self.mode == "none":
@@ -108,6 +126,9 @@ class ImageCache:
             self._write_entry(entry, arr)
         return arr
 
+    def _check(self, path: Path) -> None:
+        check_decodable(path, self.limits)
+
     def warm(self, paths: Iterable[Path], threads: int = 1) -> None:
         """Fill the cache for `paths` (for mode "none": check that every image decodes).
 
@@ -115,7 +136,7 @@ class ImageCache:
         and workers only ever read cached arrays.
         """
         unique = sorted(set(paths))
-        work = check_decodable if self.mode == "none" else self.get
+        work = self._check if self.mode == "none" else self.get
         what = f"image cache ({self.mode}, {self.size} px): images"
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             for _ in track(pool.map(work, unique), len(unique), what, log):

@@ -30,6 +30,7 @@ from src.data.cases import SPLITS, Case, Release
 from src.data.dataset import PairDataset
 from src.data.derm7pt import check_data_root, load_release
 from src.data.device_batches import DEVICE_SPLITS, DeviceImages, is_key_batch
+from src.data.images import ImageLimits
 from src.data.sampling import EpochShuffleSampler, shard_sampler
 from src.data.synthetic import generate_synthetic_release
 from src.data.tasks import TaskSpec, load_task_spec
@@ -73,14 +74,18 @@ def datamodule_class(cfg: DataConfig | DictConfig | dict[str, Any]) -> type[Pair
 
 
 def build_datamodule(
-    cfg: DataConfig | DictConfig | dict[str, Any], norm_stats: dict[str, Stats] | None = None
+    cfg: DataConfig | DictConfig | dict[str, Any],
+    norm_stats: dict[str, Stats] | None = None,
+    seed: int | None = None,
 ) -> PairDataModule:
-    """The datamodule of `cfg` (a `data` node), normalising each stream with `norm_stats`."""
+    """The datamodule of `cfg` (a `data` node), normalising each stream with `norm_stats` and
+    shuffling and augmenting from `seed` (the run's)."""
     stats = norm_stats or {}
     return datamodule_class(cfg)(
         cfg,
         clin_stats=stats.get("clin", IMAGENET_STATS),
         derm_stats=stats.get("derm", IMAGENET_STATS),
+        seed=seed,
     )
 
 
@@ -103,10 +108,14 @@ class PairDataModule(LightningDataModule):
         cfg: DataConfig | DictConfig,
         clin_stats: Stats = IMAGENET_STATS,
         derm_stats: Stats = IMAGENET_STATS,
+        seed: int | None = None,
     ):
         super().__init__()
         self.cfg = as_data_config(cfg)
         self.tasks: TaskSpec = load_task_spec(self.cfg.tasks)
+        # The seed of shuffling and augmentation (the run's seed). None: the global generator's
+        # initial seed when the first loader is made, kept for every later loader.
+        self.seed = seed
         self.clin_stats = clin_stats
         self.derm_stats = derm_stats
         self.release: Release | None = None
@@ -164,7 +173,8 @@ class PairDataModule(LightningDataModule):
         self.ensure_root(cfg)
         release = self.load()
         cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else release.root / ".cache"
-        images = ImageCache(cfg.image_size, cfg.cache, cache_dir, release.images_dir)
+        limits = ImageLimits(cfg.max_image_pixels, cfg.min_image_side)
+        images = ImageCache(cfg.image_size, cfg.cache, cache_dir, release.images_dir, limits)
         paths = [p for cases in release.splits.values() for c in cases for p in (c.clinic, c.derm)]
         threads = min(max(1, cfg.num_workers), os.cpu_count() or 1)
         images.warm(paths, threads=threads)
@@ -191,6 +201,17 @@ class PairDataModule(LightningDataModule):
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         self.setup()
         return list(self.datasets[split].cases)
+
+    def _data_seed(self) -> int:
+        """The seed every loader of this datamodule uses, fixed on first use.
+
+        Never re-read from the global generator: the module re-seeds it every epoch, so a
+        loader Lightning makes later (`reload_dataloaders_every_n_epochs`, another `fit`)
+        would otherwise shuffle and augment from another seed.
+        """
+        if self.seed is None:
+            self.seed = torch.initial_seed() % 2**31
+        return self.seed
 
     def _shard(self) -> tuple[int, int]:
         """(processes, this process's rank) of the attached trainer; (1, 0) without one.
@@ -222,7 +243,7 @@ class PairDataModule(LightningDataModule):
             # before that call.
             trainer = self.trainer
             epoch = trainer.fit_loop.epoch_progress.current.processed if trainer is not None else 0
-            seed = torch.initial_seed() % 2**31
+            seed = self._data_seed()
             self.datasets[split].seed = seed
             if self.device_images is not None:
                 self.device_images.seed = seed
@@ -240,7 +261,7 @@ class PairDataModule(LightningDataModule):
             worker_init_fn=_seed_worker if workers > 0 else None,
             # A private generator: creating an iterator must not draw from the global RNG,
             # or dropout would depend on when Lightning happens to create it (fresh vs resumed).
-            generator=torch.Generator().manual_seed(torch.initial_seed() % 2**63),
+            generator=torch.Generator().manual_seed(self._data_seed()),
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:

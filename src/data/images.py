@@ -2,13 +2,53 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from src.config import MAX_IMAGE_PIXELS, MIN_IMAGE_SIDE
 from src.utils.errors import UserError
+
+# How an image becomes a network input, in words, exactly as `decode_rgb`, `resize_square` and
+# the evaluation transform do it (the ONNX export's sidecar repeats it for its users).
+PREPROCESSING = (
+    "decode with Pillow (a JPEG at the smallest libjpeg DCT scale, 1/2, 1/4 or 1/8, that keeps "
+    "both sides >= image_size); apply the EXIF orientation tag (PIL.ImageOps.exif_transpose); "
+    "convert to 8-bit RGB; resize straight to image_size x image_size (no crop, aspect ratio "
+    "not kept) with OpenCV cv2.resize, INTER_AREA when the image has more pixels than "
+    "image_size x image_size, else INTER_LINEAR; then (pixel/255 - mean) / std per channel"
+)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Sizes an image may have, checked from its header before it is decoded."""
+
+    max_pixels: int = MAX_IMAGE_PIXELS  # data.max_image_pixels
+    min_side: int = MIN_IMAGE_SIDE  # data.min_image_side
+
+    def check(self, size: tuple[int, int], path: Path) -> None:
+        """UserError naming `path` and the key to change if `size` (width, height) is outside."""
+        width, height = size
+        if width * height > self.max_pixels:
+            gib = width * height * 3 / 2**30
+            raise UserError(
+                f"image {path} is {width}x{height} ({width * height:,} pixels, about {gib:.1f} "
+                f"GiB decoded), above data.max_image_pixels={self.max_pixels:,}; shrink the "
+                "file, or raise data.max_image_pixels if the memory allows"
+            )
+        if min(width, height) < self.min_side:
+            raise UserError(
+                f"image {path} is {width}x{height}, its shorter side below "
+                f"data.min_image_side={self.min_side}; replace it with the full-size image, or "
+                "lower data.min_image_side if such small images are meant"
+            )
+
+
+DEFAULT_LIMITS = ImageLimits()
 
 _DECODE_ERRORS = (
     OSError,
@@ -55,8 +95,11 @@ def to_rgb(img: Image.Image, path: Path) -> np.ndarray:
     return np.asarray(img.convert("RGB"))
 
 
-def decode_rgb(path: Path, min_side: int | None = None) -> np.ndarray:
-    """The image at `path` as an (H, W, 3) uint8 RGB array, EXIF orientation applied.
+def decode_rgb(
+    path: Path, min_side: int | None = None, limits: ImageLimits = DEFAULT_LIMITS
+) -> np.ndarray:
+    """The image at `path` as an (H, W, 3) uint8 RGB array, EXIF orientation applied; an image
+    outside `limits` is refused from its header, before any pixel is decoded.
 
     With `min_side`, a JPEG may be decoded at a reduced scale (1/2, 1/4, 1/8: libjpeg's DCT
     scaling, a proper low-pass) as long as both sides stay >= min_side: much cheaper when the
@@ -64,6 +107,7 @@ def decode_rgb(path: Path, min_side: int | None = None) -> np.ndarray:
     """
     try:
         with Image.open(_regular_file(path)) as img:
+            limits.check(img.size, path)  # Pillow has read the header only
             if min_side is not None:
                 img.draft("RGB", (min_side, min_side))
             return to_rgb(ImageOps.exif_transpose(img), path)
@@ -80,10 +124,12 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(img, (size, size), interpolation=interpolation)
 
 
-def check_decodable(path: Path) -> None:
-    """Raise UserError unless `path` decodes; JPEGs are decoded at 1/8 scale to keep this cheap."""
+def check_decodable(path: Path, limits: ImageLimits = DEFAULT_LIMITS) -> None:
+    """Raise UserError unless `path` decodes within `limits`; JPEGs are decoded at 1/8 scale to
+    keep this cheap."""
     try:
         with Image.open(_regular_file(path)) as img:
+            limits.check(img.size, path)
             img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
             img.load()
             if img.mode == "F":

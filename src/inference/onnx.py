@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from src.data.images import PREPROCESSING
 from src.inference.predictor import FusedPredictor
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
@@ -163,8 +164,7 @@ def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint
             name: {
                 "shape": ["batch", 3, image_size, image_size],
                 "dtype": "float32",
-                "preprocessing": "RGB, resized straight to image_size x image_size, "
-                "(pixel/255 - mean) / std",
+                "preprocessing": PREPROCESSING.replace("image_size", str(image_size)),
                 "mean": list(norm_stats[stream][0]),
                 "std": list(norm_stats[stream][1]),
             }

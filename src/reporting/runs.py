@@ -31,6 +31,7 @@ from src.runs.files import (
     PREDICTIONS_FILE,
     SWEEP_FILE,
     is_complete,
+    oversized_metrics,
 )
 from src.runs.status import read_failure
 from src.utils.errors import UserError
@@ -201,6 +202,10 @@ def recipe_for(settings: dict[str, Any]) -> dict[str, Any]:
 def _load_run(run_dir: Path, name: str | None = None) -> RunRecord:
     name = str(run_dir) if name is None else name
     cfg = _load_cfg(run_dir)
+    oversized = oversized_metrics(run_dir)
+    if oversized is not None:
+        summary = None if cfg is None else summary_of(cfg)
+        return RunRecord(name, FAILED, _seed_of(cfg), summary, error=oversized)
     if is_complete(run_dir) and (run_dir / ERROR_FILE).exists():
         # Two jobs wrote one folder (one finished, one failed): neither result can be trusted.
         return RunRecord(

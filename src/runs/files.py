@@ -52,9 +52,31 @@ REQUIRED_METRIC_KEYS = (
 )
 
 
+# A run's metrics.json is tens of KB; a file above this is damaged or not a run's, and is not
+# read (a 200 MB file would take seconds and gigabytes of memory to parse, per reader).
+MAX_METRICS_BYTES = 16 * 2**20
+
+
+def oversized_metrics(run_dir: str | Path) -> str | None:
+    """Why the run's metrics.json is not read because of its size; None when it is not there
+    or small enough."""
+    try:
+        size = (Path(run_dir) / METRICS_FILE).stat().st_size
+    except OSError:
+        return None
+    if size <= MAX_METRICS_BYTES:
+        return None
+    return (
+        f"{METRICS_FILE} is {size / 2**20:.0f} MiB, above the {MAX_METRICS_BYTES // 2**20} MiB "
+        "a run's metrics take (tens of KB): damaged or not a run's file, not read; rerun it"
+    )
+
+
 def is_complete(run_dir: str | Path) -> bool:
     """True when the run directory holds a readable metrics.json with every required key."""
     path = Path(run_dir) / METRICS_FILE
+    if oversized_metrics(run_dir) is not None:
+        return False
     try:
         metrics = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -56,8 +56,9 @@ def trainer_settings(trainer_cfg: DictConfig, callbacks: Sequence[object] = ()) 
 
 def module_and_datamodule(cfg: DictConfig) -> tuple[AMMFMModule, PairDataModule]:
     """The datamodule of `cfg.data` and the module built for its task spec; the datamodule
-    normalises each image with its stream's pretrained statistics."""
-    datamodule = build_datamodule(cfg.data)
+    normalises each image with its stream's pretrained statistics and shuffles and augments
+    from the run's seed."""
+    datamodule = build_datamodule(cfg.data, seed=int(cfg.seed))
     module = AMMFMModule(cfg, datamodule.tasks)
     datamodule.normalize_with(module.network.norm_stats)
     return module, datamodule
@@ -66,7 +67,7 @@ def module_and_datamodule(cfg: DictConfig) -> tuple[AMMFMModule, PairDataModule]
 def datamodule_for(cfg: DictConfig, module: AMMFMModule) -> PairDataModule:
     """The datamodule of `cfg.data` for a module already built (a trained checkpoint's):
     its task spec must be the module's."""
-    datamodule = build_datamodule(cfg.data, module.network.norm_stats)
+    datamodule = build_datamodule(cfg.data, module.network.norm_stats, seed=int(cfg.seed))
     if datamodule.tasks.to_dict() != module.tasks.to_dict():
         raise UserError(
             f"data.tasks={cfg.data.tasks}: the dataset's task spec {datamodule.tasks.name!r} is "

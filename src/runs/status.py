@@ -7,7 +7,12 @@ A later successful run of the same job removes the file.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from src.runs.files import ERROR_FILE
@@ -15,7 +20,35 @@ from src.utils.io import atomic_write_text
 
 
 class Preempted(RuntimeError):
-    """The job was sent SIGTERM (SLURM preemption, scancel): a failure, resumable from last.ckpt."""
+    """The job was sent SIGTERM (SLURM preemption, scancel) or SIGUSR1 (SLURM's time-limit
+    warning): a failure, resumable from last.ckpt."""
+
+
+@contextmanager
+def time_limit_warning_stops() -> Iterator[list[int]]:
+    """While the block runs, SIGUSR1 (what SLURM's `--signal=USR1@<s>` sends before the time
+    limit) stops training as SIGTERM does: at the next batch, the epoch checkpoints kept, the
+    run failed and resumable with ckpt_path=last. Yields the list of SIGUSR1s received.
+
+    Unhandled, SIGUSR1 would kill the process without a word; on SLURM, Lightning's own
+    handler would save a mid-epoch checkpoint (not resumable exactly: the seeds are
+    epoch-keyed) that a requeued job would resume from without the identity check. A handler
+    installed first keeps Lightning's out.
+    """
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received  # signal handlers live in the main thread only
+        return
+
+    def to_sigterm(signum: int, frame: object) -> None:
+        received.append(signum)
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's SIGTERM path stops the fit
+
+    previous = signal.signal(signal.SIGUSR1, to_sigterm)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
 
 
 def error_line(err: BaseException) -> str:

@@ -24,8 +24,14 @@ from src.runs.files import ERROR_FILE
 from src.runs.status import clear_failure, read_failure, record_failure
 from src.utils.distributed import launched_by_cluster, requested_processes
 from src.utils.errors import UserError
+from src.utils.folder_lock import FolderInUse
 
 log = logging.getLogger(__name__)
+
+# Jobs of this process's sweeps turned away because another run held their folder (e.g. two
+# sweeps into one sweep folder at once): (run folder, reason). Not recorded in the folder,
+# which belongs to the run that holds it.
+IN_USE: list[tuple[Path, str]] = []
 
 
 SWEEP_SIZE_ENV = "AMMFM_SWEEP_JOBS"  # the sweep's job count, for the jobs' own processes
@@ -81,16 +87,21 @@ class SweepSummary(Callback):
             for path in self._sweep_dir.rglob(ERROR_FILE)
             if path.stat().st_mtime >= self._started
         )
-        if not failed:
+        in_use = [(run_dir, reason) for run_dir, reason in IN_USE if run_dir not in failed]
+        IN_USE.clear()
+        if not failed and not in_use:
             log.info("sweep finished without failed jobs: %s", self._sweep_dir)
             return
         for run_dir in failed:
             log.error("FAILED %s: %s", run_dir.relative_to(self._sweep_dir), read_failure(run_dir))
+        for run_dir, reason in in_use:
+            log.error("NOT RUN %s: %s", run_dir, reason)
         log.error(
-            "%d job(s) of this sweep failed (details in each run's %s); finished runs are kept. "
+            "%d job(s) of this sweep failed or were not run (details in each failed run's %s); "
+            "finished runs are kept. "
             "Fix the cause and re-run the same command: finished runs are skipped. "
             "`python -m src.report %s` lists them too.",
-            len(failed),
+            len(failed) + len(in_use),
             ERROR_FILE,
             self._sweep_dir,
         )
@@ -120,6 +131,9 @@ def run_sweep_job(job: Callable[[DictConfig], dict[str, Any]], cfg: DictConfig) 
     metrics: dict[str, Any] | None = None
     try:
         metrics = job(cfg)
+    except FolderInUse as err:  # another sweep's job is writing there: leave its folder alone
+        IN_USE.append((run_dir, str(err)))
+        log.error("job not run, the sweep goes on: %s", err)
     except Exception as err:
         line = record_failure(run_dir, err)
         log.error("job failed, the sweep goes on: %s (traceback in %s)", line, run_dir / ERROR_FILE)

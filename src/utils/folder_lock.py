@@ -19,6 +19,10 @@ from src.utils.errors import UserError
 LOCK_FILE = ".lock"
 
 
+class FolderInUse(UserError):
+    """Another process holds the folder: nothing of this process may be written into it."""
+
+
 @contextmanager
 def folder_lock(
     folder: str | os.PathLike[str], config_key: str = "hydra.run.dir"
@@ -33,7 +37,7 @@ def folder_lock(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown process"
-            raise UserError(
+            raise FolderInUse(
                 f"{folder} is in use by another run ({holder}); wait for it to finish or give "
                 f"this one another {config_key}"
             ) from None
