@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 TTA_VIEW_NAMES = ["identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw"]
 
@@ -105,7 +105,7 @@ class BlockConfig:
     type: str = "aab"  # BlockType
     stages: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     qk_reduction: int = 8  # q/k channels = channels // qk_reduction
-    gate: str = "none"  # BlockGate
+    gate: str = "none"  # BlockGate: none = Eq. 1 as written; zero = learnable scalar gate from 0
 
 
 @dataclass
@@ -167,6 +167,15 @@ class TrainConfig:
     train: bool = True
     test: bool = True
     skip_complete: bool = True  # in sweeps: skip a run whose metrics.json is already complete
+
+
+def on_schema(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
+    """A stored training config (a checkpoint's, a run folder's) laid over the schema's
+    defaults: a key the schema gained after it was written takes its default from the
+    dataclasses above, the one place defaults are written. Keys the schema no longer has are
+    kept, and values stay as stored (the schema typed them when the run was composed)."""
+    defaults = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(TrainConfig)))
+    return OmegaConf.merge(defaults, stored)
 
 
 # Top-level config entries that never change a run's numbers: where it reads and writes, how

@@ -75,7 +75,7 @@ class RefinedValue(nn.Module):
     """Value projection of one refined stream and how its mixed values join the features:
     x + mixed (Eq. 1, gate "none") or x + gamma * mixed with gamma learnable from 0 ("zero")."""
 
-    def __init__(self, channels: int, gate: str = "none") -> None:
+    def __init__(self, channels: int, gate: str) -> None:
         super().__init__()
         if gate not in BLOCK_GATES:
             raise ValueError(f"gate={gate!r}: expected one of {', '.join(BLOCK_GATES)}")
@@ -90,7 +90,7 @@ class BidirectionalAttentionBlock(nn.Module):
     """BAB: x_c' = x_c + v_c A_d and x_d' = x_d + v_d A_c (each optionally gated)."""
 
     def __init__(
-        self, clin_channels: int, derm_channels: int, qk_reduction: int = 8, gate: str = "none"
+        self, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str
     ) -> None:
         super().__init__()
         self.clin_attention = PositionAttention(clin_channels, qk_reduction)
@@ -111,7 +111,7 @@ class AsymmetricAttentionBlock(nn.Module):
     """AAB (paper Eq. 1): D' = D + v_D M_C; the clinical features pass on unchanged."""
 
     def __init__(
-        self, clin_channels: int, derm_channels: int, qk_reduction: int = 8, gate: str = "none"
+        self, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str
     ) -> None:
         super().__init__()
         self.clin_attention = PositionAttention(clin_channels, qk_reduction)
@@ -133,7 +133,7 @@ _BLOCKS: dict[str, type[nn.Module] | None] = {
 
 
 def create_block(
-    block_type: str, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str = "none"
+    block_type: str, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str
 ) -> nn.Module | None:
     """The block of `block_type` for one stage; None for CAT (features pass through)."""
     cls = _BLOCKS[block_type]

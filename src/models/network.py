@@ -23,7 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from src.config import BLOCK_GATES, BLOCK_TYPES, FUSION_MODES, HeadConfig
+from src.config import BLOCK_GATES, BLOCK_TYPES, FUSION_MODES, BlockConfig
 from src.models.backbones import NUM_STAGES, StagedBackbone, create_backbone, stage_reductions
 from src.models.blocks import create_block, gate_values
 from src.models.heads import TaskHead
@@ -94,7 +94,7 @@ def _mode(cfg: DictConfig) -> str:
 
 
 def _drop_path_rate(value: object, key: str) -> float:
-    rate = float(value or 0.0)  # type: ignore[arg-type]
+    rate = float(value)  # type: ignore[arg-type]
     if not 0.0 <= rate < 1.0:
         _fail(f"{key}={value} must be in [0, 1)")
     return rate
@@ -128,7 +128,7 @@ def weight_sources(spec: NetworkSpec) -> dict[str, str]:
 
 def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], ...]:
     backbone, fusion = cfg.backbone, cfg.fusion
-    clin_name = fusion.get("clin_backbone")
+    clin_name = fusion.clin_backbone
     if mode != "aff" and clin_name:
         _fail(
             f"fusion.mode={mode} uses backbone.name for every stream, so fusion.clin_backbone "
@@ -141,24 +141,24 @@ def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], .
     main = StreamSpec(
         backbone.name,
         pretrained,
-        _pretrained_tag(backbone.name, backbone.get("pretrained_tag"), "backbone.pretrained_tag"),
-        backbone.get("weights"),
+        _pretrained_tag(backbone.name, backbone.pretrained_tag, "backbone.pretrained_tag"),
+        backbone.weights,
         "backbone.weights",
-        _drop_path_rate(backbone.get("drop_path_rate", 0.0), "backbone.drop_path_rate"),
+        _drop_path_rate(backbone.drop_path_rate, "backbone.drop_path_rate"),
     )
     clin = main
-    if clin_name or fusion.get("clin_weights"):
+    if clin_name or fusion.clin_weights:
         clin = StreamSpec(
             clin_name or backbone.name,
             pretrained,
             _pretrained_tag(
                 clin_name or backbone.name,
-                fusion.get("clin_pretrained_tag") if clin_name else backbone.get("pretrained_tag"),
+                fusion.clin_pretrained_tag if clin_name else backbone.pretrained_tag,
                 "fusion.clin_pretrained_tag" if clin_name else "backbone.pretrained_tag",
             ),
-            fusion.get("clin_weights"),
+            fusion.clin_weights,
             "fusion.clin_weights",
-            _drop_path_rate(fusion.get("clin_drop_path_rate", 0.0), "fusion.clin_drop_path_rate"),
+            _drop_path_rate(fusion.clin_drop_path_rate, "fusion.clin_drop_path_rate"),
         )
     specs = {"clin": clin, "derm": main}
     return tuple((name, specs[name]) for name in _MODE_STREAMS[mode])
@@ -193,19 +193,19 @@ def validate_network_config(cfg: object) -> NetworkSpec:
             f"fusion.mode={mode} has a single stream, so block.type must be cat (got {block}); "
             "fusion blocks need fusion=sff or fusion=aff"
         )
-    stages = [int(s) for s in (cfg.block.get("stages") or [])]
+    stages = [int(s) for s in cfg.block.stages]
     if any(s not in range(NUM_STAGES) for s in stages) or len(set(stages)) != len(stages):
         _fail(f"block.stages={stages} must be distinct stage indices in 0..{NUM_STAGES - 1}")
-    qk_reduction = int(cfg.block.get("qk_reduction", 8))
+    qk_reduction = int(cfg.block.qk_reduction)
     if qk_reduction < 1:
         _fail(f"block.qk_reduction={qk_reduction} must be a positive integer")
-    gate = str(cfg.block.get("gate", "none"))
+    gate = str(cfg.block.gate)
     if gate not in BLOCK_GATES:
         _fail(f"block.gate={gate} is not one of {', '.join(BLOCK_GATES)}")
     image_size = int(cfg.data.image_size)
     if image_size < 32 or image_size % 32:
         _fail(f"data.image_size={image_size} must be a positive multiple of 32 (stride-32 stages)")
-    head = OmegaConf.select(cfg, "model.head", default=None) or OmegaConf.structured(HeadConfig)
+    head = cfg.model.head
     hidden = tuple(int(h) for h in head.hidden)
     if any(h < 1 for h in hidden):
         _fail(f"model.head.hidden={list(hidden)} must hold positive widths")
@@ -239,7 +239,7 @@ def network_summary(cfg: object) -> dict[str, Any]:
         "clin_backbone": clin_backbone_name(cfg),
         "block_stages": list(cfg.block.stages),
         "qk_reduction": cfg.block.qk_reduction,
-        "block_gate": cfg.block.get("gate", "none"),
+        "block_gate": cfg.block.gate,
     }
 
 
@@ -257,7 +257,7 @@ def architecture(summary: Mapping[str, Any]) -> tuple:
         else (
             tuple(sorted(summary["block_stages"])),
             summary["qk_reduction"],
-            summary.get("block_gate", "none"),
+            summary.get("block_gate", BlockConfig.gate),  # metrics.json from before block.gate
         )
     )
     return (summary["fusion"], block, summary["backbone"], summary.get("clin_backbone"), attention)
