@@ -13,7 +13,7 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from src.config import OPTIMIZERS, SCHEDULERS, on_schema
+from src.config import on_schema
 from src.config_checks import check_config_values
 from src.data.sampling import mix_seed, unshard
 from src.data.tasks import TaskSpec, load_task_spec
@@ -28,6 +28,11 @@ from src.utils.errors import UserError
 
 IDENTITY_KEY = "identity"  # the result identity in a checkpoint of src.train
 TASKS_KEY = "tasks"  # the task spec, in the checkpoint's hyperparameters
+# model.optimizer (src.config.OPTIMIZERS) -> its class
+OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
 
 
 def stored_tasks(hparams: dict[str, Any], source: object) -> TaskSpec:
@@ -315,15 +320,7 @@ class AMMFMModule(LightningModule):
     def configure_optimizers(self) -> Any:
         mcfg = self.cfg.model
         params = [p for p in self.parameters() if p.requires_grad]
-        if mcfg.optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"model.optimizer={mcfg.optimizer!r}: expected {' or '.join(OPTIMIZERS)}"
-            )
-        if mcfg.scheduler not in SCHEDULERS:
-            raise UserError(
-                f"model.scheduler={mcfg.scheduler!r}: expected {' or '.join(SCHEDULERS)}"
-            )
-        adam = torch.optim.AdamW if mcfg.optimizer == "adamw" else torch.optim.Adam
+        adam = OPTIMIZER_CLASSES[mcfg.optimizer]  # the name is checked with the config
         optimizer = adam(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
         if mcfg.scheduler == "none":
             return optimizer

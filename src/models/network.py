@@ -202,15 +202,10 @@ def validate_network_config(cfg: object) -> NetworkSpec:
     gate = str(cfg.block.gate)
     if gate not in BLOCK_GATES:
         _fail(f"block.gate={gate} is not one of {', '.join(BLOCK_GATES)}")
-    image_size = int(cfg.data.image_size)
-    if image_size < 32 or image_size % 32:
-        _fail(f"data.image_size={image_size} must be a positive multiple of 32 (stride-32 stages)")
     head = cfg.model.head
     hidden = tuple(int(h) for h in head.hidden)
     if any(h < 1 for h in hidden):
         _fail(f"model.head.hidden={list(hidden)} must hold positive widths")
-    if not 0.0 <= float(head.dropout) < 1.0:
-        _fail(f"model.head.dropout={head.dropout} must be in [0, 1)")
     spec = NetworkSpec(
         mode=mode,
         streams=_stream_specs(cfg, mode),
@@ -218,7 +213,7 @@ def validate_network_config(cfg: object) -> NetworkSpec:
         stages=tuple(sorted(stages)) if block != "cat" else (),
         qk_reduction=qk_reduction,
         gate=gate,
-        image_size=image_size,
+        image_size=int(cfg.data.image_size),  # a multiple of 32: src.config_checks
         head_hidden=hidden,
         head_dropout=float(head.dropout),
     )
