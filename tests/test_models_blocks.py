@@ -108,3 +108,18 @@ def test_parameter_counts_follow_the_design(cc: int, cd: int, gate: str, gated: 
     qk = 2 * (cc * (cc // 8) + cc // 8)
     assert count(create_block("aab", cc, cd, 8, gate)) == qk + cd * cd + cd + gated
     assert create_block("cat", cc, cd, 8, gate) is None
+
+
+@pytest.mark.parametrize("block_type", ["aab", "bab"])
+@pytest.mark.parametrize("gate", ["none", "zero"])
+def test_a_block_declares_the_streams_it_refines_and_their_gates(block_type: str, gate: str):
+    block = create_block(block_type, 16, 48, 8, gate)
+    _open_gates(block)
+    clin, derm = _features(16), _features(48, seed=1)
+    out = dict(zip(("clin", "derm"), block(clin, derm)))
+    inputs = {"clin": clin, "derm": derm}
+    assert block.refines == ("derm",) if block_type == "aab" else ("clin", "derm")
+    for stream in ("clin", "derm"):
+        assert (out[stream] is not inputs[stream]) == (stream in block.refines)
+    expected = {stream: 0.7 for stream in block.refines} if gate == "zero" else {}
+    assert block.gate_values() == pytest.approx(expected)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from src.config import BLOCK_GATES, BLOCK_TYPES, FUSION_MODES, BlockConfig
 from src.models.backbones import NUM_STAGES, StagedBackbone, create_backbone, stage_reductions
-from src.models.blocks import create_block, gate_values
+from src.models.blocks import FusionBlock, create_block
 from src.models.heads import TaskHead
 from src.models.metadata import MetadataEncoding
 from src.utils.errors import UserError
@@ -281,7 +281,7 @@ class FusionNetwork(nn.Module):
     def __init__(
         self,
         streams: dict[str, StagedBackbone],
-        blocks: dict[int, nn.Module],
+        blocks: dict[int, FusionBlock],
         heads: dict[str, TaskHead],
         metadata: MetadataEncoding | None = None,
     ) -> None:
@@ -314,13 +314,11 @@ class FusionNetwork(nn.Module):
         for stage in range(NUM_STAGES):
             x = {name: self.streams[name].forward_stage(stage, feat) for name, feat in x.items()}
             if str(stage) in self.blocks:
-                before = x
-                x = dict(zip(STREAMS, self.blocks[str(stage)](x["clin"], x["derm"])))
+                block, before = self.blocks[str(stage)], x
+                x = dict(zip(STREAMS, block(x["clin"], x["derm"])))
                 if refinement is not None:
                     refinement[stage] = {
-                        name: relative_change(before[name], x[name])
-                        for name in STREAMS
-                        if x[name] is not before[name]
+                        name: relative_change(before[name], x[name]) for name in block.refines
                     }
             if keep is not None:
                 keep.append(dict(x))
@@ -348,7 +346,7 @@ class FusionNetwork(nn.Module):
 
     def gate_values(self) -> dict[int, dict[str, float]]:
         """{stage: {stream: gamma}} of gated blocks (block.gate=zero); empty otherwise."""
-        gates = {int(stage): gate_values(block) for stage, block in self.blocks.items()}
+        gates = {int(stage): block.gate_values() for stage, block in self.blocks.items()}
         return {stage: values for stage, values in gates.items() if values}
 
     def _heads(self, features: dict[str, Tensor], meta: Tensor | None) -> dict[str, Tensor]:
@@ -409,7 +407,7 @@ def build_network(
         )
         for name, stream in spec.streams
     }
-    blocks: dict[int, nn.Module] = {}
+    blocks: dict[int, FusionBlock] = {}
     for stage in spec.stages:
         block = create_block(
             spec.block,
