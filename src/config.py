@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 TTA_VIEW_NAMES = ["identity", "vflip", "hflip", "vhflip", "rot90cw", "rot90ccw"]
 
@@ -113,7 +113,7 @@ class BlockConfig:
     type: str = "aab"  # BlockType
     stages: list[int] = field(default_factory=lambda: [0, 1, 2, 3])
     qk_reduction: int = 8  # q/k channels = channels // qk_reduction
-    gate: str = "none"  # BlockGate
+    gate: str = "none"  # BlockGate: none = Eq. 1 as written; zero = learnable scalar gate from 0
 
 
 @dataclass
@@ -178,6 +178,15 @@ class TrainConfig:
     # keep the epoch checkpoints and last.ckpt once the run is complete (default: only
     # checkpoints/final.ckpt stays; an unfinished run always keeps them to resume)
     keep_resume_checkpoints: bool = False
+
+
+def on_schema(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
+    """A stored training config (a checkpoint's, a run folder's) laid over the schema's
+    defaults: a key the schema gained after it was written takes its default from the
+    dataclasses above, the one place defaults are written. Keys the schema no longer has are
+    kept, and values stay as stored (the schema typed them when the run was composed)."""
+    defaults = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(TrainConfig)))
+    return OmegaConf.merge(defaults, stored)
 
 
 # Top-level config entries that never change a run's numbers: where it reads and writes, how

@@ -69,8 +69,8 @@ def _multiple_of_32(value: Any) -> str | None:
 
 def _tta_views(value: Any) -> str | None:
     views = list(value) if isinstance(value, (list, tuple)) else None
-    if not views or any(v not in TTA_VIEW_NAMES for v in views):
-        return f"must be a non-empty list of {', '.join(TTA_VIEW_NAMES)}"
+    if not views or any(v not in TTA_VIEW_NAMES for v in views) or len(set(views)) < len(views):
+        return f"must be a non-empty list of distinct views from {', '.join(TTA_VIEW_NAMES)}"
     return None
 
 
@@ -99,6 +99,15 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "model.matmul_precision": _one_of(MATMUL_PRECISIONS),
     "trainer.max_epochs": _int_in(1),
 }
+
+
+def check_value(key: str, value: Any, rule: str | None = None) -> None:
+    """Raise a one-line UserError naming `key` if `value` breaks the rule of config key `rule`
+    (default: `key` itself); for a value that reaches a run by another name (a command-line
+    flag, src.predict's `tta_views`)."""
+    problem = CHECKS[rule or key](value)
+    if problem:
+        raise UserError(f"{key}={value} {problem}")
 
 
 def check_config_values(cfg: DictConfig | dict[str, Any], source: str = "") -> None:

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import TrainConfig
+from src.config_checks import check_config_values
 from src.data.tasks import load_task_spec
 from src.models.network import (
     architecture,
@@ -142,7 +143,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             _print_table(records)
         return
-    _print_config(compose_config(args.overrides))
+    cfg = compose_config(args.overrides)
+    check_config_values(cfg)  # out-of-range values, as src.train refuses them
+    _print_config(cfg)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ BAD = [
     ("model.weight_grid_step=0", "model.weight_grid_step=0.0 must be a finite number in (0, 1]"),
     ("model.tta_views=[identity,upside]", "model.tta_views=['identity', 'upside'] must be"),
     ("model.tta_views=[]", "model.tta_views=[] must be a non-empty list"),
+    ("model.tta_views=[hflip,hflip]", "model.tta_views=['hflip', 'hflip'] must be"),
     ("model.optimizer=sgd", "model.optimizer=sgd must be one of adam, adamw"),
+    ("model.scheduler=step", "model.scheduler=step must be one of cosine, none"),
+    ("model.matmul_precision=low", "model.matmul_precision=low must be one of highest, high"),
     ("model.head.dropout=1.0", "model.head.dropout=1.0 must be a finite number in [0, 1)"),
     ("trainer.max_epochs=0", "trainer.max_epochs=0 must be an integer >= 1"),
     ("model.swa_epochs=3", "model.swa_epochs=3 is more than trainer.max_epochs=2"),
@@ -60,3 +63,18 @@ def test_a_stored_config_is_checked_and_named(synthetic_release: Path, tmp_path:
     stored["data"]["image_size"] = 8192
     with pytest.raises(UserError, match=r"^ckpt_path=x.ckpt: stored config: data.image_size=8192"):
         check_config_values(stored, source="ckpt_path=x.ckpt")
+
+
+def test_every_optimizer_choice_has_a_class() -> None:
+    from src.config import OPTIMIZERS
+    from src.models.module import OPTIMIZER_CLASSES
+
+    assert set(OPTIMIZER_CLASSES) == set(OPTIMIZERS)
+
+
+def test_a_flag_is_checked_by_the_rule_of_its_key() -> None:
+    from src.config_checks import check_value
+
+    check_value("--image-size", 64, rule="data.image_size")
+    with pytest.raises(UserError, match=r"^--image-size=50 must be a multiple of 32$"):
+        check_value("--image-size", 50, rule="data.image_size")

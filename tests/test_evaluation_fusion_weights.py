@@ -12,7 +12,6 @@ from src.evaluation.fusion_weights import (
 )
 from src.evaluation.metrics import compute_metrics
 from src.evaluation.probabilities import task_predictions, task_softmax
-from src.utils.errors import UserError
 from tests.specs import DERM7PT, NUM_CLASSES, TASK_OFFSETS
 
 
@@ -168,7 +167,9 @@ def test_mismatched_or_unknown_branches_are_rejected():
 
 
 @pytest.mark.parametrize("step", [0.0, -0.1, 1.5])
-def test_bad_step_is_a_user_error(step):
+def test_bad_step_is_refused(step):
+    """model.weight_grid_step is checked with the config (tests/test_config_checks.py); the
+    search itself refuses a step outside (0, 1]."""
     probs = {"derm": _noise(5, 0), "clin": _noise(5, 1)}
-    with pytest.raises(UserError, match=r"model\.weight_grid_step"):
+    with pytest.raises(ValueError, match=r"step must be in \(0, 1\]"):
         search_fusion_weights(probs, _labels(5, 0), DERM7PT, step=step)

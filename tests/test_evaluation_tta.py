@@ -3,6 +3,7 @@ import torch
 from torch import Tensor
 
 from src.config import TTA_VIEW_NAMES
+from src.config_checks import check_value
 from src.evaluation.probabilities import split_tasks, task_softmax
 from src.evaluation.tta import TTA_VIEWS, tta_probabilities
 from src.utils.errors import UserError
@@ -95,17 +96,19 @@ def test_single_identity_view_is_plain_softmax():
     )
 
 
-@pytest.mark.parametrize(
-    ("views", "message"),
-    [(["identity", "rot180"], "rot180"), ([], "empty"), (["hflip", "hflip"], "repeats")],
-)
-def test_bad_views_are_user_errors(views, message):
+@pytest.mark.parametrize("views", [["identity", "rot180"], [], ["hflip", "hflip"]])
+def test_bad_views_are_user_errors(views):
+    """model.tta_views is checked with the config, in one line listing the valid names."""
+    with pytest.raises(UserError, match=r"^model\.tta_views=\[.*\] must be") as err:
+        check_value("model.tta_views", views)
+    assert "rot90ccw" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("views", [["identity", "rot180"], []])
+def test_views_without_a_transform_are_refused(views):
     clinic = torch.zeros(1, 1, 2, 2)
-    with pytest.raises(UserError, match=r"model\.tta_views") as err:
+    with pytest.raises(ValueError, match="views must be"):
         tta_probabilities(PixelForward(4), clinic, clinic, views, NUM_CLASSES)
-    assert message in str(err.value)
-    if message == "rot180":
-        assert "rot90ccw" in str(err.value)  # lists the valid names
 
 
 def test_inconsistent_branches_across_views_are_rejected():

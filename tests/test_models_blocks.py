@@ -32,7 +32,7 @@ def _mix(x: torch.Tensor, amap: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("block_cls", [AsymmetricAttentionBlock, BidirectionalAttentionBlock])
 def test_attention_maps_are_row_softmax_over_positions(block_cls) -> None:
-    block = block_cls(16, 48, qk_reduction=8)
+    block = block_cls(16, 48, 8, "none")
     maps = block.attention_maps(_features(16), _features(48, seed=1))
     assert set(maps) == ({"clin"} if block_cls is AsymmetricAttentionBlock else {"clin", "derm"})
     for amap in maps.values():
@@ -54,7 +54,7 @@ def test_attend_equals_the_explicit_map_forward_and_backward(qk: int, value: int
 
 
 def test_aab_is_eq1_as_written_by_default() -> None:
-    block = AsymmetricAttentionBlock(16, 48)
+    block = AsymmetricAttentionBlock(16, 48, 8, "none")
     clin, derm = _features(16), _features(48, seed=1)
     out_clin, out_derm = block(clin, derm)
     assert torch.equal(out_clin, clin)  # the clinical stream passes on unchanged
@@ -65,7 +65,7 @@ def test_aab_is_eq1_as_written_by_default() -> None:
 
 
 def test_zero_gate_starts_as_identity_and_scales_the_refinement() -> None:
-    block = AsymmetricAttentionBlock(16, 48, gate="zero")
+    block = AsymmetricAttentionBlock(16, 48, 8, "zero")
     clin, derm = _features(16), _features(48, seed=1)
     out_clin, out_derm = block(clin, derm)
     assert torch.equal(out_clin, clin) and torch.equal(out_derm, derm)
@@ -77,7 +77,7 @@ def test_zero_gate_starts_as_identity_and_scales_the_refinement() -> None:
 
 @pytest.mark.parametrize(("gate", "scale"), [("none", 1.0), ("zero", 0.7)])
 def test_bab_refines_each_stream_with_the_other_map(gate: str, scale: float) -> None:
-    block = BidirectionalAttentionBlock(16, 48, gate=gate)
+    block = BidirectionalAttentionBlock(16, 48, 8, gate)
     clin, derm = _features(16), _features(48, seed=1)
     _open_gates(block)
     out_clin, out_derm = block(clin, derm)
@@ -88,7 +88,7 @@ def test_bab_refines_each_stream_with_the_other_map(gate: str, scale: float) -> 
 
 
 def test_spatial_mismatch_is_reported() -> None:
-    block = AsymmetricAttentionBlock(16, 48)
+    block = AsymmetricAttentionBlock(16, 48, 8, "none")
     with pytest.raises(ValueError, match="spatial size"):
         block(_features(16, size=6), _features(48, size=4))
 
@@ -108,3 +108,18 @@ def test_parameter_counts_follow_the_design(cc: int, cd: int, gate: str, gated: 
     qk = 2 * (cc * (cc // 8) + cc // 8)
     assert count(create_block("aab", cc, cd, 8, gate)) == qk + cd * cd + cd + gated
     assert create_block("cat", cc, cd, 8, gate) is None
+
+
+@pytest.mark.parametrize("block_type", ["aab", "bab"])
+@pytest.mark.parametrize("gate", ["none", "zero"])
+def test_a_block_declares_the_streams_it_refines_and_their_gates(block_type: str, gate: str):
+    block = create_block(block_type, 16, 48, 8, gate)
+    _open_gates(block)
+    clin, derm = _features(16), _features(48, seed=1)
+    out = dict(zip(("clin", "derm"), block(clin, derm)))
+    inputs = {"clin": clin, "derm": derm}
+    assert block.refines == ("derm",) if block_type == "aab" else ("clin", "derm")
+    for stream in ("clin", "derm"):
+        assert (out[stream] is not inputs[stream]) == (stream in block.refines)
+    expected = {stream: 0.7 for stream in block.refines} if gate == "zero" else {}
+    assert block.gate_values() == pytest.approx(expected)

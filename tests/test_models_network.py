@@ -190,7 +190,6 @@ def test_block_stages_and_width_are_configurable() -> None:
         (["fusion.mode=late"], ["fusion.mode=late"]),
         (["block.type=sum"], ["block.type=sum"]),
         (["block.stages=[0,4]"], ["block.stages"]),
-        (["data.image_size=100"], ["data.image_size=100"]),
         (["fusion=sff", "fusion.clin_backbone=resnet50"], ["fusion.clin_backbone"]),
         (["fusion.clin_backbone=no_such_net"], ["fusion.clin_backbone=no_such_net"]),
         (
@@ -201,7 +200,6 @@ def test_block_stages_and_width_are_configurable() -> None:
             ["fusion.clin_backbone=vit_tiny_patch16_224"],
             ["fusion.clin_pretrained_tag=lamb_in1k", "augreg_in21k_ft_in1k"],
         ),
-        (["model.head.dropout=1.5"], ["model.head.dropout"]),
     ],
 )
 def test_incompatible_choices_fail_with_one_line(overrides: list[str], keys: list[str]) -> None:

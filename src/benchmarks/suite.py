@@ -26,6 +26,7 @@ from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS, ONNX_ROWS, REFEREN
 from src.benchmarks.inference import InferenceSettings
 from src.benchmarks.report import evaluate_targets, render_markdown
 from src.benchmarks.timing import cpu_model, load_average, memory_total_gib
+from src.config_checks import check_value
 from src.runs.status import error_line
 from src.utils.errors import UserError
 
@@ -197,8 +198,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     rows = tuple(args.rows.split(",")) if args.rows else plan.rows
     for row in (*rows, args.train_row or plan.train_row):
         paper_row(row)  # unknown ids fail here, before anything runs
-    if settings.image_size < 32 or settings.image_size % 32:
-        raise UserError(f"--image-size {settings.image_size}: use a positive multiple of 32")
+    check_value("--image-size", settings.image_size, rule="data.image_size")
     if settings.batch < 1:
         raise UserError(f"--batch {settings.batch}: must be >= 1")
     return replace(

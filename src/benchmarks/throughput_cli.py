@@ -23,6 +23,7 @@ from src.benchmarks import quiet
 from src.benchmarks.throughput import run_plan
 from src.benchmarks.throughput_plan import plan_for
 from src.benchmarks.timing import cpu_model, load_average
+from src.config_checks import check_value
 from src.project import PROJECT_ROOT
 from src.utils.errors import UserError
 
@@ -44,8 +45,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--cap-s", type=float, help="time cap of each measurement, seconds")
     parser.add_argument("--workers", type=int, help="loader workers per run")
     args = parser.parse_args(argv)
-    if args.image_size is not None and (args.image_size < 32 or args.image_size % 32):
-        raise UserError(f"--image-size {args.image_size}: use a positive multiple of 32")
+    if args.image_size is not None:
+        check_value("--image-size", args.image_size, rule="data.image_size")
     if args.packing is not None:
         try:
             args.packing = tuple(int(k) for k in args.packing.split(","))

@@ -24,7 +24,6 @@ from torch import Tensor
 
 from src.data.tasks import TaskSpec
 from src.evaluation.metrics import check_inputs
-from src.utils.errors import UserError
 
 # Branch names of Eq. 4 in search order: dermoscopy (P_D), clinical (P_C), fusion (P_FU).
 BRANCHES: tuple[str, ...] = ("derm", "clin", "fusion")
@@ -41,9 +40,10 @@ def _ordered(branches: Iterable[str]) -> list[str]:
 
 
 def grid_steps(step: float) -> int:
-    """How many grid values step, 2 step, ... fit in [step, 1]; UserError for a bad step."""
-    if not (isinstance(step, (int, float)) and 0 < step <= 1):
-        raise UserError(f"model.weight_grid_step must be in (0, 1], got {step!r}")
+    """How many grid values step, 2 step, ... fit in [step, 1] (`model.weight_grid_step` is
+    checked when the config is, src.config_checks)."""
+    if not 0 < step <= 1:
+        raise ValueError(f"step must be in (0, 1], got {step!r}")
     return math.floor(1 / step + 1e-9)
 
 

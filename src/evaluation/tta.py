@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 
 from src.evaluation.probabilities import task_softmax
-from src.utils.errors import UserError
 
 Forward = Callable[[Tensor, Tensor], dict[str, Tensor]]
 
@@ -60,20 +59,6 @@ TTA_VIEWS: dict[str, Callable[[Tensor], Tensor]] = {
 }
 
 
-def check_tta_views(views: Sequence[str]) -> list[str]:
-    """Validate `model.tta_views`: non-empty, known names, no repeats. Returns them as a list."""
-    views = list(views)
-    valid = ", ".join(TTA_VIEWS)
-    if not views:
-        raise UserError(f"model.tta_views is empty; list at least one of: {valid}")
-    unknown = [v for v in views if v not in TTA_VIEWS]
-    if unknown:
-        raise UserError(f"model.tta_views has unknown view(s) {unknown}; valid names: {valid}")
-    if len(set(views)) != len(views):
-        raise UserError(f"model.tta_views repeats a view ({views}); list each view at most once")
-    return views
-
-
 @torch.no_grad()
 def tta_probabilities(
     forward: Forward,
@@ -87,9 +72,12 @@ def tta_probabilities(
     `forward(clinic, derm)` returns {branch: logits [N, L]}, one segment per task of
     `num_classes` classes; the result has the same branches with float32 probabilities [N, L].
     Rotations swap height and width, so non-square inputs
-    only work with a network that accepts both orientations.
+    only work with a network that accepts both orientations. `model.tta_views` is checked
+    when the config is (src.config_checks).
     """
-    names = check_tta_views(views)
+    names = list(views)
+    if not names or any(name not in TTA_VIEWS for name in names):
+        raise ValueError(f"views must be a non-empty list of {', '.join(TTA_VIEWS)}: {names}")
     total: dict[str, Tensor] = {}
     for name in names:
         view = TTA_VIEWS[name]

@@ -21,6 +21,7 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from src.config_checks import check_value
 from src.evaluation.probabilities import require_finite
 from src.runs.files import METRICS_FILE
 from src.utils.errors import UserError
@@ -131,12 +132,10 @@ class FusedPredictor(nn.Module):
         views: Sequence[str],
     ):
         super().__init__()
-        from src.evaluation.tta import check_tta_views
-
         self.module = module
         self.tasks = tasks
         self.weights = dict(weights)
-        self.views = check_tta_views(views)
+        self.views = list(views)
 
     def branch_probabilities(self, clinic: Tensor, derm: Tensor) -> dict[str, Tensor]:
         from src.evaluation.tta import tta_probabilities
@@ -215,6 +214,8 @@ def load_predictor(
             f"(model.metadata={list(cfg.model.metadata)}); src.predict and src.export feed "
             "images only: evaluate it with src.eval"
         )
+    if tta_views is not None:
+        check_value("tta_views", list(tta_views), rule="model.tta_views")
     views = list(tta_views) if tta_views is not None else list(cfg.model.tta_views)
     weights = resolve_fusion_weights(fusion_weights, ckpt_path, module.branches)
     model = FusedPredictor(module, module.tasks, weights, views).to(device).eval()

@@ -75,7 +75,7 @@ class RefinedValue(nn.Module):
     """Value projection of one refined stream and how its mixed values join the features:
     x + mixed (Eq. 1, gate "none") or x + gamma * mixed with gamma learnable from 0 ("zero")."""
 
-    def __init__(self, channels: int, gate: str = "none") -> None:
+    def __init__(self, channels: int, gate: str) -> None:
         super().__init__()
         if gate not in BLOCK_GATES:
             raise ValueError(f"gate={gate!r}: expected one of {', '.join(BLOCK_GATES)}")
@@ -86,11 +86,32 @@ class RefinedValue(nn.Module):
         return x + mixed if self.gamma is None else x + self.gamma * mixed
 
 
-class BidirectionalAttentionBlock(nn.Module):
+class FusionBlock(nn.Module):
+    """A block between two stages: forward(clin, derm) -> (clin', derm'). `refines` names the
+    streams it changes (the others pass on as the same tensors); `refined_values` gives each
+    refined stream's value projection and gate."""
+
+    refines: tuple[str, ...] = ()
+
+    def refined_values(self) -> dict[str, RefinedValue]:
+        raise NotImplementedError
+
+    def gate_values(self) -> dict[str, float]:
+        """{stream: gamma} of the refined streams when gated (gate "zero"); empty when not."""
+        return {
+            stream: float(refined.gamma.detach())
+            for stream, refined in self.refined_values().items()
+            if refined.gamma is not None
+        }
+
+
+class BidirectionalAttentionBlock(FusionBlock):
     """BAB: x_c' = x_c + v_c A_d and x_d' = x_d + v_d A_c (each optionally gated)."""
 
+    refines = ("clin", "derm")
+
     def __init__(
-        self, clin_channels: int, derm_channels: int, qk_reduction: int = 8, gate: str = "none"
+        self, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str
     ) -> None:
         super().__init__()
         self.clin_attention = PositionAttention(clin_channels, qk_reduction)
@@ -106,12 +127,17 @@ class BidirectionalAttentionBlock(nn.Module):
     def attention_maps(self, clin: Tensor, derm: Tensor) -> dict[str, Tensor]:
         return {"clin": self.clin_attention.map(clin), "derm": self.derm_attention.map(derm)}
 
+    def refined_values(self) -> dict[str, RefinedValue]:
+        return {"clin": self.clin_value, "derm": self.derm_value}
 
-class AsymmetricAttentionBlock(nn.Module):
+
+class AsymmetricAttentionBlock(FusionBlock):
     """AAB (paper Eq. 1): D' = D + v_D M_C; the clinical features pass on unchanged."""
 
+    refines = ("derm",)
+
     def __init__(
-        self, clin_channels: int, derm_channels: int, qk_reduction: int = 8, gate: str = "none"
+        self, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str
     ) -> None:
         super().__init__()
         self.clin_attention = PositionAttention(clin_channels, qk_reduction)
@@ -124,8 +150,11 @@ class AsymmetricAttentionBlock(nn.Module):
     def attention_maps(self, clin: Tensor, derm: Tensor) -> dict[str, Tensor]:
         return {"clin": self.clin_attention.map(clin)}
 
+    def refined_values(self) -> dict[str, RefinedValue]:
+        return {"derm": self.derm_value}
 
-_BLOCKS: dict[str, type[nn.Module] | None] = {
+
+_BLOCKS: dict[str, type[FusionBlock] | None] = {
     "cat": None,
     "bab": BidirectionalAttentionBlock,
     "aab": AsymmetricAttentionBlock,
@@ -133,18 +162,8 @@ _BLOCKS: dict[str, type[nn.Module] | None] = {
 
 
 def create_block(
-    block_type: str, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str = "none"
-) -> nn.Module | None:
+    block_type: str, clin_channels: int, derm_channels: int, qk_reduction: int, gate: str
+) -> FusionBlock | None:
     """The block of `block_type` for one stage; None for CAT (features pass through)."""
     cls = _BLOCKS[block_type]
     return None if cls is None else cls(clin_channels, derm_channels, qk_reduction, gate)
-
-
-def gate_values(block: nn.Module) -> dict[str, float]:
-    """{"clin"/"derm": gamma} of a gated block's refined streams; empty when ungated."""
-    values = {}
-    for stream in ("clin", "derm"):
-        refined = getattr(block, f"{stream}_value", None)
-        if refined is not None and refined.gamma is not None:
-            values[stream] = float(refined.gamma.detach())
-    return values

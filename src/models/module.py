@@ -13,7 +13,7 @@ from lightning_utilities.core.apply_func import apply_to_collection
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from src.config import MATMUL_PRECISIONS, OPTIMIZERS, SCHEDULERS
+from src.config import on_schema
 from src.config_checks import check_config_values
 from src.data.sampling import mix_seed, unshard
 from src.data.tasks import TaskSpec, load_task_spec
@@ -28,6 +28,11 @@ from src.utils.errors import UserError
 
 IDENTITY_KEY = "identity"  # the result identity in a checkpoint of src.train
 TASKS_KEY = "tasks"  # the task spec, in the checkpoint's hyperparameters
+# model.optimizer (src.config.OPTIMIZERS) -> its class
+OPTIMIZER_CLASSES: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adamw": torch.optim.AdamW,
+}
 
 
 def stored_tasks(hparams: dict[str, Any], source: object) -> TaskSpec:
@@ -116,18 +121,11 @@ class AMMFMModule(LightningModule):
         self.save_hyperparameters({"cfg": cfg, TASKS_KEY: tasks.to_dict()}, logger=False)
         self.cfg = OmegaConf.create(cfg)
         self.tasks = tasks
-        matmul = self.cfg.model.get("matmul_precision", "high")
-        if matmul not in MATMUL_PRECISIONS:
-            raise UserError(
-                f"model.matmul_precision={matmul}: expected one of {', '.join(MATMUL_PRECISIONS)}"
-            )
-        torch.set_float32_matmul_precision(matmul)  # process-wide, as torch defines it
         model = self.cfg.model
+        # process-wide, as torch defines it
+        torch.set_float32_matmul_precision(model.matmul_precision)
         metadata = select_metadata(
-            list(model.get("metadata") or []),
-            bool(model.get("allow_leaky_metadata", False)),
-            tasks,
-            self.cfg.fusion.mode,
+            list(model.metadata), bool(model.allow_leaky_metadata), tasks, self.cfg.fusion.mode
         )
         self.network = build_network(self.cfg, tasks.num_classes, metadata=metadata)
         if self.cfg.model.channels_last:
@@ -148,8 +146,8 @@ class AMMFMModule(LightningModule):
     ) -> AMMFMModule:
         """A module rebuilt from a stored config, task spec and trained weights (no pretrained
         download: the weights come from `state_dict`); `source` names the file in errors."""
-        cfg = OmegaConf.create(cfg if isinstance(cfg, dict) else OmegaConf.to_container(cfg))
         check_config_values(cfg, source=f"ckpt_path={source}")
+        cfg = on_schema(cfg)  # keys newer than the checkpoint take the schema's defaults
         cfg.backbone.pretrained = False
         cfg.backbone.weights = None
         cfg.fusion.clin_weights = None
@@ -291,7 +289,7 @@ class AMMFMModule(LightningModule):
         means = meter.means()
         summary: dict[str, Any] = {
             "type": spec.type,
-            "gate": spec.get("gate", "none"),
+            "gate": spec.gate,
             "stages": sorted(int(s) for s in means),
             "refinement": {str(s): v["derm"] for s, v in means.items() if "derm" in v},
         }
@@ -322,25 +320,17 @@ class AMMFMModule(LightningModule):
     def configure_optimizers(self) -> Any:
         mcfg = self.cfg.model
         params = [p for p in self.parameters() if p.requires_grad]
-        if mcfg.optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"model.optimizer={mcfg.optimizer!r}: expected {' or '.join(OPTIMIZERS)}"
-            )
-        if mcfg.scheduler not in SCHEDULERS:
-            raise UserError(
-                f"model.scheduler={mcfg.scheduler!r}: expected {' or '.join(SCHEDULERS)}"
-            )
-        adam = torch.optim.AdamW if mcfg.optimizer == "adamw" else torch.optim.Adam
+        adam = OPTIMIZER_CLASSES[mcfg.optimizer]  # the name is checked with the config
         optimizer = adam(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)
         if mcfg.scheduler == "none":
             return optimizer
         max_epochs = max(int(self.trainer.max_epochs or 1), 1)
-        swa_lr = mcfg.get("swa_lr")
+        swa_lr = mcfg.swa_lr
         factor = lr_factor_schedule(
             max_epochs,
             swa_epochs=int(mcfg.swa_epochs),
             swa_lr_ratio=None if swa_lr is None else float(swa_lr) / float(mcfg.lr),
-            anneal_epochs=int(mcfg.get("swa_anneal_epochs", 10)),
+            anneal_epochs=int(mcfg.swa_anneal_epochs),
         )
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
         schedule = {"scheduler": scheduler, "interval": "epoch"}

@@ -23,9 +23,9 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
-from src.config import BLOCK_GATES, BLOCK_TYPES, FUSION_MODES, HeadConfig
+from src.config import BLOCK_GATES, BLOCK_TYPES, FUSION_MODES, BlockConfig
 from src.models.backbones import NUM_STAGES, StagedBackbone, create_backbone, stage_reductions
-from src.models.blocks import create_block, gate_values
+from src.models.blocks import FusionBlock, create_block
 from src.models.heads import TaskHead
 from src.models.metadata import MetadataEncoding
 from src.utils.errors import UserError
@@ -94,7 +94,7 @@ def _mode(cfg: DictConfig) -> str:
 
 
 def _drop_path_rate(value: object, key: str) -> float:
-    rate = float(value or 0.0)  # type: ignore[arg-type]
+    rate = float(value)  # type: ignore[arg-type]
     if not 0.0 <= rate < 1.0:
         _fail(f"{key}={value} must be in [0, 1)")
     return rate
@@ -128,7 +128,7 @@ def weight_sources(spec: NetworkSpec) -> dict[str, str]:
 
 def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], ...]:
     backbone, fusion = cfg.backbone, cfg.fusion
-    clin_name = fusion.get("clin_backbone")
+    clin_name = fusion.clin_backbone
     if mode != "aff" and clin_name:
         _fail(
             f"fusion.mode={mode} uses backbone.name for every stream, so fusion.clin_backbone "
@@ -141,24 +141,24 @@ def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], .
     main = StreamSpec(
         backbone.name,
         pretrained,
-        _pretrained_tag(backbone.name, backbone.get("pretrained_tag"), "backbone.pretrained_tag"),
-        backbone.get("weights"),
+        _pretrained_tag(backbone.name, backbone.pretrained_tag, "backbone.pretrained_tag"),
+        backbone.weights,
         "backbone.weights",
-        _drop_path_rate(backbone.get("drop_path_rate", 0.0), "backbone.drop_path_rate"),
+        _drop_path_rate(backbone.drop_path_rate, "backbone.drop_path_rate"),
     )
     clin = main
-    if clin_name or fusion.get("clin_weights"):
+    if clin_name or fusion.clin_weights:
         clin = StreamSpec(
             clin_name or backbone.name,
             pretrained,
             _pretrained_tag(
                 clin_name or backbone.name,
-                fusion.get("clin_pretrained_tag") if clin_name else backbone.get("pretrained_tag"),
+                fusion.clin_pretrained_tag if clin_name else backbone.pretrained_tag,
                 "fusion.clin_pretrained_tag" if clin_name else "backbone.pretrained_tag",
             ),
-            fusion.get("clin_weights"),
+            fusion.clin_weights,
             "fusion.clin_weights",
-            _drop_path_rate(fusion.get("clin_drop_path_rate", 0.0), "fusion.clin_drop_path_rate"),
+            _drop_path_rate(fusion.clin_drop_path_rate, "fusion.clin_drop_path_rate"),
         )
     specs = {"clin": clin, "derm": main}
     return tuple((name, specs[name]) for name in _MODE_STREAMS[mode])
@@ -193,24 +193,19 @@ def validate_network_config(cfg: object) -> NetworkSpec:
             f"fusion.mode={mode} has a single stream, so block.type must be cat (got {block}); "
             "fusion blocks need fusion=sff or fusion=aff"
         )
-    stages = [int(s) for s in (cfg.block.get("stages") or [])]
+    stages = [int(s) for s in cfg.block.stages]
     if any(s not in range(NUM_STAGES) for s in stages) or len(set(stages)) != len(stages):
         _fail(f"block.stages={stages} must be distinct stage indices in 0..{NUM_STAGES - 1}")
-    qk_reduction = int(cfg.block.get("qk_reduction", 8))
+    qk_reduction = int(cfg.block.qk_reduction)
     if qk_reduction < 1:
         _fail(f"block.qk_reduction={qk_reduction} must be a positive integer")
-    gate = str(cfg.block.get("gate", "none"))
+    gate = str(cfg.block.gate)
     if gate not in BLOCK_GATES:
         _fail(f"block.gate={gate} is not one of {', '.join(BLOCK_GATES)}")
-    image_size = int(cfg.data.image_size)
-    if image_size < 32 or image_size % 32:
-        _fail(f"data.image_size={image_size} must be a positive multiple of 32 (stride-32 stages)")
-    head = OmegaConf.select(cfg, "model.head", default=None) or OmegaConf.structured(HeadConfig)
+    head = cfg.model.head
     hidden = tuple(int(h) for h in head.hidden)
     if any(h < 1 for h in hidden):
         _fail(f"model.head.hidden={list(hidden)} must hold positive widths")
-    if not 0.0 <= float(head.dropout) < 1.0:
-        _fail(f"model.head.dropout={head.dropout} must be in [0, 1)")
     spec = NetworkSpec(
         mode=mode,
         streams=_stream_specs(cfg, mode),
@@ -218,7 +213,7 @@ def validate_network_config(cfg: object) -> NetworkSpec:
         stages=tuple(sorted(stages)) if block != "cat" else (),
         qk_reduction=qk_reduction,
         gate=gate,
-        image_size=image_size,
+        image_size=int(cfg.data.image_size),  # a multiple of 32: src.config_checks
         head_hidden=hidden,
         head_dropout=float(head.dropout),
     )
@@ -239,7 +234,7 @@ def network_summary(cfg: object) -> dict[str, Any]:
         "clin_backbone": clin_backbone_name(cfg),
         "block_stages": list(cfg.block.stages),
         "qk_reduction": cfg.block.qk_reduction,
-        "block_gate": cfg.block.get("gate", "none"),
+        "block_gate": cfg.block.gate,
     }
 
 
@@ -257,7 +252,7 @@ def architecture(summary: Mapping[str, Any]) -> tuple:
         else (
             tuple(sorted(summary["block_stages"])),
             summary["qk_reduction"],
-            summary.get("block_gate", "none"),
+            summary.get("block_gate", BlockConfig.gate),  # metrics.json from before block.gate
         )
     )
     return (summary["fusion"], block, summary["backbone"], summary.get("clin_backbone"), attention)
@@ -286,7 +281,7 @@ class FusionNetwork(nn.Module):
     def __init__(
         self,
         streams: dict[str, StagedBackbone],
-        blocks: dict[int, nn.Module],
+        blocks: dict[int, FusionBlock],
         heads: dict[str, TaskHead],
         metadata: MetadataEncoding | None = None,
     ) -> None:
@@ -319,13 +314,11 @@ class FusionNetwork(nn.Module):
         for stage in range(NUM_STAGES):
             x = {name: self.streams[name].forward_stage(stage, feat) for name, feat in x.items()}
             if str(stage) in self.blocks:
-                before = x
-                x = dict(zip(STREAMS, self.blocks[str(stage)](x["clin"], x["derm"])))
+                block, before = self.blocks[str(stage)], x
+                x = dict(zip(STREAMS, block(x["clin"], x["derm"])))
                 if refinement is not None:
                     refinement[stage] = {
-                        name: relative_change(before[name], x[name])
-                        for name in STREAMS
-                        if x[name] is not before[name]
+                        name: relative_change(before[name], x[name]) for name in block.refines
                     }
             if keep is not None:
                 keep.append(dict(x))
@@ -353,7 +346,7 @@ class FusionNetwork(nn.Module):
 
     def gate_values(self) -> dict[int, dict[str, float]]:
         """{stage: {stream: gamma}} of gated blocks (block.gate=zero); empty otherwise."""
-        gates = {int(stage): gate_values(block) for stage, block in self.blocks.items()}
+        gates = {int(stage): block.gate_values() for stage, block in self.blocks.items()}
         return {stage: values for stage, values in gates.items() if values}
 
     def _heads(self, features: dict[str, Tensor], meta: Tensor | None) -> dict[str, Tensor]:
@@ -414,7 +407,7 @@ def build_network(
         )
         for name, stream in spec.streams
     }
-    blocks: dict[int, nn.Module] = {}
+    blocks: dict[int, FusionBlock] = {}
     for stage in spec.stages:
         block = create_block(
             spec.block,

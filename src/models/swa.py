@@ -60,11 +60,8 @@ class EndOfEpochSWA(WeightAveraging):
     (0-based), then load the average into the module and refresh its BatchNorm statistics."""
 
     def __init__(self, swa_epochs: int, max_epochs: int, seed: int = 0) -> None:
-        if not 0 < swa_epochs <= max_epochs:
-            raise UserError(
-                f"model.swa_epochs={swa_epochs} must be in 1..trainer.max_epochs={max_epochs} "
-                "(0 disables SWA)"
-            )
+        if not 0 < swa_epochs <= max_epochs:  # the config's values: src.config_checks
+            raise ValueError(f"swa_epochs={swa_epochs} must be in 1..max_epochs={max_epochs}")
         # Parameters only: BatchNorm statistics are recomputed for the average, not averaged.
         super().__init__(use_buffers=False)
         self.swa_epochs = swa_epochs

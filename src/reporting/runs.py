@@ -20,6 +20,7 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import on_schema
 from src.data.tasks import TaskSpec, load_task_spec
 from src.reporting.naming import OFF_RECIPE_KEY, off_recipe
 from src.runs.files import (
@@ -96,7 +97,7 @@ def summary_of(cfg: DictConfig) -> dict[str, Any] | None:
     from src.runs.summary import run_config_summary
 
     try:
-        return identity(run_config_summary(cfg))
+        return identity(run_config_summary(on_schema(cfg)))
     except Exception as err:  # an invalid or partial config: the run stays listed, unnamed
         log.warning("cannot name the configuration of a run: %s", err)
         return None

@@ -7,6 +7,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.config import on_schema
 from src.models.module import IDENTITY_KEY
 from src.runs.files import CHECKPOINT_DIR, FINAL_CHECKPOINT, last_checkpoint
 from src.runs.identity import check_resumable
@@ -68,10 +69,11 @@ def drop_resume_checkpoints(run_dir: Path) -> int:
 
 
 def checkpoint_config(stored: dict[str, Any], run_cfg: DictConfig) -> DictConfig:
-    """The stored training config, with this run's paths/loggers and command-line overrides."""
+    """The stored training config on the schema's defaults (`on_schema`), with this run's
+    paths/loggers and command-line overrides."""
     from hydra.core.hydra_config import HydraConfig
 
-    cfg = OmegaConf.create(stored)
+    cfg = on_schema(stored)
     for key in RUN_KEYS:
         OmegaConf.update(cfg, key, run_cfg.get(key), merge=False, force_add=True)
     try:

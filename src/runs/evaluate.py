@@ -32,12 +32,12 @@ log = logging.getLogger(__name__)
 def build_eval_trainer(cfg: DictConfig, run_dir: Path) -> L.Trainer:
     """A single-device trainer for prediction, whatever strategy training used."""
     return L.Trainer(
-        accelerator=cfg.trainer.get("accelerator", "auto"),
+        accelerator=cfg.trainer.accelerator,
         devices=1,
-        precision=cfg.trainer.get("precision", "32-true"),
+        precision=cfg.trainer.precision,
         logger=False,
         enable_checkpointing=False,
-        enable_progress_bar=cfg.trainer.get("enable_progress_bar", True),
+        enable_progress_bar=cfg.trainer.get("enable_progress_bar"),  # None: Lightning's
         enable_model_summary=False,
         default_root_dir=str(run_dir),
     )

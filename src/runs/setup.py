@@ -45,7 +45,7 @@ def trainer_settings(trainer_cfg: DictConfig, callbacks: Sequence[object] = ()) 
     settings = trainer_cfg.copy()
     with open_dict(settings):
         settings.enable_checkpointing = any(isinstance(c, ModelCheckpoint) for c in callbacks)
-    accelerator = settings.get("accelerator", "auto")
+    accelerator = settings.accelerator
     if settings.get("sync_batchnorm") and not sync_batchnorm_supported(accelerator):
         log.info(
             "trainer.sync_batchnorm: off with trainer.accelerator=%s (needs CUDA)", accelerator

@@ -26,9 +26,9 @@ def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
         "drop_path_rate": {name: s.drop_path_rate for name, s in spec.streams},
         "augment_p": cfg.data.get("augment_p"),
         "photometric": cfg.data.get("photometric"),
-        "precision": str(cfg.trainer.get("precision", "32-true")),
-        "matmul_precision": cfg.model.get("matmul_precision", "high"),
-        "metadata": list(cfg.model.get("metadata") or []),
+        "precision": str(cfg.trainer.precision),
+        "matmul_precision": cfg.model.matmul_precision,
+        "metadata": list(cfg.model.metadata),
     }
     if summary["metadata"]:  # a leaky column is named in every row that groups this run
         tasks = load_task_spec(cfg.data.tasks)
