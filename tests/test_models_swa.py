@@ -87,7 +87,7 @@ def test_final_weights_are_the_mean_of_end_of_epoch_weights(synthetic_release, t
     assert not all(torch.equal(a, b) for a, b in zip(final, recorder.params[2]))
 
     reference = copy.deepcopy(module)
-    batches = (torch.stack((clin, derm)) for clin, derm, _ in trainer.train_dataloader)
+    batches = (torch.stack((clin, derm)) for clin, derm, *_ in trainer.train_dataloader)
     update_bn(batches, StackedPair(reference))
     refreshed, fresh = _bn_buffers(module), _bn_buffers(reference)
     assert len(refreshed) > 0

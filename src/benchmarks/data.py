@@ -36,10 +36,10 @@ def measure_loader(data_cfg: DictConfig | Any, batches: int) -> dict[str, Any]:
     started = time.perf_counter()
     for _ in range(batches):
         try:
-            clinic, _, _ = next(iterator)
+            clinic, *_ = next(iterator)
         except StopIteration:
             iterator = iter(loader)  # persistent workers carry over to the next epoch
-            clinic, _, _ = next(iterator)
+            clinic, *_ = next(iterator)
         pairs += clinic.shape[0]
     elapsed = time.perf_counter() - started
     return {
