@@ -40,7 +40,7 @@ def _cfg(root, cache_dir, **overrides) -> DataConfig:
 
 
 def _labels(loader) -> torch.Tensor:
-    return torch.cat([y for _, _, y in loader])
+    return torch.cat([y for _, _, y, _ in loader])
 
 
 def test_batches_and_split_order(synthetic_release, cache_dir):

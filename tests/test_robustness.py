@@ -274,7 +274,11 @@ def test_non_finite_outputs_in_validation_stop_with_their_location(synthetic_rel
     clinic, derm = torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32)
     derm[0, 0, 0, 0] = float("inf")
     with pytest.raises(NonFiniteLossError, match=r"^non-finite outputs in validation at epoch 0"):
-        module.validation_step((clinic, derm, torch.zeros(2, 8, dtype=torch.long)), 0)
+        labels, no_metadata = (
+            torch.zeros(2, 8, dtype=torch.long),
+            torch.zeros(2, 0, dtype=torch.long),
+        )
+        module.validation_step((clinic, derm, labels, no_metadata), 0)
 
 
 def test_weights_of_another_network_are_one_line(synthetic_release, tmp_path):

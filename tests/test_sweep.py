@@ -42,8 +42,10 @@ def run_sweep(overrides: list[str], sweep_dir: Path) -> subprocess.CompletedProc
     )
 
 
-# What `tiny` adds to a job's folder name: its result-changing overrides (conf/hydra/default.yaml)
-TINY_SUFFIX = job_suffix(["model.tta_views=[identity]", "model.weight_grid_step=0.25"])
+def tiny_suffix(release: Path, tmp_path: Path) -> str:
+    """What `tiny` adds to a job's folder name: its result-changing overrides, the data root
+    among them (conf/hydra/default.yaml)."""
+    return job_suffix(tiny(release, tmp_path))
 
 
 def tiny(release: Path, tmp_path: Path) -> list[str]:
@@ -143,13 +145,14 @@ def test_sweep_report_rerun_skip_and_settings_guard(
 ) -> None:
     """2 configurations x 2 seeds; one job's run folder is broken (its checkpoints folder is a
     file), so that job fails after training while the three others finish."""
+    suffix = tiny_suffix(synthetic_release, tmp_path)
     sweep = tmp_path / "sweep"
     overrides = [
         *tiny(synthetic_release, tmp_path),
         "+experiment/row=derm_only,clin_only",
         "seed=0,1",
     ]
-    broken = sweep / f"clin_only-cat-mobilenet{TINY_SUFFIX}" / "seed1"
+    broken = sweep / f"clin_only-cat-mobilenet{suffix}" / "seed1"
     broken.mkdir(parents=True)
     (broken / "checkpoints").write_text("not a folder")
 
@@ -158,9 +161,9 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     assert "1 job(s) of this sweep failed" in first.stdout + first.stderr
     finished = sorted(p.parent.relative_to(sweep).as_posix() for p in sweep.rglob("metrics.json"))
     assert finished == [
-        f"clin_only-cat-mobilenet{TINY_SUFFIX}/seed0",
-        f"derm_only-cat-mobilenet{TINY_SUFFIX}/seed0",
-        f"derm_only-cat-mobilenet{TINY_SUFFIX}/seed1",
+        f"clin_only-cat-mobilenet{suffix}/seed0",
+        f"derm_only-cat-mobilenet{suffix}/seed0",
+        f"derm_only-cat-mobilenet{suffix}/seed1",
     ]
     assert read_failure(broken).startswith("FileExistsError: ")  # type: ignore[union-attr]
 
@@ -169,9 +172,9 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     out = sweep / "report"
     overview = pd.read_csv(out / "configurations.csv").set_index("configuration")
     derm_aucs = [
-        json.loads(
-            (sweep / f"derm_only-cat-mobilenet{TINY_SUFFIX}/seed{s}/metrics.json").read_text()
-        )["avg_auc"]
+        json.loads((sweep / f"derm_only-cat-mobilenet{suffix}/seed{s}/metrics.json").read_text())[
+            "avg_auc"
+        ]
         for s in (0, 1)
     ]
     mean, std = 100 * statistics.mean(derm_aucs), 100 * statistics.stdev(derm_aucs)  # n - 1
@@ -180,7 +183,7 @@ def test_sweep_report_rerun_skip_and_settings_guard(
     assert overview.loc["derm-only MN", "avg_auc_std"] == pytest.approx(std, abs=0.01)
     assert overview.loc["derm-only MN", "status"] == "complete"
     clin_auc = json.loads(
-        (sweep / f"clin_only-cat-mobilenet{TINY_SUFFIX}/seed0/metrics.json").read_text()
+        (sweep / f"clin_only-cat-mobilenet{suffix}/seed0/metrics.json").read_text()
     )
     assert overview.loc["clin-only MN", "n"] == 1  # the failed seed is not averaged in
     assert overview.loc["clin-only MN", "avg_auc_mean"] == pytest.approx(
@@ -222,6 +225,7 @@ def test_submitit_local_launcher_runs_jobs_and_records_failures(
     synthetic_release: Path, tmp_path: Path
 ) -> None:
     """The submitit code path (as on SLURM) with local processes: one job trains, one fails."""
+    suffix = tiny_suffix(synthetic_release, tmp_path)
     sweep = tmp_path / "sweep"
     overrides = [
         *tiny(synthetic_release, tmp_path),
@@ -232,8 +236,8 @@ def test_submitit_local_launcher_runs_jobs_and_records_failures(
     ]
     result = run_sweep(overrides, sweep)
     assert result.returncode == 1, result.stderr[-3000:]
-    assert (sweep / f"clin_only-cat-mobilenet{TINY_SUFFIX}/seed0/metrics.json").is_file()
-    line = read_failure(sweep / f"clin_only-aab-mobilenet{TINY_SUFFIX}/seed0")
+    assert (sweep / f"clin_only-cat-mobilenet{suffix}/seed0/metrics.json").is_file()
+    line = read_failure(sweep / f"clin_only-aab-mobilenet{suffix}/seed0")
     assert line is not None and line.startswith("UserError: ")
     assert list((sweep / ".submitit").iterdir())  # submitit's job folders
 
@@ -244,6 +248,7 @@ def test_packed_runs_on_one_device_give_the_same_metrics_as_one_at_a_time(
 ) -> None:
     """hydra/launcher=pack trains two seeds side by side in their own processes; each run's
     results equal those of the same seed run alone (packing changes speed, not results)."""
+    suffix = tiny_suffix(synthetic_release, tmp_path)
     overrides = [*tiny(synthetic_release, tmp_path), "+experiment/row=derm_only", "seed=0,1"]
     packed = run_sweep(
         [*overrides, "hydra/launcher=pack", "hydra.launcher.n_jobs=2"], tmp_path / "p"
@@ -252,7 +257,7 @@ def test_packed_runs_on_one_device_give_the_same_metrics_as_one_at_a_time(
     alone = run_sweep(overrides, tmp_path / "alone")
     assert alone.returncode == 0, alone.stderr[-3000:]
     for seed in (0, 1):
-        job = f"derm_only-cat-mobilenet{TINY_SUFFIX}/seed{seed}/metrics.json"
+        job = f"derm_only-cat-mobilenet{suffix}/seed{seed}/metrics.json"
         a = json.loads((tmp_path / "p" / job).read_text())
         b = json.loads((tmp_path / "alone" / job).read_text())
         assert a["avg_auc"] == pytest.approx(b["avg_auc"], abs=1e-6), seed

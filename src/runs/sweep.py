@@ -18,7 +18,7 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from src.runs.files import ERROR_FILE
 from src.runs.status import clear_failure, read_failure, record_failure
@@ -41,7 +41,9 @@ def sweep_size(config: DictConfig) -> int | None:
     """How many jobs the sweep of `config` (a multirun's Hydra config) launches: the grid of
     `hydra.sweeper.params` and the command line (the command line wins per key), or Optuna's
     `n_trials`; None for another sweeper."""
-    sweeper = config.hydra.sweeper
+    sweeper = OmegaConf.select(config, "hydra.sweeper")
+    if sweeper is None:
+        return None
     if str(sweeper.get("_target_", "")).endswith(".BasicSweeper"):
         from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
         from hydra.core.override_parser.overrides_parser import OverridesParser
