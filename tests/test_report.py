@@ -589,3 +589,15 @@ def test_a_huge_metrics_json_is_one_failure_line_and_is_never_read(
     assert failures.loc[0, "error"].startswith("metrics.json is 200 MiB, above the 16 MiB")
     table6 = pd.read_csv(out / "table6.csv").set_index("paper_row")
     assert table6.loc["t6-aff-aab", "avg_auc_mean"] == pytest.approx(84.0)
+
+
+def test_figure_file_names_stay_short_and_distinct() -> None:
+    """A configuration far off the recipe names a figure file within file-system limits; two
+    that differ only in the last setting still get two files."""
+    from src.reporting.naming import SLUG_CHARS, slug
+
+    base = summary_of(_config(AMMFM))
+    long_a = {**base, "off_recipe": [f"model.key{i}={'x' * 20}" for i in range(12)]}
+    long_b = {**long_a, "off_recipe": [*long_a["off_recipe"][:-1], "model.key11=y"]}
+    assert len(slug(long_a)) <= SLUG_CHARS + 9 and slug(long_a) != slug(long_b)
+    assert slug(base) == slug(dict(base))  # deterministic

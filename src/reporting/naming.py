@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -54,6 +55,7 @@ NAMED_SETTINGS = frozenset(
         "block.stages",
         "block.qk_reduction",
         "block.gate",
+        "data._target_",
         "model.metadata",
         "model.allow_leaky_metadata",
     }
@@ -70,6 +72,14 @@ def off_recipe(settings: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
     ]
 
 
+SLUG_CHARS = 80  # file names stay well under the 255-byte limit of common file systems
+
+
 def slug(config: dict[str, Any]) -> str:
-    """A file-name-safe name unique to the configuration and its setting."""
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{describe(config)} {setting(config)}").strip("_")
+    """A file-name-safe name unique to the configuration and its setting; a long one is cut
+    and ends with a hash of the whole name."""
+    text = f"{describe(config)} {setting(config)}"
+    name = re.sub(r"[^A-Za-z0-9.+-]+", "_", text).strip("_")
+    if len(name) <= SLUG_CHARS:
+        return name
+    return f"{name[:SLUG_CHARS]}_{hashlib.sha256(text.encode()).hexdigest()[:8]}"
