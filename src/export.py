@@ -4,8 +4,9 @@
 
 The graph (opset 17) takes `clinic` and `derm`, float32 [batch, 3, S, S], each image resized
 straight to S x S and normalised with its stream's mean/std (both written to the sidecar
-`<out>.json`), and returns `p_fi`, float32 [batch, 24]: P_FI of Eq. 4, the fusion-weighted
-per-task probabilities, columns in `schema.ALL_LABELS` order. The batch axis is dynamic.
+`<out>.json`), and returns `p_fi`, float32 [batch, L]: P_FI of Eq. 4, the fusion-weighted
+per-task probabilities, columns in the order of the task spec's labels (the sidecar lists them
+and holds the spec; derm7pt: 24). The batch axis is dynamic.
 The graph holds the run's TTA views by default (one pass per view, same weights), so it gives
 the probabilities `src.predict` and the run's evaluation give; `tta_views=[...]` picks others,
 `tta=false` exports one pass (the identity view).

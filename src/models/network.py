@@ -274,8 +274,9 @@ def relative_change(before: Tensor, after: Tensor) -> Tensor:
 class FusionNetwork(nn.Module):
     """Clinical and/or dermoscopy streams, fusion blocks between stages, one head per branch.
 
-    forward(clinic, derm) -> {branch: logits [B, 24]} for branches "clin", "derm" and "fusion"
-    (a single-modal network has only its own branch and ignores the other image).
+    forward(clinic, derm, meta) -> {branch: logits [B, L]} (L: the task spec's labels) for
+    branches "clin", "derm" and "fusion" (a single-modal network has only its own branch and
+    ignores the other image; `meta` only when the fusion head reads patient metadata).
     """
 
     def __init__(
