@@ -601,3 +601,11 @@ def test_figure_file_names_stay_short_and_distinct() -> None:
     long_b = {**long_a, "off_recipe": [*long_a["off_recipe"][:-1], "model.key11=y"]}
     assert len(slug(long_a)) <= SLUG_CHARS + 9 and slug(long_a) != slug(long_b)
     assert slug(base) == slug(dict(base))  # deterministic
+
+
+def test_a_key_added_after_a_run_is_not_an_off_recipe_setting_of_it() -> None:
+    from src.reporting.naming import off_recipe
+
+    recipe = {"model.lr": 3e-5, "data.case_column": "case_id"}
+    assert off_recipe({"model.lr": 3e-5}, recipe) == []  # recorded before the key existed
+    assert off_recipe({"model.lr": 1e-3}, recipe) == ["model.lr=0.001"]

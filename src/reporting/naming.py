@@ -64,11 +64,13 @@ NAMED_SETTINGS = frozenset(
 
 def off_recipe(settings: dict[str, Any], recipe: dict[str, Any]) -> list[str]:
     """`key=value` for every result setting that differs from the paper's recipe and that the
-    configuration's name does not already say (so an off-recipe run never reads as the recipe)."""
+    configuration's name does not already say (so an off-recipe run never reads as the recipe).
+    A recipe key the run did not record was added to the config after the run, with a default
+    that keeps the earlier behaviour (the paired-CSV columns, for one): it is not a difference."""
     return [
-        f"{key}={settings.get(key, '<unset>')}"
-        for key in sorted(settings.keys() | recipe.keys())
-        if key not in NAMED_SETTINGS and settings.get(key) != recipe.get(key)
+        f"{key}={settings[key]}"
+        for key in sorted(settings)
+        if key not in NAMED_SETTINGS and settings[key] != recipe.get(key)
     ]
 
 
