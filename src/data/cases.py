@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,25 +115,25 @@ def label_error(task_column: str, raw: str, known: list[str], where: str) -> Use
     )
 
 
+Coder = tuple[str, Callable[[str], int], Iterable[str]]  # CSV column, raw -> code, known raws
+
+
+def _codes(row: dict[str, str], coders: Iterable[Coder], where: str) -> tuple[int, ...]:
+    codes = []
+    for column, code, known in coders:
+        raw = (row.get(column) or "").strip()
+        try:
+            codes.append(code(raw))
+        except (KeyError, ValueError):
+            raise label_error(column, raw, list(known), where) from None
+    return tuple(codes)
+
+
 def case_metadata(row: dict[str, str], spec: TaskSpec, where: str) -> tuple[int, ...]:
     """The category index of each metadata column of `spec` for one CSV row (-1: empty)."""
-    found = []
-    for meta in spec.metadata:
-        raw = (row.get(meta.column) or "").strip()
-        try:
-            found.append(meta.index(raw))
-        except ValueError:
-            raise label_error(meta.column, raw, list(meta.values), where) from None
-    return tuple(found)
+    return _codes(row, [(m.column, m.index, m.values) for m in spec.metadata], where)
 
 
 def case_labels(row: dict[str, str], spec: TaskSpec, where: str) -> tuple[int, ...]:
     """The class index of each task of `spec` for one CSV row."""
-    labels = []
-    for task in spec.tasks:
-        raw = (row.get(task.column) or "").strip()
-        try:
-            labels.append(task.class_index(raw))
-        except KeyError:
-            raise label_error(task.column, raw, list(task.raw_values), where) from None
-    return tuple(labels)
+    return _codes(row, [(t.column, t.class_index, t.raw_values) for t in spec.tasks], where)

@@ -160,16 +160,16 @@ def comparisons_frame(found: Sequence[Comparison]) -> pd.DataFrame:
         {
             "a": _name(c.a, several),
             "b": _name(c.b, several),
-            "metric": c.metric,
-            "mean_diff": c.mean_diff,
-            "ci_low": c.ci_low,
-            "ci_high": c.ci_high,
-            "p_value": c.p_value,
-            "n_pairs": c.n_pairs,
+            **paired_fields(c),
         }
         for c in found
     ]
     return pd.DataFrame.from_records(rows, columns=COLUMNS)
+
+
+def paired_fields(result: object) -> dict[str, object]:
+    """The paired test's columns of a result (a `Comparison` or anything with its fields)."""
+    return {key: getattr(result, key) for key in COLUMNS[2:]}
 
 
 def _num(value: float, fmt: str = "+.2f") -> str:

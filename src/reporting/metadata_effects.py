@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from src.reporting.aggregate import ConfigResult, config_key
-from src.reporting.comparisons import METRICS, TEST_NOTE, by_seed, paired_test
+from src.reporting.comparisons import METRICS, TEST_NOTE, by_seed, paired_fields, paired_test
 from src.reporting.naming import OFF_RECIPE_KEY, describe, setting
 
 METADATA_KEYS = ("metadata", "leaky_metadata")
@@ -79,12 +79,7 @@ def metadata_frame(found: Sequence[MetadataEffect]) -> pd.DataFrame:
             "metadata": ",".join(e.columns),
             "leaky": ",".join(e.leaky),
             "base": f"{describe(e.without.config)} [{setting(e.without.config)}]",
-            "metric": e.metric,
-            "mean_diff": e.mean_diff,
-            "ci_low": e.ci_low,
-            "ci_high": e.ci_high,
-            "p_value": e.p_value,
-            "n_pairs": e.n_pairs,
+            **paired_fields(e),
         }
         for e in found
     ]
