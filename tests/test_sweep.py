@@ -54,7 +54,7 @@ def tiny(release: Path, tmp_path: Path) -> list[str]:
         "debug=fast",
         "backbone=mobilenet",
         f"data.root={release}",
-        "data.synthetic=false",
+        "data.synthetic=False",  # as Hydra records it in the job's overrides (the folder name)
         f"paths.log_dir={tmp_path / 'logs'}",
         "model.tta_views=[identity]",
         "model.weight_grid_step=0.25",
