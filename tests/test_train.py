@@ -265,41 +265,33 @@ def test_sigterm_fails_the_run_with_error_txt_and_it_resumes(
     """SLURM preemption: SIGTERM once the first epoch's checkpoint exists; the run exits
     non-zero with error.txt, and `ckpt_path=last` then resumes it to the end."""
     import signal
-    import subprocess
-    import time
 
-    from src.project import PROJECT_ROOT
-    from src.runs.files import ERROR_FILE, last_checkpoint
-    from tests.train_helpers import SUBPROCESS_ENV, run_ok, train_command
+    from src.runs.files import ERROR_FILE
+    from tests.train_helpers import (
+        HANG_GUARD_S,
+        run_ok,
+        signal_after_first_checkpoint,
+        train_command,
+    )
 
     run_dir = tmp_path / "run"
     epochs = ("trainer.max_epochs=8",)
-    proc = subprocess.Popen(
-        train_command(synthetic_release, run_dir, *epochs),
-        cwd=PROJECT_ROOT,
-        env=SUBPROCESS_ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    code, output = signal_after_first_checkpoint(
+        synthetic_release, run_dir, signal.SIGTERM, {}, *epochs
     )
-    deadline = time.monotonic() + 300
-    while not last_checkpoint(run_dir).exists() and proc.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint after 300 s"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode != 0, output
+    assert code != 0, output
     error = (run_dir / ERROR_FILE).read_text()
     assert error.startswith("Preempted: SIGTERM received in epoch"), error
     assert "ckpt_path=last" in error.splitlines()[0]
-    run_ok(train_command(synthetic_release, run_dir, *epochs, "ckpt_path=last"), timeout=600)
+    resume = train_command(synthetic_release, run_dir, *epochs, "ckpt_path=last")
+    run_ok(resume, timeout=HANG_GUARD_S)
     assert is_complete(run_dir) and not (run_dir / ERROR_FILE).exists()
 
     # The preempted and resumed run ends exactly where an uninterrupted one does.
     import torch
 
     reference = tmp_path / "uninterrupted"
-    run_ok(train_command(synthetic_release, reference, *epochs), timeout=600)
+    run_ok(train_command(synthetic_release, reference, *epochs), timeout=HANG_GUARD_S)
     resumed, whole = (json.loads((d / "metrics.json").read_text()) for d in (run_dir, reference))
     for key in ("avg_auc", "avg_acc", "auc", "acc", "fusion_weights", "valid"):
         assert resumed[key] == whole[key], key
@@ -319,30 +311,20 @@ def test_sigusr1_the_time_limit_warning_stops_the_run_like_sigterm(
     non-zero exit, the epoch checkpoints kept, instead of dying without a word (no handler) or,
     on SLURM, Lightning saving a mid-epoch hpc_ckpt that a requeued job would resume from."""
     import signal
-    import subprocess
-    import time
 
-    from src.project import PROJECT_ROOT
     from src.runs.files import ERROR_FILE, last_checkpoint
-    from tests.train_helpers import SUBPROCESS_ENV, train_command
+    from tests.train_helpers import signal_after_first_checkpoint
 
     slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train"}
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(
-        train_command(synthetic_release, run_dir, "trainer.max_epochs=8"),
-        cwd=PROJECT_ROOT,
-        env={**SUBPROCESS_ENV, **(slurm if on_slurm else {})},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    code, output = signal_after_first_checkpoint(
+        synthetic_release,
+        run_dir,
+        signal.SIGUSR1,
+        slurm if on_slurm else {},
+        "trainer.max_epochs=8",
     )
-    deadline = time.monotonic() + 300
-    while not last_checkpoint(run_dir).exists() and proc.poll() is None:
-        assert time.monotonic() < deadline, "no checkpoint after 300 s"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGUSR1)
-    output, _ = proc.communicate(timeout=300)
-    assert proc.returncode > 0, output[-3000:]  # a failure, not death by the signal (-10)
+    assert code > 0, output[-3000:]  # a failure, not death by the signal (-10)
     error = (run_dir / ERROR_FILE).read_text().splitlines()[0]
     assert error.startswith("Preempted: SIGUSR1 (the time-limit warning) received in epoch")
     assert "ckpt_path=last" in error

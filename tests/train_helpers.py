@@ -75,6 +75,36 @@ def train_command(release: Path, run_dir: Path, *overrides: str) -> list[str]:
     ]
 
 
+HANG_GUARD_S = 1800  # a hung child process fails the test instead of the whole suite
+
+
+def signal_after_first_checkpoint(
+    release: Path, run_dir: Path, signum: int, env: dict[str, str], *overrides: str
+) -> tuple[int, str]:
+    """Start `python -m src.train` (TINY, `overrides`), send it `signum` once its first epoch
+    checkpoint exists, and return (its exit code, its output)."""
+    import time
+
+    from src.project import PROJECT_ROOT
+    from src.runs.files import last_checkpoint
+
+    proc = subprocess.Popen(
+        train_command(release, run_dir, *overrides),
+        cwd=PROJECT_ROOT,
+        env={**SUBPROCESS_ENV, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + HANG_GUARD_S
+    while not last_checkpoint(run_dir).exists() and proc.poll() is None:
+        assert time.monotonic() < deadline, f"no checkpoint after {HANG_GUARD_S} s"
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    output, _ = proc.communicate(timeout=HANG_GUARD_S)
+    return proc.returncode, output
+
+
 def run_ok(command: Sequence[str], timeout: float, **env: str) -> subprocess.CompletedProcess:
     """Run `command` from the project root with SUBPROCESS_ENV (plus `env`); it must succeed
     without a traceback."""

@@ -31,7 +31,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cache, cached_property
 from itertools import accumulate
 from pathlib import Path
 from typing import Any
@@ -279,15 +279,25 @@ def available_specs() -> list[str]:
 
 
 def load_task_spec(name_or_path: str | Path) -> TaskSpec:
-    """The spec shipped under `name_or_path` (e.g. "derm7pt") or read from a YAML file."""
+    """The spec shipped under `name_or_path` (e.g. "derm7pt", read once per process) or read
+    from a YAML file (read at every call: it may be edited between runs)."""
     path = Path(name_or_path).expanduser()
-    if path.suffix not in (".yaml", ".yml"):
-        if str(name_or_path) not in available_specs():
-            raise UserError(
-                f"data.tasks={name_or_path}: no such task spec; give a YAML file or one of "
-                f"{', '.join(available_specs())}"
-            )
-        path = SPECS_DIR / f"{name_or_path}.yaml"
+    if path.suffix in (".yaml", ".yml"):
+        return _read_spec(path, str(name_or_path))
+    if str(name_or_path) not in available_specs():
+        raise UserError(
+            f"data.tasks={name_or_path}: no such task spec; give a YAML file or one of "
+            f"{', '.join(available_specs())}"
+        )
+    return _packaged_spec(str(name_or_path))
+
+
+@cache
+def _packaged_spec(name: str) -> TaskSpec:
+    return _read_spec(SPECS_DIR / f"{name}.yaml", name)
+
+
+def _read_spec(path: Path, name_or_path: str) -> TaskSpec:
     if not path.is_file():
         raise UserError(f"data.tasks={name_or_path}: task spec file {path} does not exist")
     try:

@@ -38,7 +38,6 @@ from src.utils.progress import track
 
 log = logging.getLogger(__name__)
 
-TASKS = load_task_spec("derm7pt").tasks  # the stand-in has the real release's 8 tasks
 N_CASES = sum(SPLIT_SIZES.values())  # 1011
 N_DUPLICATE_PAIRS = 9
 WORK_SIDE = 320  # lesions are drawn with this long side at most, then resized to the photo size
@@ -116,12 +115,13 @@ def _assign_splits(rng: np.random.Generator) -> dict[str, list[int]]:
 
 def _assign_labels(rng: np.random.Generator, splits: dict[str, list[int]]) -> np.ndarray:
     """(N_CASES, 8) class indices with the real totals; structures lean towards melanoma."""
-    labels = np.zeros((N_CASES, len(TASKS)), dtype=np.int64)
+    tasks = load_task_spec("derm7pt").tasks  # the stand-in has the real release's 8 tasks
+    labels = np.zeros((N_CASES, len(tasks)), dtype=np.int64)
     for split, rows in splits.items():
         diag = np.repeat(np.arange(5), REAL_DIAG_SPLIT_COUNTS[split])
         labels[rows, 0] = rng.permutation(diag)
-    is_mel = labels[:, 0] == TASKS[0].classes.index("MEL")
-    for t, task in enumerate(TASKS[1:], start=1):
+    is_mel = labels[:, 0] == tasks[0].classes.index("MEL")
+    for t, task in enumerate(tasks[1:], start=1):
         order = np.argsort(-(_MELANOMA_TIE * is_mel + rng.normal(size=N_CASES)), kind="stable")
         worry = _WORRY_ORDER.get(task.name, (2, 1, 0))
         column = np.concatenate(
@@ -132,7 +132,7 @@ def _assign_labels(rng: np.random.Generator, splits: dict[str, list[int]]) -> np
 
 
 def _raw_value(rng: np.random.Generator, task_index: int, cls: int) -> str:
-    task = TASKS[task_index]
+    task = load_task_spec("derm7pt").tasks[task_index]
     options = [raw for raw, abbrev in task.raw_values.items() if abbrev == task.classes[cls]]
     if task_index == 0:
         w = np.array([_DIAG_RAW_WEIGHTS.get(o, 1) for o in options], dtype=float)
@@ -173,7 +173,8 @@ def plan_cases(seed: int) -> tuple[list[SyntheticCase], dict[str, list[int]]]:
     for row in range(N_CASES):
         folder = folders[row // CASES_PER_FOLDER]
         row_labels = tuple(int(v) for v in labels[row])
-        raw = {t.column: _raw_value(rng, i, row_labels[i]) for i, t in enumerate(TASKS)}
+        tasks = load_task_spec("derm7pt").tasks
+        raw = {t.column: _raw_value(rng, i, row_labels[i]) for i, t in enumerate(tasks)}
         if row in duplicates:
             counters[folder] += 1
             clinic = derm = f"{folder}/{_file_name(rng, folder, counters[folder])}"
