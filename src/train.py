@@ -30,20 +30,19 @@ log = logging.getLogger(__name__)
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fit one configuration and evaluate it; returns the metrics written to metrics.json."""
     from src.config_checks import check_config_values
-    from src.data.datamodule import as_data_config, datamodule_class
+    from src.data.formats import check_data_local
     from src.runs.files import METRICS_FILE, is_complete
     from src.runs.identity import check_reusable, run_identity
     from src.utils.folder_lock import folder_lock
 
     check_config_values(cfg)  # out-of-range values fail before anything is read or written
     # A missing release fails first: before torch loads, the network is built or weights fetched.
-    data_cfg = as_data_config(cfg.data)
-    datamodule_class(data_cfg).check_local(data_cfg)
+    check_data_local(cfg.data)
     if cfg.model.metadata:  # the columns against the task spec, before anything is written
         from src.data.tasks import load_task_spec
         from src.models.metadata import select_metadata
 
-        tasks = load_task_spec(data_cfg.tasks)
+        tasks = load_task_spec(cfg.data.tasks)
         select_metadata(cfg.model.metadata, cfg.model.allow_leaky_metadata, tasks, cfg.fusion.mode)
     from src.models.network import validate_network_config
     from src.runs.checkpoints import resolve_ckpt_path

@@ -82,3 +82,24 @@ def test_run_without_a_checkpoint_callback_writes_final_ckpt_only(
     train(tiny_config(synthetic_release, run_dir, ["model.swa_epochs=0", "trainer.max_epochs=1"]))
     ckpts = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*.ckpt"))
     assert ckpts == ["checkpoints/final.ckpt"]
+
+
+def test_the_local_data_checks_load_no_torch() -> None:
+    """The checks src.train runs first import no deep-learning stack (seconds of imports
+    before the real mistake, a missing data root, is said)."""
+    import subprocess
+    import sys
+
+    from src.project import PROJECT_ROOT
+
+    script = (
+        "import sys, src.data.formats; print(sorted({'torch', 'lightning'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.stdout.strip() == "[]", out.stderr[-2000:]

@@ -25,17 +25,11 @@ from src.data.cases import (
     read_csv,
 )
 from src.data.datamodule import PairDataModule
+from src.data.paired_csv_layout import HINT, check_paired_csv_root, csv_path
 from src.data.tasks import TaskSpec
 from src.utils.errors import UserError
 
 log = logging.getLogger(__name__)
-
-HINT = "give data.csv the CSV of pairs (see conf/data/paired_csv.yaml)"
-
-
-def csv_path(cfg: DataConfig) -> Path:
-    """The CSV of pairs: `data.csv`, or `<data.root>/pairs.csv`."""
-    return Path(cfg.csv).expanduser() if cfg.csv else Path(cfg.root).expanduser() / "pairs.csv"
 
 
 def _image(root: Path, raw: str, where: str, column: str) -> Path:
@@ -104,14 +98,7 @@ class PairedCSVDataModule(PairDataModule):
 
     @classmethod
     def check_local(cls, cfg: DataConfig) -> None:
-        root = Path(cfg.root).expanduser()
-        if cfg.synthetic and not root.exists():
-            return
-        if not root.is_dir():
-            raise UserError(f"data.root={cfg.root}: no such folder; point it at your dataset")
-        path = csv_path(cfg)
-        if not path.is_file():
-            raise UserError(f"{path} is missing; {HINT}")
+        check_paired_csv_root(cfg)
 
     @classmethod
     def generate(cls, root: Path, seed: int) -> None:
