@@ -63,6 +63,9 @@ class DataConfig:
     clinic_column: str = "clinic"
     derm_column: str = "derm"
     split_column: str = "split"  # values train, valid, test
+    # or index files instead of the split column: a folder with train.txt, valid.txt and
+    # test.txt, one case id a line (a first line equal to case_column is a header)
+    split_dir: str | None = None
     synthetic: bool = False  # create a synthetic stand-in at `root` on first use
     synthetic_seed: int = 0
     image_size: int = 224
@@ -178,6 +181,12 @@ class TrainConfig:
     # keep the epoch checkpoints and last.ckpt once the run is complete (default: only
     # checkpoints/final.ckpt stays; an unfinished run always keeps them to resume)
     keep_resume_checkpoints: bool = False
+    # rerunning the command of a run stopped by SIGTERM/SIGUSR1 (error.txt: "Preempted: ...")
+    # resumes it from its last finished epoch, as ckpt_path=last does; false starts over
+    resume_preempted: bool = True
+    # SIGUSR1 (SLURM's time-limit warning) inside a SLURM job requeues the job with
+    # `scontrol requeue`, so that it comes back and resumes (resume_preempted)
+    slurm_requeue: bool = True
 
 
 def on_schema(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
@@ -203,6 +212,8 @@ NON_RESULT_ROOTS = frozenset(
         "test",
         "skip_complete",
         "keep_resume_checkpoints",
+        "resume_preempted",
+        "slurm_requeue",
         "hydra",
     }
 )
@@ -232,7 +243,14 @@ SPEED_ONLY_KEYS = frozenset(
     }
 )
 CONTENT_KEYS = frozenset(
-    {"data.root", "data.csv", "data.tasks", "backbone.weights", "fusion.clin_weights"}
+    {
+        "data.root",
+        "data.csv",
+        "data.tasks",
+        "data.split_dir",
+        "backbone.weights",
+        "fusion.clin_weights",
+    }
 )
 NAMED_BY_FOLDER = frozenset({"seed", "fusion", "block", "backbone", "experiment", "experiment/row"})
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")

@@ -13,16 +13,25 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from src.config import register_configs
+from src.config import register_configs as register_schema
 from src.utils.errors import UserError
+from src.utils.slurm import run_stamp
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = PROJECT_ROOT / "conf"
 
 os.environ.setdefault("PROJECT_ROOT", str(PROJECT_ROOT))  # conf/paths reads it
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at import
+
+
+def register_configs() -> None:
+    """The schema, `${job_suffix:}` and `${run_stamp:}` (conf/hydra/default.yaml)."""
+    register_schema()
+    OmegaConf.register_new_resolver("run_stamp", run_stamp, replace=True)
+
+
 register_configs()
 
 _FALLBACK = "params_fallback"

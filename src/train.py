@@ -58,16 +58,29 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         return metrics
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, identity)
+    if ckpt_path is None and cfg.resume_preempted:
+        from src.runs.checkpoints import preempted_checkpoint
+
+        ckpt_path = preempted_checkpoint(run_dir, identity)  # the same command resumes
+        if ckpt_path is not None:
+            log.info("%s was preempted: resuming from %s", run_dir, ckpt_path.name)
     # A second run into this folder is turned away; a DDP process that rank zero started
     # shares rank zero's folder (and lock).
     with folder_lock(run_dir) if launch_rank() == 0 else nullcontext():
         return _fit_and_evaluate(cfg, run_dir, ckpt_path, identity)
 
 
-def _fit(trainer: Any, module: Any, datamodule: Any, ckpt_path: Path | None, run_dir: Path) -> None:
+def _fit(
+    trainer: Any,
+    module: Any,
+    datamodule: Any,
+    ckpt_path: Path | None,
+    run_dir: Path,
+    slurm_requeue: bool,
+) -> None:
     """trainer.fit; a SIGTERM (Lightning stops the fit with a SystemExit of status 0) or a
     SIGUSR1 becomes a failure recorded in error.txt and a non-zero exit, the epoch checkpoints
-    left to resume."""
+    left to resume. A SIGUSR1 in a SLURM job requeues it when `slurm_requeue`."""
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
     from src.runs.status import (
@@ -82,10 +95,13 @@ def _fit(trainer: Any, module: Any, datamodule: Any, ckpt_path: Path | None, run
             trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException as err:
         what = "SIGUSR1 (the time-limit warning)" if warned else "SIGTERM"
-        preempted = Preempted(
-            f"{what} received in epoch {trainer.current_epoch}; rerun with ckpt_path=last to "
-            "resume from the last finished epoch"
-        )
+        then = "rerun the same command (or ckpt_path=last) to resume from the last finished epoch"
+        if warned and slurm_requeue and trainer.is_global_zero:
+            from src.utils.slurm import requeue_slurm_job, slurm_job_id
+
+            if slurm_job_id() is not None:
+                then = requeue_slurm_job()
+        preempted = Preempted(f"{what} received in epoch {trainer.current_epoch}; {then}")
         record_failure(run_dir, preempted)
         raise preempted from err
     clear_failure(run_dir)  # a preempted run resumed to the end is no longer a failure
@@ -156,7 +172,7 @@ def _fit_and_evaluate(
         for logger in loggers:
             logger.log_hyperparams(resolved_container(cfg))
         if cfg.train:
-            _fit(trainer, module, datamodule, ckpt_path, run_dir)
+            _fit(trainer, module, datamodule, ckpt_path, run_dir, bool(cfg.slurm_requeue))
             if swa is not None:
                 swa.apply(trainer, module)  # no-op unless fit had no epoch left to train
             save_final_checkpoint(trainer, final_checkpoint(run_dir))  # averaged weights

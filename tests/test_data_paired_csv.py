@@ -139,3 +139,76 @@ def test_a_missing_csv_or_root_fails_the_local_check_first(tmp_path) -> None:
         PairedCSVDataModule.check_local(_cfg(tmp_path / "nowhere"))
     with pytest.raises(UserError, match=r"pairs.csv is missing; give data.csv"):
         PairedCSVDataModule.check_local(_cfg(tmp_path))
+
+
+def _write_index_files(folder: Path, splits: dict[str, list[str]], header: bool) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, ids in splits.items():
+        (folder / f"{split}.txt").write_text("\n".join((["case_id"] if header else []) + ids))
+    return folder
+
+
+def test_index_files_replace_the_split_column(synthetic_pairs, tmp_path: Path) -> None:
+    """data.split_dir: the splits come from train/valid/test.txt, not the CSV's split column;
+    a case in no index file is left out; the index files are part of the data fingerprint."""
+    from src.data.fingerprint import data_fingerprint
+
+    base = load_paired_csv(_cfg(synthetic_pairs), SPEC)
+    ids = {s: [c.case_num for c in base.splits[s]] for s in ("train", "valid", "test")}
+    # Other splits than the column says: the first valid case trains, the last train case is out.
+    chosen = {
+        "train": ids["train"][:-1] + ids["valid"][:1],
+        "valid": ids["valid"][1:],
+        "test": ids["test"],
+    }
+    folder = _write_index_files(tmp_path / "splits", chosen, header=True)
+    release = load_paired_csv(_cfg(synthetic_pairs, split_dir=str(folder)), SPEC)
+    assert {s: [c.case_num for c in release.splits[s]] for s in chosen} == chosen
+    assert ids["train"][-1] not in {c.case_num for c in release.cases}
+
+    from src.data.paired_csv import PairedCSVDataModule
+
+    def fingerprint(cfg) -> str:
+        return data_fingerprint(
+            PairedCSVDataModule.fingerprint_files(cfg), tmp_path / "fp", SPEC.digest
+        )
+
+    with_files = _cfg(synthetic_pairs, split_dir=str(folder))
+    before = fingerprint(with_files)
+    assert before != fingerprint(_cfg(synthetic_pairs))
+    _write_index_files(folder, {**chosen, "test": chosen["test"][:-1]}, header=False)
+    assert fingerprint(with_files) != before  # another split is another experiment
+
+
+@pytest.mark.parametrize(
+    ("splits", "message"),
+    [
+        (
+            lambda ids: {**ids, "valid": ids["valid"] + ids["train"][:1]},
+            r"valid.txt line \d+: case 'L\d+' is already listed at .*train.txt line 1",
+        ),
+        (
+            lambda ids: {**ids, "test": [*ids["test"], "nobody"]},
+            r"test.txt: case 'nobody' is not in .*pairs.csv",
+        ),
+        (lambda ids: {**ids, "valid": []}, r"valid.txt lists no valid cases"),
+    ],
+)
+def test_bad_index_files_are_one_line(synthetic_pairs, tmp_path: Path, splits, message) -> None:
+    base = load_paired_csv(_cfg(synthetic_pairs), SPEC)
+    ids = {s: [c.case_num for c in base.splits[s]] for s in ("train", "valid", "test")}
+    folder = _write_index_files(tmp_path / "splits", splits(ids), header=False)
+    with pytest.raises(UserError, match=message):
+        load_paired_csv(_cfg(synthetic_pairs, split_dir=str(folder)), SPEC)
+
+
+def test_a_missing_index_file_fails_before_anything_loads(synthetic_pairs, tmp_path) -> None:
+    from omegaconf import OmegaConf
+
+    from src.data.formats import check_data_local
+
+    (tmp_path / "splits").mkdir()
+    (tmp_path / "splits" / "train.txt").write_text("L0000\n")
+    cfg = OmegaConf.structured(_cfg(synthetic_pairs, split_dir=str(tmp_path / "splits")))
+    with pytest.raises(UserError, match=r"data.split_dir=.*splits: no valid.txt"):
+        check_data_local(cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,7 @@ from src.runs.files import REQUIRED_METRIC_KEYS, is_complete
 from src.train import train
 from src.utils.checkpoints import read_checkpoint
 from tests.specs import ALL_LABELS, AVG_AUC_LABELS, DERM7PT, MELANOMA_LABELS, TASK_NAMES
-from tests.train_helpers import tiny_config
+from tests.train_helpers import fake_scontrol, tiny_config
 
 WITH_CHECKPOINTS = ("callbacks=default",)
 KEEP_EVERY_EPOCH = ("callbacks.model_checkpoint.save_top_k=-1",)
@@ -95,6 +96,49 @@ def test_eval_reproduces_the_run_from_its_checkpoint(trained_run: Path, syntheti
     assert metrics["avg_auc"] == pytest.approx(trained["avg_auc"], abs=1e-6)
     assert metrics["auc"] == pytest.approx(trained["auc"], abs=1e-6)
     assert json.loads((eval_dir / "metrics.json").read_text())["avg_acc"] == trained["avg_acc"]
+
+
+def _preempted_after_first_epoch(trained_run: Path, name: str) -> Path:
+    """A run folder as SIGTERM leaves it after the first epoch: epoch000.ckpt and error.txt."""
+    import shutil
+
+    from src.runs.status import Preempted, record_failure
+
+    run_dir = trained_run.parent / name
+    (run_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained_run / "checkpoints" / "epoch000.ckpt", run_dir / "checkpoints")
+    record_failure(run_dir, Preempted("SIGTERM received in epoch 1; rerun the same command"))
+    return run_dir
+
+
+def test_rerunning_a_preempted_run_resumes_it(trained_run: Path, synthetic_release: Path):
+    """A requeued SLURM job runs the same command: it continues the preempted run from its
+    last finished epoch (no ckpt_path=last needed) and ends with the uninterrupted weights."""
+    import torch
+
+    from src.runs.files import ERROR_FILE
+
+    run_dir = _preempted_after_first_epoch(trained_run, "preempted")
+    train(tiny_config(synthetic_release, run_dir, [*WITH_CHECKPOINTS, "test=false", "logger=csv"]))
+    logged = pd.read_csv(run_dir / "csv" / "metrics.csv")
+    assert set(logged.dropna(subset=["val/avg_acc"])["epoch"]) == {1}  # resumed, not restarted
+    final = read_checkpoint(trained_run / "checkpoints" / "final.ckpt")["state_dict"]
+    again = read_checkpoint(run_dir / "checkpoints" / "final.ckpt")["state_dict"]
+    assert all(torch.equal(final[k], again[k]) for k in final)
+    assert not (run_dir / ERROR_FILE).exists()  # no longer a failure
+
+
+def test_a_preempted_run_is_not_resumed_as_another_experiment(
+    trained_run: Path, synthetic_release: Path
+):
+    from src.utils.errors import UserError
+
+    run_dir = _preempted_after_first_epoch(trained_run, "preempted-other")
+    before = {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")}
+    cfg = tiny_config(synthetic_release, run_dir, [*WITH_CHECKPOINTS, "model.lr=0.5"])
+    with pytest.raises(UserError, match=r"preempted run in .* another experiment \(model.lr"):
+        train(cfg)
+    assert {p: p.stat().st_mtime_ns for p in run_dir.rglob("*")} == before
 
 
 def test_resume_after_first_epoch_reaches_the_uninterrupted_weights(
@@ -263,7 +307,7 @@ def test_sigterm_fails_the_run_with_error_txt_and_it_resumes(
     synthetic_release: Path, tmp_path: Path
 ) -> None:
     """SLURM preemption: SIGTERM once the first epoch's checkpoint exists; the run exits
-    non-zero with error.txt, and `ckpt_path=last` then resumes it to the end."""
+    non-zero with error.txt, and the same command (a requeued job) then resumes it to the end."""
     import signal
 
     from src.runs.files import ERROR_FILE
@@ -282,9 +326,10 @@ def test_sigterm_fails_the_run_with_error_txt_and_it_resumes(
     assert code != 0, output
     error = (run_dir / ERROR_FILE).read_text()
     assert error.startswith("Preempted: SIGTERM received in epoch"), error
-    assert "ckpt_path=last" in error.splitlines()[0]
-    resume = train_command(synthetic_release, run_dir, *epochs, "ckpt_path=last")
-    run_ok(resume, timeout=HANG_GUARD_S)
+    assert "rerun the same command" in error.splitlines()[0]
+    # What a requeued SLURM job does: the same command again, which resumes the run.
+    resumed_run = run_ok(train_command(synthetic_release, run_dir, *epochs), timeout=HANG_GUARD_S)
+    assert "was preempted: resuming from" in resumed_run.stdout + resumed_run.stderr
     assert is_complete(run_dir) and not (run_dir / ERROR_FILE).exists()
 
     # The preempted and resumed run ends exactly where an uninterrupted one does.
@@ -315,7 +360,13 @@ def test_sigusr1_the_time_limit_warning_stops_the_run_like_sigterm(
     from src.runs.files import ERROR_FILE, last_checkpoint
     from tests.train_helpers import signal_after_first_checkpoint
 
-    slurm = {"SLURM_NTASKS": "1", "SLURM_JOB_ID": "4242", "SLURM_JOB_NAME": "train"}
+    scontrol_calls = fake_scontrol(tmp_path / "bin")
+    slurm = {
+        "SLURM_NTASKS": "1",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "train",
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}",
+    }
     run_dir = tmp_path / "run"
     code, output = signal_after_first_checkpoint(
         synthetic_release,
@@ -327,5 +378,9 @@ def test_sigusr1_the_time_limit_warning_stops_the_run_like_sigterm(
     assert code > 0, output[-3000:]  # a failure, not death by the signal (-10)
     error = (run_dir / ERROR_FILE).read_text().splitlines()[0]
     assert error.startswith("Preempted: SIGUSR1 (the time-limit warning) received in epoch")
-    assert "ckpt_path=last" in error
+    if on_slurm:  # the job asked SLURM to requeue it, and says so
+        assert scontrol_calls.read_text().split() == ["requeue", "4242"]
+        assert "SLURM job 4242 requeued" in error
+    else:
+        assert not scontrol_calls.exists() and "rerun the same command" in error
     assert last_checkpoint(run_dir).is_file() and not list(run_dir.glob("hpc_ckpt*"))

@@ -121,3 +121,21 @@ def run_ok(command: Sequence[str], timeout: float, **env: str) -> subprocess.Com
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     return result
+
+
+def fake_scontrol(bin_dir: Path, exit_code: int = 0) -> Path:
+    """An `scontrol` executable in `bin_dir` (put it first on PATH) that records its arguments
+    in the returned file and exits with `exit_code`, as SLURM's does outside a cluster."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    calls = bin_dir / "scontrol.calls"
+    script = bin_dir / "scontrol"
+    script.write_text(
+        f'#!/bin/sh\necho "$@" > "{calls}"\n'
+        + (
+            f'echo "scontrol: error: Invalid job id specified" >&2\nexit {exit_code}\n'
+            if exit_code
+            else ""
+        )
+    )
+    script.chmod(0o755)
+    return calls

@@ -4,8 +4,9 @@ The CSV has one row per case: an id column, the clinical and dermoscopy image pa
 `data.root`, or absolute), a split column (train, valid or test) and one column per task of the
 task spec (`data.tasks`, a YAML file: src/data/tasks.py describes it), holding the raw values the
 spec maps to classes. Column names are config keys (`data.case_column`, `data.clinic_column`,
-`data.derm_column`, `data.split_column`). Every problem is one line naming the file, the row,
-the column and the value.
+`data.derm_column`, `data.split_column`). Instead of the split column, `data.split_dir` may name
+a folder of index files (train.txt, valid.txt, test.txt: one case id a line); cases in none of
+them are left out. Every problem is one line naming the file, the row, the column and the value.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from src.data.cases import (
     read_csv,
 )
 from src.data.datamodule import PairDataModule
-from src.data.paired_csv_layout import HINT, check_paired_csv_root, csv_path
+from src.data.paired_csv_layout import HINT, check_paired_csv_root, csv_path, split_files
 from src.data.tasks import TaskSpec
 from src.utils.errors import UserError
 
@@ -44,11 +45,36 @@ def _image(root: Path, raw: str, where: str, column: str) -> Path:
     return path
 
 
+def read_split_files(files: dict[str, Path], case_column: str) -> dict[str, str]:
+    """case id -> split from the index files (one id a line, an optional `case_column`
+    header); an id listed twice, in one file or in two, is one line naming both places."""
+    split_of: dict[str, str] = {}
+    where_listed: dict[str, str] = {}
+    for split, index in files.items():
+        lines = index.read_text(encoding="utf-8-sig").splitlines()
+        for number, line in enumerate(lines, start=1):
+            case_id = line.strip()
+            if not case_id or (number == 1 and case_id == case_column):
+                continue
+            here = f"{index} line {number}"
+            if case_id in split_of:
+                raise UserError(
+                    f"{here}: case {case_id!r} is already listed at {where_listed[case_id]}; "
+                    "each case belongs to one split, once"
+                )
+            split_of[case_id], where_listed[case_id] = split, here
+    return split_of
+
+
 def load_paired_csv(cfg: DataConfig, spec: TaskSpec) -> Release:
-    """The cases of the CSV of pairs, labelled by the tasks of `spec`, in the CSV's splits."""
+    """The cases of the CSV of pairs, labelled by the tasks of `spec`, in the CSV's splits (its
+    split column, or the index files of `data.split_dir`)."""
     root, path = Path(cfg.root).expanduser(), csv_path(cfg)
     header, rows = read_csv(path, HINT)
-    columns = [cfg.case_column, cfg.clinic_column, cfg.derm_column, cfg.split_column]
+    files = split_files(cfg)
+    split_of = read_split_files(files, cfg.case_column) if files else None
+    split_column = [] if files else [cfg.split_column]
+    columns = [cfg.case_column, cfg.clinic_column, cfg.derm_column, *split_column]
     needed = [*columns, *(t.column for t in spec.tasks), *(m.column for m in spec.metadata)]
     missing = [c for c in needed if c not in header]
     if missing:
@@ -71,7 +97,12 @@ def load_paired_csv(cfg: DataConfig, spec: TaskSpec) -> Release:
                 f"{path}: rows {seen} and {i} (lines {seen + 2} and {i + 2}) both have "
                 f"{cfg.case_column} {case_id!r}; each case must appear once"
             )
-        split = (row.get(cfg.split_column) or "").strip()
+        if split_of is not None:
+            split = split_of.pop(case_id, None)
+            if split is None:
+                continue  # in no index file: not part of this experiment
+        else:
+            split = (row.get(cfg.split_column) or "").strip()
         if split not in SPLITS:
             raise UserError(
                 f"{where}: column {cfg.split_column!r} has value {split!r}; expected one of "
@@ -83,9 +114,22 @@ def load_paired_csv(cfg: DataConfig, spec: TaskSpec) -> Release:
         case = Case(i, case_id, clinic, derm, labels, case_metadata(row, spec, where))
         cases.append(case)
         splits[split].append(case)
+    if split_of:  # ids the index files list that the CSV does not have
+        case_id = sorted(split_of)[0]
+        raise UserError(
+            f"{files[split_of[case_id]]}: case {case_id!r} is not in {path} "
+            f"({len(split_of)} listed id(s) are not); fix the index file or the CSV"
+        )
     if not cases:
         raise UserError(f"{path} has a header but no cases")
-    check_splits_not_empty(splits, dict.fromkeys(SPLITS, f"{path} ({cfg.split_column} column)"))
+    if files:
+        left_out = len(rows) - len(cases)
+        if left_out:
+            log.info("%d cases of %s are in no index file of %s", left_out, path, cfg.split_dir)
+        where = {split: str(index) for split, index in files.items()}
+    else:
+        where = dict.fromkeys(SPLITS, f"{path} ({cfg.split_column} column)")
+    check_splits_not_empty(splits, where)
     check_no_shared_images(splits, path)
     duplicates = [c.index for c in cases if c.clinic == c.derm]
     if duplicates:
@@ -112,6 +156,8 @@ class PairedCSVDataModule(PairDataModule):
         root, path = Path(cfg.root).expanduser(), csv_path(cfg)
         _, rows = read_csv(path, HINT)
         found = {"<csv>": path}
+        for split, index in (split_files(cfg) or {}).items():
+            found[f"<{split} index>"] = index
         for row in rows:
             for column in (cfg.clinic_column, cfg.derm_column):
                 raw = (row.get(column) or "").strip()

@@ -11,6 +11,7 @@ from src.config import on_schema
 from src.models.module import IDENTITY_KEY
 from src.runs.files import CHECKPOINT_DIR, FINAL_CHECKPOINT, last_checkpoint
 from src.runs.identity import check_resumable
+from src.runs.status import PREEMPTED, read_failure
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
@@ -35,6 +36,20 @@ def resolve_ckpt_path(
     stored = read_checkpoint(path)  # intact, weights-only and written by src.train, or one line
     if identity is not None:
         check_resumable(identity, stored.get(IDENTITY_KEY), str(ckpt_path))
+    return path
+
+
+def preempted_checkpoint(run_dir: Path, identity: dict[str, Any]) -> Path | None:
+    """The checkpoint to resume from when `run_dir` holds a run stopped by preemption or a
+    time limit (its error.txt says `Preempted:`) and a checkpoint of it is there: rerunning the
+    same command (a requeued SLURM job, a resubmitted sweep job) continues it. A checkpoint of
+    another experiment is refused, naming what differs; any other folder gives None."""
+    failure = read_failure(run_dir)
+    path = last_checkpoint(run_dir)
+    if failure is None or not failure.startswith(f"{PREEMPTED}:") or not path.is_file():
+        return None
+    stored = read_checkpoint(path)
+    check_resumable(identity, stored.get(IDENTITY_KEY), f"last (the preempted run in {run_dir})")
     return path
 
 

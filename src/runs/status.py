@@ -18,6 +18,8 @@ from pathlib import Path
 from src.runs.files import ERROR_FILE
 from src.utils.io import atomic_write_text
 
+PREEMPTED = "Preempted"  # the first word of error.txt of a run that can resume by itself
+
 
 class Preempted(RuntimeError):
     """The job was sent SIGTERM (SLURM preemption, scancel) or SIGUSR1 (SLURM's time-limit
