@@ -62,8 +62,9 @@ def run(cfg: DictConfig) -> dict:
     print(f"{len(document['cases'])} case(s) explained -> {out}")
     for name, entry in document["summary"].items():
         print(
-            f"  {name:<28} mass in lesion {entry['mean_mass_in_lesion']:.3f}  "
-            f"lesion area share {entry['mean_lesion_area_share']:.3f}  ({entry['cases']} cases)"
+            f"  {name:<24} mass in lesion {entry['mean_mass_in_lesion']:.3f}  lesion area "
+            f"share {entry['mean_lesion_area_share']:.3f}  hit rate {entry['hit_rate']:.2f}  "
+            f"({entry['cases']} cases)"
         )
     return document
 

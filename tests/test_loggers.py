@@ -156,6 +156,10 @@ def test_wandb_offline_run_holds_config_summary_tables_and_panels(logged_run: Pa
     (predictions,) = run["files"].glob("media/table/test/predictions_*.table.json")
     assert len(json.loads(predictions.read_text())["data"]) == metrics["n"]
     assert list(run["files"].glob("media/images/test/roc_curves_*.png"))
+    # the explanation panels of the first test cases (explain.wandb_cases, default 4)
+    explained = json.loads((logged_run / "explain" / "explain.json").read_text())
+    assert len(explained["cases"]) == 4
+    assert len(list(run["files"].glob("media/images/test/explain/*.png"))) == 4
 
 
 def test_a_logger_that_cannot_start_is_a_user_error_without_a_folder(tmp_path: Path) -> None:

@@ -55,8 +55,9 @@ def _overlay(ax: Axes, case: ExplainedCase, m: ExplainedMap) -> None:
     values = upsample(m.values, size)
     low, span = float(values.min()), float(values.max() - values.min())
     shown = (values - low) / span if span > 0 else np.zeros_like(values)
-    ax.imshow(image)
-    ax.imshow(shown, cmap=colormaps["jet"], alpha=_ALPHA, vmin=0, vmax=1)
+    heat = colormaps["jet"](shown)[..., :3] * 255.0
+    blended = (1 - _ALPHA) * image.astype(np.float32) + _ALPHA * heat  # one image to draw
+    ax.imshow(blended.astype(np.uint8), interpolation="nearest")
     _box(ax, case.boxes.get(m.image), size)
     numbers = lesion_numbers(m.values, case.boxes.get(m.image))
     note = ""
@@ -69,7 +70,7 @@ def _overlay(ax: Axes, case: ExplainedCase, m: ExplainedMap) -> None:
 
 def _picture(ax: Axes, case: ExplainedCase, stream: str) -> None:
     image = case.images[stream]
-    ax.imshow(image)
+    ax.imshow(image, interpolation="nearest")
     _box(ax, case.boxes.get(stream), image.shape[0])
     ax.set_title(f"{IMAGES[stream]} image", fontsize=8)
 
@@ -90,33 +91,51 @@ def save_panel(case: ExplainedCase, path: Path) -> Path:
     first = [("image", s) for s in ("clin", "derm")] + [("map", m) for m in gradcams]
     cols = max([len(first), *(len(v) for v in rows_of.values())])
     rows = 1 + len(rows_of)
-    fig = Figure(figsize=(_CELL * cols, _CELL * rows + 0.6), layout="constrained")
+    height = _CELL * rows + 0.9
+    fig = Figure(figsize=(_CELL * cols, height))
     FigureCanvasAgg(fig)
-    axes = np.atleast_2d(fig.subplots(rows, cols, squeeze=False))
-    for ax in axes.flat:
+    fig.subplots_adjust(  # fixed margins: one draw, unlike a constrained layout
+        left=0.03,
+        right=0.99,
+        bottom=0.35 / height,
+        top=1 - 0.75 / height,
+        wspace=0.08,
+        hspace=0.3,
+    )
+    grid = fig.add_gridspec(rows, cols)
+
+    def cell(row: int, col: int) -> Axes:  # only the cells drawn get axes (they cost)
+        ax = fig.add_subplot(grid[row, col], xticks=[], yticks=[], frame_on=False)
         ax.set_axis_off()
-    for ax, (what, item) in zip(axes[0], first):
+        return ax
+
+    for col, (what, item) in enumerate(first):
+        ax = cell(0, col)
         _picture(ax, case, item) if what == "image" else _overlay(ax, case, item)
     for r, ((kind, image), maps) in enumerate(rows_of.items(), start=1):
-        for ax, m in zip(axes[r], sorted(maps, key=lambda m: m.stage or 0)):
+        for col, m in enumerate(sorted(maps, key=lambda m: m.stage or 0)):
+            ax = cell(r, col)
             _overlay(ax, case, m)
-        label = "attention mass on" if kind == "attention" else "refinement of"
-        axes[r][0].text(
-            -0.08,
-            0.5,
-            f"{label} {IMAGES[image]}",
-            transform=axes[r][0].transAxes,
-            rotation=90,
-            va="center",
-            ha="right",
-            fontsize=8,
-        )
-    fig.suptitle(_suptitle(case), fontsize=10)
+            if col == 0:
+                label = "attention mass on" if kind == "attention" else "refinement of"
+                ax.text(
+                    -0.08,
+                    0.5,
+                    f"{label} {IMAGES[image]}",
+                    transform=ax.transAxes,
+                    rotation=90,
+                    va="center",
+                    ha="right",
+                    fontsize=8,
+                )
+    fig.suptitle(_suptitle(case), fontsize=10, y=1 - 0.08 / height, va="top")
     fig.supxlabel(
         "each map min-max scaled (blue low, red high); dashed: the lesion box; numbers: share "
         "of the map's mass in the box / share of the image the box covers",
         fontsize=7,
+        y=0.08 / height,
+        va="bottom",
     )
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+        fig.savefig(tmp, dpi=100, pil_kwargs={"compress_level": 1})
     return path

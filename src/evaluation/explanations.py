@@ -104,18 +104,35 @@ def case_record(case: ExplainedCase, panel: str | None) -> dict[str, Any]:
     }
 
 
+POINTING_HIT_RATE = 0.75  # the pointing game's bar: see `points_at_lesion`
+
+
 def summary(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per map name, the means over the cases that have the numbers, and how many there are."""
+    """Per map name, over the cases that have the numbers: how many, the mean mass_in_lesion
+    and lesion_area_share, and the hit rate (share of cases whose map puts more of its mass in
+    the lesion than the lesion's area share)."""
     numbers: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for record in records:
         for m in record["maps"]:
             if m["mass_in_lesion"] is not None and m["lesion_area_share"] is not None:
                 numbers[m["map"]].append((m["mass_in_lesion"], m["lesion_area_share"]))
-    return {
-        name: {
+    out = {}
+    for name, pairs in sorted(numbers.items()):
+        mass, area = np.array(pairs).T
+        out[name] = {
             "cases": len(pairs),
-            "mean_mass_in_lesion": round(float(np.mean([p[0] for p in pairs])), 6),
-            "mean_lesion_area_share": round(float(np.mean([p[1] for p in pairs])), 6),
+            "mean_mass_in_lesion": round(float(mass.mean()), 6),
+            "mean_lesion_area_share": round(float(area.mean()), 6),
+            "hit_rate": round(float((mass > area).mean()), 6),
         }
-        for name, pairs in sorted(numbers.items())
-    }
+    return out
+
+
+def points_at_lesion(entry: dict[str, Any]) -> bool:
+    """The pointing game over a set of cases (one `summary` entry): the map puts more of its
+    mass in the lesion than the lesion's area share, on average and in at least
+    POINTING_HIT_RATE of the cases. A map blind to the lesion scores about half."""
+    return (
+        entry["mean_mass_in_lesion"] > entry["mean_lesion_area_share"]
+        and entry["hit_rate"] >= POINTING_HIT_RATE
+    )

@@ -34,7 +34,7 @@ from src.utils.io import atomic_write_json
 
 EXPLAIN_FILE = "explain.json"
 DISPLAY_SIZE = 192  # pixels a side of the images a panel draws on
-MIN_CAM_SIDE = 4  # cam_stage=null: the deepest stage whose map is at least this many positions
+MIN_CAM_SIDE = 7  # cam_stage=null: the deepest stage with a map this wide (7: 224 px, last stage)
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -50,7 +50,8 @@ class CaseInput:
 
 def cam_stage(network: FusionNetwork, image_size: int, asked: int | None) -> int:
     """The backbone stage Grad-CAM reads: `asked`, or the deepest stage whose feature map is at
-    least MIN_CAM_SIDE positions a side at `image_size` (the last stage from 128 px up)."""
+    least MIN_CAM_SIDE positions a side at `image_size`: the last stage (the usual Grad-CAM
+    layer) from 224 px up, stage 1 (8 x 8) at 64 px, where the last stage has 2 x 2 positions."""
     stages = len(next(iter(network.streams.values())).stages)
     if asked is not None:
         if not 0 <= asked < stages:
