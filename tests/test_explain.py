@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from src.config import on_schema
+from src.data.derm7pt import load_release
 from src.evaluation.explanations import points_at_lesion
 from src.explain import run
 from src.inference.predictor import module_from_checkpoint
@@ -30,12 +31,14 @@ def explain_cfg(*overrides: str):
     return compose_config(overrides, "explain")
 
 
-def untrained_copy(ckpt: Path, out: Path, image_size: int) -> Path:
-    """A checkpoint of `ckpt`'s network at `image_size` with fresh weights (seed 0), beside a
-    metrics.json with the fusion weights src.predict would read."""
+def untrained_copy(ckpt: Path, out: Path, **settings: object) -> Path:
+    """A checkpoint of `ckpt`'s configuration with `settings` ({"data.image_size": 64}, as
+    keyword arguments with "__" for ".") and fresh weights (seed 0), beside a metrics.json with
+    the fusion weights src.predict would read."""
     raw = read_checkpoint(ckpt)
     cfg = on_schema(OmegaConf.create(raw["hyper_parameters"]["cfg"]))
-    cfg.data.image_size = image_size
+    for key, value in settings.items():
+        OmegaConf.update(cfg, key.replace("__", "."), value)
     torch.manual_seed(0)
     module = AMMFMModule(cfg, stored_tasks(raw["hyper_parameters"], ckpt))
     raw["hyper_parameters"]["cfg"] = OmegaConf.to_container(cfg)
@@ -94,6 +97,45 @@ def test_split_panels_and_numbers(tiny_ckpt: Path, tmp_path: Path) -> None:
         run(explain_cfg(f"ckpt_path={tiny_ckpt}", "split=test", "n=1", f"out={out}"))
 
 
+@pytest.mark.parametrize(
+    ("block", "blocks"),
+    [("bab", {"attention": {"clin", "derm"}, "refinement": {"clin", "derm"}}), ("cat", {})],
+)
+def test_one_pair_shows_the_blocks_of_bab_both_ways_and_of_cat_none(
+    tiny_ckpt: Path, synthetic_release: Path, tmp_path: Path, block: str, blocks: dict
+) -> None:
+    stages = [] if block == "cat" else [0, 1, 2, 3]
+    ckpt = untrained_copy(
+        tiny_ckpt, tmp_path / "run" / "final.ckpt", block__type=block, block__stages=stages
+    )
+    case = load_release(synthetic_release).splits["test"][0]
+    out = tmp_path / "explain"
+    overrides = [f"clinic={case.clinic}", f"derm={case.derm}", "task=PN", f"out={out}"]
+    document = run(
+        explain_cfg(f"ckpt_path={ckpt}", "fusion_weights={derm:1,clin:1,fusion:1}", *overrides)
+    )
+    (record,) = document["cases"]
+    assert document["task"] == "PN" and list(record["probabilities"]) == ["ABS", "TYP", "ATP"]
+    assert record["truth"] is None and (out / record["panel"]).is_file()
+    found: dict[str, set[str]] = {}
+    for m in record["maps"]:
+        found.setdefault(m["kind"], set()).add(m["image"])
+        assert m["lesion_area_share"] is not None  # the release's boxes, found by file path
+    assert found.pop("gradcam") == {"clin", "derm"}
+    assert found == blocks
+
+
+def test_bad_requests_are_one_line(tiny_ckpt: Path, tmp_path: Path) -> None:
+    out = f"out={tmp_path / 'x'}"
+    with pytest.raises(UserError, match="give either clinic=<image> derm=<image>, or split="):
+        run(explain_cfg(f"ckpt_path={tiny_ckpt}", out))
+    with pytest.raises(UserError, match="task=XYZ: the model's task spec 'derm7pt' has the tasks"):
+        run(explain_cfg(f"ckpt_path={tiny_ckpt}", "split=test", "task=XYZ", out))
+    with pytest.raises(UserError, match=r"cam_stage=7 must be a stage index in 0\.\.3"):
+        run(explain_cfg(f"ckpt_path={tiny_ckpt}", "split=test", "cam_stage=7", out))
+    assert not (tmp_path / "x").exists()
+
+
 def test_report_gallery_explains_each_configurations_first_seed(
     tiny_ckpt: Path, tmp_path: Path
 ) -> None:
@@ -125,7 +167,9 @@ def test_an_untrained_models_dermoscopy_gradcam_misses_the_lesions(
 ) -> None:
     """The pointing game's bar is not passed by chance: fresh weights at 64 px (Grad-CAM at
     stage 1, 8 x 8) do not point at the lesions."""
-    untrained = untrained_copy(tiny_ckpt, tmp_path / "run" / "checkpoints" / "final.ckpt", 64)
+    untrained = untrained_copy(
+        tiny_ckpt, tmp_path / "run" / "checkpoints" / "final.ckpt", data__image_size=64
+    )
     entry = dermoscopy_gradcam(untrained, tmp_path / "explain", 8)
     assert entry["cases"] >= 6
     assert not points_at_lesion(entry)
@@ -151,5 +195,6 @@ def test_a_trained_models_dermoscopy_gradcam_points_at_the_lesions(
     trained = run_dir / "checkpoints" / "final.ckpt"
     entry = dermoscopy_gradcam(trained, tmp_path / "trained", 40)
     assert points_at_lesion(entry), entry
-    untrained = untrained_copy(trained, tmp_path / "fresh" / "checkpoints" / "final.ckpt", 64)
+    fresh = tmp_path / "fresh" / "checkpoints" / "final.ckpt"
+    untrained = untrained_copy(trained, fresh, data__image_size=64)
     assert not points_at_lesion(dermoscopy_gradcam(untrained, tmp_path / "untrained", 40))
