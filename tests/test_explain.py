@@ -198,3 +198,11 @@ def test_a_trained_models_dermoscopy_gradcam_points_at_the_lesions(
     fresh = tmp_path / "fresh" / "checkpoints" / "final.ckpt"
     untrained = untrained_copy(trained, fresh, data__image_size=64)
     assert not points_at_lesion(dermoscopy_gradcam(untrained, tmp_path / "untrained", 40))
+
+
+def test_the_wandb_panel_count_is_not_part_of_a_results_identity() -> None:
+    from src.runs.identity import result_settings
+
+    base = result_settings(compose_config(["data=synthetic"]))
+    fewer = result_settings(compose_config(["data=synthetic", "explain.wandb_cases=0"]))
+    assert base == fewer and not [key for key in base if key.startswith("explain")]

@@ -62,7 +62,7 @@ def grad_cams(
     pair = torch.cat([clinic, derm], dim=1)
     targets = [ClassifierOutputTarget(int(c)) for c in columns]
     maps = {}
-    was_training = network.training
+    was_training = network.training  # pytorch_grad_cam puts the model in eval mode
     with torch.enable_grad():
         for branch, stream in branch_images(network):
             backbone = network.streams[stream]

@@ -117,7 +117,9 @@ def explain_cases(
     offset = tasks.offsets[task]
     segment = probs[:, offset : offset + spec.num_classes].float()
     predicted = segment.argmax(dim=1).tolist()
+    was_training = network.training
     maps = _maps(network.eval(), clinic, derm, [offset + p for p in predicted], stage)
+    network.train(was_training)
     explained = []
     for case, row, best, case_maps in zip(cases, segment.tolist(), predicted, maps):
         paths = {"clin": case.clinic, "derm": case.derm}
