@@ -131,7 +131,7 @@ def test_wandb_offline_run_holds_config_summary_tables_and_panels(logged_run: Pa
     assert summary["test/auc/DIAG/MEL"] == pytest.approx(metrics["auc"]["DIAG/MEL"])
     assert summary["test/acc/DIAG"] == pytest.approx(metrics["acc"]["DIAG"])
     media = ("test/roc/", "test/confusion/", "test/auc_per_label/", "test/predictions/")
-    images = ("test/roc_curves/", "test/confusion_matrices/")
+    images = ("test/roc_curves/", "test/confusion_matrices/", "test/explain/")
     scalars = {k for k in summary if k.startswith("test/") and not k.startswith(media + images)}
     assert scalars == set(summary_scalars(metrics))  # the test metric numbers, nothing else
     assert all(isinstance(summary[k], (int, float)) for k in scalars)
