@@ -32,6 +32,7 @@ from src.utils.io import atomic_path
 BRANCH_SYMBOLS = {"derm": "P_D", "clin": "P_C", "fusion": "P_FU"}  # the paper's Eq. 4
 _CELL = 2.3  # inches per subplot
 _ALPHA = 0.5  # opacity of a map over its image
+_UNIFORM = 1e-4  # a map whose range is below this share of its largest value is uniform
 
 
 def _box(ax: Axes, box: LesionBox | None, size: int) -> None:
@@ -54,7 +55,9 @@ def _overlay(ax: Axes, case: ExplainedCase, m: ExplainedMap) -> None:
     size = image.shape[0]
     values = upsample(m.values, size)
     low, span = float(values.min()), float(values.max() - values.min())
-    shown = (values - low) / span if span > 0 else np.zeros_like(values)
+    # a map uniform to float precision is drawn uniform, not as its magnified rounding noise
+    uniform = span <= _UNIFORM * float(np.abs(values).max())
+    shown = np.zeros_like(values) if uniform else (values - low) / span
     heat = colormaps["jet"](shown)[..., :3] * 255.0
     blended = (1 - _ALPHA) * image.astype(np.float32) + _ALPHA * heat  # one image to draw
     ax.imshow(blended.astype(np.uint8), interpolation="nearest")

@@ -39,12 +39,16 @@ def _section(name: str, result: ConfigResult, document: dict[str, Any] | None, w
     title = f"### {describe(result.config)} | {setting(result.config)}\n\n"
     if document is None:
         return f"{title}No panels: {why}.\n"
-    rows = ["| map | mean mass in lesion | mean lesion area share | cases |", "|---|---|---|---|"]
+    rows = [
+        "| map | mean mass in lesion | mean lesion area share | hit rate | cases |",
+        "|---|---|---|---|---|",
+    ]
     for map_name, entry in document["summary"].items():
         if map_name.startswith("gradcam/"):
             rows.append(
                 f"| {map_name} | {entry['mean_mass_in_lesion']:.3f} | "
-                f"{entry['mean_lesion_area_share']:.3f} | {entry['cases']} |"
+                f"{entry['mean_lesion_area_share']:.3f} | {entry['hit_rate']:.2f} | "
+                f"{entry['cases']} |"
             )
     links = " ".join(f"[{c['id']}]({name}/{c['panel']})" for c in document["cases"])
     table = "\n".join(rows) + "\n\n" if len(rows) > 2 else ""

@@ -18,8 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
+from src.config import ExplainConfig
 from src.data.images import decode_rgb, resize_square
 from src.data.lesions import LesionBox, read_lesion_boxes
 from src.data.synthetic.folder import build_folder
@@ -194,11 +196,12 @@ def wandb_panels(
     for the run's media; otherwise (or for a model that also reads patient metadata) none."""
     from lightning.pytorch.loggers import WandbLogger
 
-    count = int(cfg.explain.wandb_cases)
+    if not any(isinstance(logger, WandbLogger) for logger in loggers):
+        return {}
+    # a config stored before the `explain` node existed takes the schema's default
+    count = int(OmegaConf.select(cfg, "explain.wandb_cases", default=ExplainConfig.wandb_cases))
     network = module.network
     if count < 1 or network.metadata is not None:
-        return {}
-    if not any(isinstance(logger, WandbLogger) for logger in loggers):
         return {}
     dataset = datamodule.datasets["test"]
     cases = list(dataset.cases)[:count]
