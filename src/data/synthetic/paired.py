@@ -1,6 +1,7 @@
 """A second synthetic dataset in the paired-CSV layout (`data=synthetic_lesions`), with another
 task layout than derm7pt's: an 11-class diagnosis and two binary findings
-(src/data/specs/synthetic_lesions.yaml), other split sizes, and one `pairs.csv`.
+(src/data/specs/synthetic_lesions.yaml), other split sizes, one `pairs.csv`, and each image's
+lesion box in `lesions.csv` (src/data/lesions.py).
 
     python -m src.data.synthetic --layout paired --out DIR [--seed 0]
 

@@ -8,6 +8,7 @@ exactly (DIAG also per split), deterministically from the seed; the images carry
 structure (design.py beside this file), sharp in dermoscopy, faint in the clinical view. The real
 release's quirks are reproduced: one meta.csv path whose folder case differs from the folder on
 disk, mixed .jpg/.JPG names, and 9 cases whose clinical image is their dermoscopy image.
+Beside them, lesions.csv records each image's lesion box (src/data/lesions.py).
 """
 
 from __future__ import annotations
