@@ -161,6 +161,13 @@ class PathsConfig:
 
 
 @dataclass
+class ExplainConfig:
+    """Explanation panels a run makes of itself (src/runs/explain.py); never change results."""
+
+    wandb_cases: int = 4  # test cases whose panels W&B gets when the W&B logger is on; 0: none
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -168,6 +175,7 @@ class TrainConfig:
     block: BlockConfig = field(default_factory=BlockConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
     trainer: Any = None
     callbacks: Any = None
     logger: Any = None
@@ -204,6 +212,7 @@ NON_RESULT_ROOTS = frozenset(
     {
         "paths",
         "logger",
+        "explain",
         "callbacks",
         "task_name",
         "tags",

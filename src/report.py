@@ -16,6 +16,8 @@ runs by configuration, and writes into `--out` (default: `<first folder>/report`
     avg_auc_vs_params.png, strip_table<N>.png (per-seed points beside mean ± std),
     roc_overlay.png (every configuration's mean ROC per label), learning_curves.png (validation
     AVG AUC from the runs' csv/metrics.csv, when present), roc/<configuration>.png
+    explain/                     per configuration the panels and explain.json of its first
+                                 test cases (first seed; `--explain-cases N`, 0: none)
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def write_report(
     out_dir: Path,
     seeds: Sequence[int] | None = None,
     plots: bool = True,
+    explain_cases: int = 0,
 ) -> Path:
     """Write every table, runs.csv, the figures and report.md into `out_dir`; return report.md."""
     if not records:
@@ -100,6 +103,11 @@ def write_report(
         from src.reporting.figures import write_figures
 
         figures = write_figures(results, paper, out_dir)
+    gallery = None
+    if explain_cases > 0:
+        from src.reporting.explain_gallery import write_gallery
+
+        gallery = write_gallery(results, out_dir, explain_cases)
     counts = count_by_status(records)
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     header = [
@@ -126,6 +134,9 @@ def write_report(
                 "(`csv/metrics.csv`, written with `logger=csv`).\n"
             )
         body.append(f"## Figures\n\n{links}")
+    if gallery is not None:
+        name = gallery.relative_to(out_dir).as_posix()
+        body.append(f"## Where the models look\n\nPanels and lesion numbers: [{name}]({name})\n")
     report = out_dir / "report.md"
     atomic_write_text(report, "\n".join([*header, *body]))
     return report
@@ -159,11 +170,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="also read runs from W&B")
     parser.add_argument("--no-plots", action="store_true", help="tables only")
+    parser.add_argument(
+        "--explain-cases",
+        type=int,
+        default=4,
+        metavar="N",
+        help="test cases per configuration in the gallery explain/ (first seed); 0: no gallery",
+    )
     args = parser.parse_args(argv)
     if not args.paths and not args.wandb:
         parser.error("give at least one sweep or run directory (or --wandb ENTITY/PROJECT)")
     if args.out is None and not args.paths:
         parser.error("--out is needed when reading only from W&B")
+    if args.explain_cases < 0:
+        parser.error("--explain-cases must be >= 0")
     if args.seeds is not None and args.seeds < 1:
         parser.error("--seeds must be at least 1")
     return args
@@ -187,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         else:
             print(f"W&B skipped, offline here ({reason}): run folders only", file=sys.stderr)
     seeds = None if args.seeds is None else list(range(args.seeds))
-    report = write_report(sources, records, out_dir, seeds, plots=not args.no_plots)
+    report = write_report(
+        sources, records, out_dir, seeds, plots=not args.no_plots, explain_cases=args.explain_cases
+    )
     counts = count_by_status(records)
     print(
         f"{len(records)} runs ({counts['complete']} complete, {counts['failed']} failed, "

@@ -131,7 +131,7 @@ def test_wandb_offline_run_holds_config_summary_tables_and_panels(logged_run: Pa
     assert summary["test/auc/DIAG/MEL"] == pytest.approx(metrics["auc"]["DIAG/MEL"])
     assert summary["test/acc/DIAG"] == pytest.approx(metrics["acc"]["DIAG"])
     media = ("test/roc/", "test/confusion/", "test/auc_per_label/", "test/predictions/")
-    images = ("test/roc_curves/", "test/confusion_matrices/")
+    images = ("test/roc_curves/", "test/confusion_matrices/", "test/explain/")
     scalars = {k for k in summary if k.startswith("test/") and not k.startswith(media + images)}
     assert scalars == set(summary_scalars(metrics))  # the test metric numbers, nothing else
     assert all(isinstance(summary[k], (int, float)) for k in scalars)
@@ -156,6 +156,10 @@ def test_wandb_offline_run_holds_config_summary_tables_and_panels(logged_run: Pa
     (predictions,) = run["files"].glob("media/table/test/predictions_*.table.json")
     assert len(json.loads(predictions.read_text())["data"]) == metrics["n"]
     assert list(run["files"].glob("media/images/test/roc_curves_*.png"))
+    # the explanation panels of the first test cases (explain.wandb_cases, default 4)
+    explained = json.loads((logged_run / "explain" / "explain.json").read_text())
+    assert len(explained["cases"]) == 4
+    assert len(list(run["files"].glob("media/images/test/explain/*.png"))) == 4
 
 
 def test_a_logger_that_cannot_start_is_a_user_error_without_a_folder(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from src.models.module import AMMFMModule
 from src.models.names import describe
 from src.models.network import count_parameters
 from src.runs.artifacts import write_metrics, write_plots, write_predictions
+from src.runs.explain import wandb_panels
 from src.runs.files import METRICS_FILE
 from src.runs.loggers import TestPredictions, log_summary
 from src.runs.summary import run_config_summary
@@ -116,7 +117,11 @@ def evaluate_and_save(
     )
     write_metrics(run_dir, metrics)
     predictions = TestPredictions(case_nums, evaluation.test_probs, evaluation.test_labels, tasks)
-    log_summary(loggers, metrics, {p.stem: p for p in plots}, step, predictions)
+    images = {p.stem: p for p in plots}
+    images |= wandb_panels(
+        cfg, module, datamodule, evaluation.test_probs["final"], run_dir, loggers
+    )
+    log_summary(loggers, metrics, images, step, predictions)
     avg_auc = metrics["avg_auc"]
     log.info(
         "test AVG AUC %s  AVG ACC %.4f  fusion weights %s  -> %s",

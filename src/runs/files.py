@@ -5,6 +5,7 @@
 <run>/metrics.json                the results; a run is complete when it has every key below
 <run>/predictions.csv             test predictions of every branch and of P_FI
 <run>/roc_curves.png, confusion_matrices.png
+<run>/explain/                    with the W&B logger: panels of the first test cases (src.explain)
 <run>/checkpoints/final.ckpt      the final (averaged) weights and the config
 <run>/checkpoints/last.ckpt       link to the newest epoch checkpoint: resume point
 <run>/error.txt                   a failed sweep job's one-line error and traceback

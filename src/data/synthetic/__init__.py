@@ -11,6 +11,7 @@ exactly (DIAG also per split), deterministically from the seed; the images carry
 structure (design.py), sharp in dermoscopy, faint in the clinical view. The real
 release's quirks are reproduced: one meta.csv path whose folder case differs from the folder on
 disk, mixed .jpg/.JPG names, and 9 cases whose clinical image is their dermoscopy image.
+Beside them, lesions.csv records each image's lesion box (src/data/lesions.py).
 """
 
 from src.data.synthetic.release import generate_synthetic_release

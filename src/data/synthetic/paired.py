@@ -1,6 +1,7 @@
 """A second synthetic dataset in the paired-CSV layout (`data=synthetic_lesions`), with another
 task layout than derm7pt's: an 11-class diagnosis and two binary findings
-(src/data/specs/synthetic_lesions.yaml), other split sizes, and one `pairs.csv`.
+(src/data/specs/synthetic_lesions.yaml), other split sizes, one `pairs.csv`, and each image's
+lesion box in `lesions.csv` (src/data/lesions.py).
 
     python -m src.data.synthetic --layout paired --out DIR [--seed 0]
 
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from src.data.lesions import LesionBox, write_lesion_boxes
 from src.data.synthetic.design import design_lesion
 from src.data.synthetic.folder import build_folder
 from src.data.synthetic.release import pair_photos
@@ -80,13 +82,16 @@ def _raw(task, cls: int) -> str:
 def _write(tmp: Path, seed: int, sizes: dict[str, int], long_side: tuple[int, int]) -> None:
     rows = _plan(seed, sizes)
     (tmp / "images").mkdir(parents=True)
+    boxes: dict[str, LesionBox] = {}
     for i, row in enumerate(track(rows, len(rows), "synthetic dataset: image pairs", log)):
         rng = np.random.default_rng([seed, i, 5])
         lesion = design_lesion(_derm7pt_labels(*row["labels"], rng), "blue areas", rng)
         clin, derm = pair_photos(lesion, rng, long_side)
         assert clin is not None
-        (tmp / row["derm"]).write_bytes(derm)
-        (tmp / row["clinic"]).write_bytes(clin)
+        for column, photo in (("derm", derm), ("clinic", clin)):
+            (tmp / row[column]).write_bytes(photo.data)
+            boxes[row[column]] = photo.box
+    write_lesion_boxes(tmp, boxes)
     with (tmp / "pairs.csv").open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()

@@ -8,6 +8,7 @@ exactly (DIAG also per split), deterministically from the seed; the images carry
 structure (design.py beside this file), sharp in dermoscopy, faint in the clinical view. The real
 release's quirks are reproduced: one meta.csv path whose folder case differs from the folder on
 disk, mixed .jpg/.JPG names, and 9 cases whose clinical image is their dermoscopy image.
+Beside them, lesions.csv records each image's lesion box (src/data/lesions.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import csv
 import io
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,9 +32,10 @@ from src.data.derm7pt_facts import (
     REAL_DIAG_SPLIT_COUNTS,
     SPLIT_SIZES,
 )
+from src.data.lesions import LesionBox, write_lesion_boxes
 from src.data.synthetic.design import clinical_view, dermoscopy_view, design_lesion, frame_size
 from src.data.synthetic.folder import build_folder
-from src.data.synthetic.render import Lesion, render
+from src.data.synthetic.render import Lesion, View, outline_box, render
 from src.data.tasks import load_task_spec
 from src.utils.progress import track
 
@@ -208,34 +211,47 @@ def _meta_row(case: SyntheticCase, rng: np.random.Generator) -> dict[str, str]:
     return row
 
 
-def photo_bytes(lesion_img_fn, rng: np.random.Generator, long_side: tuple[int, int]) -> bytes:
-    """Draw at a small working size, resize to the photo size, encode as JPEG."""
+@dataclass(frozen=True)
+class Photo:
+    """One synthetic photo: JPEG bytes and where the lesion's outline lies in it."""
+
+    data: bytes
+    box: LesionBox
+
+
+def photo(
+    lesion: Lesion,
+    make_view: Callable[[np.random.Generator, int, int], View],
+    rng: np.random.Generator,
+    long_side: tuple[int, int],
+) -> Photo:
+    """Draw `lesion` framed by `make_view` at a small working size, resize to the photo size,
+    encode as JPEG."""
     w, h = frame_size(rng, long_side)
     scale = min(1.0, WORK_SIDE / max(w, h))
-    small = lesion_img_fn(round(w * scale), round(h * scale))
-    arr = np.asarray(small)
+    view = make_view(rng, round(w * scale), round(h * scale))
+    arr = np.asarray(render(lesion, view, rng))
     if scale < 1.0:
         arr = cv2.resize(arr, (w, h), interpolation=cv2.INTER_CUBIC)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
+    return Photo(buf.getvalue(), outline_box(lesion, view))
 
 
 def pair_photos(
     lesion: Lesion, rng: np.random.Generator, long_side: tuple[int, int], clinical: bool = True
-) -> tuple[bytes | None, bytes]:
-    """JPEG bytes of (clinical, dermoscopy) views of one lesion; no clinical one if not asked."""
-    derm = photo_bytes(lambda w, h: render(lesion, dermoscopy_view(rng, w, h), rng), rng, long_side)
+) -> tuple[Photo | None, Photo]:
+    """(clinical, dermoscopy) photos of one lesion; no clinical one if not asked."""
+    derm = photo(lesion, dermoscopy_view, rng, long_side)
     if not clinical:
         return None, derm
-    clin = photo_bytes(lambda w, h: render(lesion, clinical_view(rng, w, h), rng), rng, long_side)
-    return clin, derm
+    return photo(lesion, clinical_view, rng, long_side), derm
 
 
 def case_images(
     case: SyntheticCase, seed: int, long_side: tuple[int, int]
-) -> tuple[bytes | None, bytes]:
-    """JPEG bytes of (clinical, dermoscopy) for one case; clinical is None for duplicate pairs."""
+) -> tuple[Photo | None, Photo]:
+    """(clinical, dermoscopy) photos of one case; clinical is None for duplicate pairs."""
     rng = np.random.default_rng([seed, case.row, 1])
     lesion = design_lesion(case.labels, case.raw["regression_structures"], rng)
     return pair_photos(lesion, rng, long_side, clinical=not case.duplicate)
@@ -260,13 +276,17 @@ def _write_release(tmp: Path, seed: int, long_side: tuple[int, int]) -> None:
             tmp / "meta" / f"{split}_indexes.csv", ["indexes"], [{"indexes": str(r)} for r in rows]
         )
     images = tmp / "images"
+    boxes: dict[str, LesionBox] = {}
     for case in track(cases, len(cases), "synthetic dataset: image pairs", log):
         clin, derm = case_images(case, seed, long_side)
         target = images / case.derm_on_disk
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(derm)
+        target.write_bytes(derm.data)
+        boxes[f"images/{case.derm_on_disk}"] = derm.box
         if clin is not None:
-            (images / case.clinic).write_bytes(clin)
+            (images / case.clinic).write_bytes(clin.data)
+            boxes[f"images/{case.clinic}"] = clin.box
+    write_lesion_boxes(tmp, boxes)
 
 
 def generate_synthetic_release(

@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw
 
+from src.data.lesions import LesionBox, box_of_points
+
 RGB = tuple[int, int, int]
 
 
@@ -68,6 +70,12 @@ def _to_pixels(points: np.ndarray, view: View) -> list[tuple[float, float]]:
     a, b = view.radius * math.cos(view.angle), view.radius * math.sin(view.angle)
     cx, cy = view.centre
     return [(x * a - y * b + cx, x * b + y * a + cy) for x, y in points.tolist()]
+
+
+def outline_box(lesion: Lesion, view: View) -> LesionBox:
+    """The box of the lesion's outline in `view`, as fractions of the view's width and height."""
+    points = np.asarray(_to_pixels(lesion.outline, view))
+    return box_of_points(points, view.width, view.height)
 
 
 def _draw_shape(draw: ImageDraw.ImageDraw, shape: Shape, view: View) -> None:
