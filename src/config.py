@@ -138,6 +138,9 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     tta_views: list[str] = field(default_factory=lambda: list(TTA_VIEW_NAMES))
     weight_grid_step: float = 0.05  # fusion weight search grid over [step, 1]
+    # seeded bootstrap resamples of the test cases for the 95% intervals of AVG AUC and AVG ACC
+    # in metrics.json (src/evaluation/bootstrap.py); 0: no intervals
+    bootstrap_resamples: int = 1000
     # MatmulPrecision of float32 matmuls: highest (full fp32), high (TF32 where the GPU has it),
     # medium (bf16)
     matmul_precision: str = "high"
@@ -178,6 +181,8 @@ class TrainConfig:
     # keep the epoch checkpoints and last.ckpt once the run is complete (default: only
     # checkpoints/final.ckpt stays; an unfinished run always keeps them to resume)
     keep_resume_checkpoints: bool = False
+    # after the evaluation, run the robustness probe (src.probe) into the run folder
+    probe: bool = False
 
 
 def on_schema(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
@@ -203,6 +208,7 @@ NON_RESULT_ROOTS = frozenset(
         "test",
         "skip_complete",
         "keep_resume_checkpoints",
+        "probe",  # adds robustness.json beside the results, changes none of them
         "hydra",
     }
 )
