@@ -36,6 +36,7 @@ def default_out(ckpt_path: Path) -> Path:
 def probe_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     """Load the checkpoint, its data and fusion weights; run the probe; return robustness.json."""
     from src.config_checks import check_config_values
+    from src.data.conditions import KINDS
     from src.inference.predictor import resolve_fusion_weights
     from src.models.module import AMMFMModule, stored_tasks
     from src.runs.checkpoints import checkpoint_config
@@ -53,6 +54,10 @@ def probe_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     seed = PROBE_SEED if run_cfg.get("probe_seed") is None else int(run_cfg.probe_seed)
     if seed < 0:
         raise UserError(f"probe_seed={seed} must be an integer >= 0")
+    kinds = None if run_cfg.get("kinds") is None else [str(k) for k in run_cfg.kinds]
+    unknown = [k for k in kinds or () if k not in KINDS]
+    if unknown:
+        raise UserError(f"kinds={kinds}: unknown {unknown}; choose from {', '.join(KINDS)}")
     route_lightning_logs_to_root()
     quiet_library_noise()
     ckpt = read_checkpoint(ckpt_path)
@@ -66,7 +71,7 @@ def probe_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
         OmegaConf.to_container(given) if given is not None else None, ckpt_path, module.branches
     )
     datamodule = datamodule_for(cfg, module)
-    return run_probe(cfg, module, datamodule, weights, out, str(ckpt_path), seed)
+    return run_probe(cfg, module, datamodule, weights, out, str(ckpt_path), seed, kinds)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="probe")

@@ -11,6 +11,7 @@ A condition changes one modality's image of every case and nothing else:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,12 +40,21 @@ class Condition:
     severity: int = 0
 
 
-def probe_conditions() -> list[Condition]:
-    """as_is, then per modality: both missing kinds and every corruption at every severity."""
+KINDS: tuple[str, ...] = (*MISSING_KINDS, *CORRUPTIONS)  # what a condition can do to an image
+
+
+def probe_conditions(kinds: Sequence[str] | None = None) -> list[Condition]:
+    """as_is, then per modality: each of `kinds` (default: both missing kinds and every
+    corruption), a corruption at every severity."""
+    chosen = list(KINDS if kinds is None else kinds)
+    unknown = [k for k in chosen if k not in KINDS]
+    if unknown:
+        raise ValueError(f"unknown condition kinds {unknown}; expected some of {', '.join(KINDS)}")
     conditions = [Condition(NONE, AS_IS)]
     for modality in MODALITIES:
-        conditions += [Condition(modality, kind) for kind in MISSING_KINDS]
-        conditions += [Condition(modality, name, s) for name in CORRUPTIONS for s in SEVERITIES]
+        for kind in (k for k in KINDS if k in chosen):
+            severities = SEVERITIES if kind in CORRUPTIONS else (0,)
+            conditions += [Condition(modality, kind, s) for s in severities]
     return conditions
 
 
@@ -64,7 +74,7 @@ class ConditionDataset(Dataset):
     def __init__(self, base: PairDataset, condition: Condition, seed: int) -> None:
         if condition.kind != AS_IS and condition.modality not in MODALITIES:
             raise ValueError(f"condition {condition}: modality must be one of {MODALITIES}")
-        if condition.kind not in (AS_IS, *MISSING_KINDS, *CORRUPTIONS):
+        if condition.kind not in (AS_IS, *KINDS):
             raise ValueError(f"condition {condition}: unknown kind {condition.kind!r}")
         self.base = base
         self.condition = condition

@@ -16,6 +16,7 @@ robustness.json:
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,11 @@ def run_probe(
     out_dir: Path,
     checkpoint: str,
     seed: int = PROBE_SEED,
+    kinds: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Evaluate `module` on the test split under every probe condition with the frozen fusion
-    `weights`; write robustness.json and robustness.png into `out_dir`, return the document."""
+    """Evaluate `module` on the test split under the probe conditions (as is and `kinds`,
+    default all) with the frozen fusion `weights`; write robustness.json and robustness.png
+    into `out_dir`, return the document."""
     datamodule.setup("predict")
     base = datamodule.datasets[SPLIT]
     quiet = cfg.copy()
@@ -86,7 +89,7 @@ def run_probe(
         quiet.trainer.enable_progress_bar = False  # one bar over the conditions instead
     trainer = build_eval_trainer(quiet, out_dir)
     batch_size = int(cfg.data.eval_batch_size)
-    conditions = probe_conditions()
+    conditions = probe_conditions(kinds)
     results = []
     for condition in track(conditions, len(conditions), "robustness probe: conditions", log):
         loader = DataLoader(ConditionDataset(base, condition, seed), batch_size=batch_size)
