@@ -30,7 +30,7 @@ from src.evaluation.probabilities import task_predictions
 
 CONFIDENCE = 0.95
 METHOD = "percentile"
-_BATCH = 250  # resamples evaluated at once: [batch, N, labels] floats stay a few tens of MB
+_BATCH_ELEMENTS = 1 << 22  # resampled scores [batch, N, labels] at once: 32 MiB of float64
 
 
 def _auc_columns(probs: Tensor, labels: Tensor, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +89,7 @@ def bootstrap_intervals(
         (np.arange(len(correct)),),
         statistic,
         n_resamples=resamples,
-        batch=_BATCH,
+        batch=max(1, _BATCH_ELEMENTS // scores.size),
         vectorized=True,
         confidence_level=CONFIDENCE,
         method=METHOD,
