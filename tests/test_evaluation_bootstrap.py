@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from src.evaluation.bootstrap import bootstrap_intervals, resample_statistics
+from src.evaluation.bootstrap import CaseScores, bootstrap_intervals
 from src.evaluation.metrics import compute_metrics
 from src.evaluation.pipeline import evaluate
 from src.evaluation.probabilities import task_softmax
@@ -41,18 +41,19 @@ def test_interval_holds_the_estimate_and_is_seeded() -> None:
 def test_each_resample_uses_the_metrics_definitions() -> None:
     """The statistic of the unresampled cases is compute_metrics' AVG AUC and AVG ACC (ties in
     the scores included), so a resample is scored exactly as a test split would be."""
-    from src.evaluation.bootstrap import _auc_columns
-    from src.evaluation.probabilities import task_predictions
-
     probs, labels = _predictions(90, seed=1)
-    scores, positives = _auc_columns(probs, labels, DERM7PT)
-    correct = (task_predictions(probs, DERM7PT.num_classes) == labels).double().mean(1).numpy()
     identity = np.arange(len(labels))[None]
-    auc, acc, undefined = resample_statistics(scores, positives, correct, identity)[:, 0]
+    auc, acc, undefined = CaseScores(probs, labels, DERM7PT).statistics(identity)[:, 0]
     point = compute_metrics(probs, labels, DERM7PT)
     assert auc == pytest.approx(point["avg_auc"], abs=1e-6)
     assert acc == pytest.approx(point["avg_acc"], abs=1e-6)
     assert undefined == len(DERM7PT.avg_auc_labels) - point["avg_auc_n_labels"]
+    # a resample drawing case 0 twice and never case 1 is scored as that data set would be
+    twice = np.r_[0, 0, np.arange(2, len(labels))]
+    auc, acc, _ = CaseScores(probs, labels, DERM7PT).statistics(twice[None])[:, 0]
+    resampled = compute_metrics(probs[twice], labels[twice], DERM7PT)
+    assert auc == pytest.approx(resampled["avg_auc"], abs=1e-6)
+    assert acc == pytest.approx(resampled["avg_acc"], abs=1e-6)
 
 
 def test_resamples_missing_a_class_average_the_defined_labels() -> None:

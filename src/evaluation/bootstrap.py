@@ -6,7 +6,7 @@ resample with the definitions of `src.evaluation.metrics`:
 - AVG ACC: the mean over tasks of the argmax accuracy, i.e. the mean over resampled cases of each
   case's fraction of correct tasks (every task has the same cases).
 - AVG AUC: the mean of the one-vs-rest AUCs of `spec.avg_auc_labels`, each the Mann-Whitney
-  statistic with mid-ranks for ties, which is exactly the area under the ROC curve.
+  statistic (a tie counts one half), which is exactly the area under the ROC curve.
 
 A resample where a label has only one class present (no positive or no negative case) leaves
 that label's AUC undefined: as for the point estimate, the label is left out of that resample's
@@ -30,41 +30,64 @@ from src.evaluation.probabilities import task_predictions
 
 CONFIDENCE = 0.95
 METHOD = "percentile"
-_BATCH_ELEMENTS = 1 << 22  # resampled scores [batch, N, labels] at once: 32 MiB of float64
+_BATCH_ELEMENTS = 1 << 21  # resample counts [batch, N] at once: 16 MiB of float64 per array
 
 
-def _auc_columns(probs: Tensor, labels: Tensor, spec: TaskSpec) -> tuple[np.ndarray, np.ndarray]:
-    """Scores [N, K] and positives [N, K] of the K labels AVG AUC averages."""
-    scores, positives = [], []
-    for label in spec.avg_auc_labels:
-        t, c = spec.label_index(label)
-        scores.append(probs[:, spec.offsets[t] + c].numpy())
-        positives.append((labels[:, t] == c).numpy())
-    return np.stack(scores, axis=1).astype(np.float64), np.stack(positives, axis=1)
+class CaseScores:
+    """What every resample is scored from: per AVG AUC label, the cases in score order with
+    their tie groups and positives; per case, its fraction of correctly predicted tasks.
 
+    A resample is a count per case (how often it was drawn), so each label's AUC is computed
+    from these fixed orders with weighted sums, without sorting again: the Mann-Whitney
+    statistic (a tie counts one half), exactly the area under the ROC curve.
+    """
 
-def _mann_whitney_auc(scores: np.ndarray, positives: np.ndarray) -> np.ndarray:
-    """AUC per resample and label: scores, positives [R, N, K] -> [R, K], NaN where a label has
-    no positive or no negative case."""
-    ranks = stats.rankdata(scores, axis=1)  # mid-ranks: a tie counts one half
-    n_pos = positives.sum(axis=1)
-    n_neg = positives.shape[1] - n_pos
-    rank_sum = (ranks * positives).sum(axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
-    return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+    def __init__(self, probs: Tensor, labels: Tensor, spec: TaskSpec) -> None:
+        self.n = int(labels.shape[0])
+        self.orders, self.ties, self.positives = [], [], []
+        for label in spec.avg_auc_labels:
+            t, c = spec.label_index(label)
+            scores = probs[:, spec.offsets[t] + c].double().numpy()
+            order = np.argsort(scores, kind="stable")
+            ordered = scores[order]
+            self.orders.append(order)
+            self.ties.append(np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]))
+            self.positives.append((labels[order, t] == c).double().numpy())
+        predicted = task_predictions(probs, spec.num_classes)
+        self.correct = (predicted == labels).double().mean(dim=1).numpy()
 
+    def counts(self, idx: np.ndarray) -> np.ndarray:
+        """Resampled case indices [R, N] -> how often each case was drawn [R, N]."""
+        rows = idx + self.n * np.arange(idx.shape[0])[:, None]
+        return np.bincount(rows.ravel(), minlength=idx.size).reshape(idx.shape).astype(float)
 
-def resample_statistics(
-    scores: np.ndarray, positives: np.ndarray, correct: np.ndarray, idx: np.ndarray
-) -> np.ndarray:
-    """[AVG AUC, AVG ACC, labels without AUC] of each row of case indices `idx` [R, N]."""
-    auc = _mann_whitney_auc(scores[idx], positives[idx])
-    undefined = np.isnan(auc).sum(axis=1)
-    defined = auc.shape[1] - undefined
-    with np.errstate(invalid="ignore"):
-        avg_auc = np.where(defined > 0, np.nansum(auc, axis=1) / defined, np.nan)
-    return np.stack([avg_auc, correct[idx].mean(axis=-1), undefined.astype(float)])
+    def label_aucs(self, counts: np.ndarray) -> np.ndarray:
+        """AUC per resample and label [R, K]; NaN where a resample has no positive or no
+        negative case of the label."""
+        aucs = []
+        for order, ties, positive in zip(self.orders, self.ties, self.positives):
+            weight = counts[:, order]
+            pos = weight * positive
+            neg = weight - pos
+            pos_tied = np.add.reduceat(pos, ties, axis=1)  # [R, tie groups]
+            neg_tied = np.add.reduceat(neg, ties, axis=1)
+            below = np.cumsum(neg_tied, axis=1) - neg_tied  # negatives scored strictly lower
+            wins = (pos_tied * (below + 0.5 * neg_tied)).sum(axis=1)
+            pairs = pos.sum(axis=1) * neg.sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                aucs.append(np.where(pairs > 0, wins / pairs, np.nan))
+        return np.stack(aucs, axis=1)
+
+    def statistics(self, idx: np.ndarray) -> np.ndarray:
+        """[AVG AUC, AVG ACC, labels without AUC] [3, R] of each row of case indices [R, N]."""
+        counts = self.counts(idx)
+        auc = self.label_aucs(counts)
+        undefined = np.isnan(auc).sum(axis=1)
+        defined = auc.shape[1] - undefined
+        with np.errstate(invalid="ignore"):
+            avg_auc = np.where(defined > 0, np.nansum(auc, axis=1) / defined, np.nan)
+        avg_acc = counts @ self.correct / self.n
+        return np.stack([avg_auc, avg_acc, undefined.astype(float)])
 
 
 def _bound(value: float) -> float | None:
@@ -77,19 +100,18 @@ def bootstrap_intervals(
     """The `bootstrap` entry of metrics.json: 95% intervals [low, high] of AVG AUC and AVG ACC
     of `probs` [N, L] against `labels` [N, T] over `resamples` seeded resamples of the cases."""
     probs, labels = check_inputs(probs, labels, spec)
-    scores, positives = _auc_columns(probs, labels, spec)
-    correct = (task_predictions(probs, spec.num_classes) == labels).double().mean(dim=1).numpy()
+    cases = CaseScores(probs, labels, spec)
 
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         if idx.ndim == 1:  # scipy also evaluates the original sample, [N]
-            return resample_statistics(scores, positives, correct, idx[None])[:, 0]
-        return resample_statistics(scores, positives, correct, idx)
+            return cases.statistics(idx[None])[:, 0]
+        return cases.statistics(idx)
 
     result = stats.bootstrap(
-        (np.arange(len(correct)),),
+        (np.arange(cases.n),),
         statistic,
         n_resamples=resamples,
-        batch=max(1, _BATCH_ELEMENTS // scores.size),
+        batch=max(1, _BATCH_ELEMENTS // cases.n),
         vectorized=True,
         confidence_level=CONFIDENCE,
         method=METHOD,
