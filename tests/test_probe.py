@@ -165,3 +165,15 @@ def test_the_report_reads_the_probe_folder_and_leaves_a_stale_one_out(probed_run
     (stale / METRICS_FILE).write_text(json.dumps(metrics))
     (record,) = find_runs([stale])
     assert run_drops(record) is None
+
+
+@pytest.mark.slow
+def test_probe_true_after_training_writes_every_condition(synthetic_release: Path, tmp_path: Path):
+    """`probe=true`: src.train probes the run it has just evaluated, every condition."""
+    run_dir = tmp_path / "run"
+    metrics = train(tiny_config(synthetic_release, run_dir, ["probe=true"]))
+    document = json.loads((run_dir / ROBUSTNESS_FILE).read_text())
+    assert len(document["conditions"]) == len(probe_conditions())
+    assert document["conditions"][0]["avg_auc"] == pytest.approx(metrics["avg_auc"], abs=1e-6)
+    assert document["checkpoint"] == metrics["checkpoint"]
+    assert (run_dir / ROBUSTNESS_PLOT).is_file()
