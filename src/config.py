@@ -141,6 +141,9 @@ class ModelConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     tta_views: list[str] = field(default_factory=lambda: list(TTA_VIEW_NAMES))
     weight_grid_step: float = 0.05  # fusion weight search grid over [step, 1]
+    # seeded bootstrap resamples of the test cases for the 95% intervals of AVG AUC and AVG ACC
+    # in metrics.json (src/evaluation/bootstrap.py); 0: no intervals
+    bootstrap_resamples: int = 1000
     # MatmulPrecision of float32 matmuls: highest (full fp32), high (TF32 where the GPU has it),
     # medium (bf16)
     matmul_precision: str = "high"
@@ -195,6 +198,8 @@ class TrainConfig:
     # SIGUSR1 (SLURM's time-limit warning) inside a SLURM job requeues the job with
     # `scontrol requeue`, so that it comes back and resumes (resume_preempted)
     slurm_requeue: bool = True
+    # after the evaluation, run the robustness probe (src.probe) into the run folder
+    probe: bool = False
 
 
 def on_schema(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
@@ -223,6 +228,7 @@ NON_RESULT_ROOTS = frozenset(
         "keep_resume_checkpoints",
         "resume_preempted",
         "slurm_requeue",
+        "probe",  # adds robustness.json beside the results, changes none of them
         "hydra",
     }
 )

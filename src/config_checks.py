@@ -96,6 +96,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "model.head.dropout": _real(0.0, 1.0, False, True),
     "model.tta_views": _tta_views,
     "model.weight_grid_step": _real(0.0, 1.0, True, False),
+    "model.bootstrap_resamples": _int_in(0, 1_000_000),
     "model.matmul_precision": _one_of(MATMUL_PRECISIONS),
     "trainer.max_epochs": _int_in(1),
 }

@@ -9,6 +9,9 @@ runs by configuration, and writes into `--out` (default: `<first folder>/report`
     table2.{md,csv,tex}          Table 2's 17-label AUC row (best run) beside ours
     comparisons.csv              the paper's comparisons on our runs: paired by seed, mean
                                  difference, 95% CI, paired t-test p-value, number of pairs
+    reliance.{md,csv,tex}        AVG AUC drop with the clinical / dermoscopy image missing, per
+                                 configuration (runs with robustness.json), and
+    reliance_comparisons.csv     those drops compared (AFF vs SFF, AAB vs CAT, ...), paired test
     metadata_effects.csv         each model.metadata choice against the same configuration
                                  without metadata, with the same paired test (when present)
     failures.{md,csv,tex}        failed / unfinished / duplicate runs with their error line
@@ -39,6 +42,7 @@ from src.reporting.comparisons import comparisons, comparisons_frame, comparison
 from src.reporting.matching import PaperMatches
 from src.reporting.metadata_effects import metadata_effects, metadata_frame, metadata_section
 from src.reporting.naming import describe, setting
+from src.reporting.reliance import write_reliance
 from src.reporting.render import markdown_section, write_table
 from src.reporting.runs import RunRecord, count_by_status, find_runs
 from src.reporting.tables import build_tables
@@ -123,8 +127,9 @@ def write_report(
     ]
     body = [markdown_section(t) for t in tables]
     body.insert(1, comparisons_section(compared))
+    body.insert(2, write_reliance(results, out_dir))
     if effects:
-        body.insert(2, metadata_section(effects))
+        body.insert(3, metadata_section(effects))
     if figures:
         names = [p.relative_to(out_dir).as_posix() for p in figures]
         links = "".join(f"- [{name}]({name})\n" for name in names)

@@ -55,6 +55,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         metrics = json.loads((run_dir / METRICS_FILE).read_text())
         check_reusable(identity, metrics.get("identity"), str(run_dir))
         log.info("%s/%s is complete: skipped (skip_complete=false reruns)", run_dir, METRICS_FILE)
+        _note_missing_probe(cfg, run_dir)
         return metrics
 
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, identity)
@@ -68,6 +69,19 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # shares rank zero's folder (and lock).
     with folder_lock(run_dir) if launch_rank() == 0 else nullcontext():
         return _fit_and_evaluate(cfg, run_dir, ckpt_path, identity)
+
+
+def _note_missing_probe(cfg: DictConfig, run_dir: Path) -> None:
+    """probe=true on a complete run without robustness.json: say how to probe it."""
+    from src.runs.files import ROBUSTNESS_FILE, final_checkpoint
+
+    if cfg.get("probe") and not (run_dir / ROBUSTNESS_FILE).is_file():
+        log.warning(
+            "probe=true: %s has no %s; probe it with python -m src.probe ckpt_path=%s",
+            run_dir,
+            ROBUSTNESS_FILE,
+            final_checkpoint(run_dir),
+        )
 
 
 def _fit(
@@ -187,6 +201,11 @@ def _fit_and_evaluate(
         metrics = evaluate_and_save(
             cfg, module, datamodule, run_dir, loggers, extra, step=trainer.global_step
         )
+        if cfg.get("probe"):
+            from src.runs.probe import run_probe
+
+            weights = metrics["fusion_weights"]
+            run_probe(cfg, module, datamodule, weights, run_dir, extra["checkpoint"])
         _retire_resume_checkpoints(run_dir, bool(cfg.get("keep_resume_checkpoints")))
         return metrics
     finally:

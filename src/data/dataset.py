@@ -43,5 +43,10 @@ class PairDataset(Dataset):
         if self.seed is not None:
             self.transform.set_random_seed(mix_seed(self.seed, epoch, i))
         clin, derm = self.transform(self.images.get(case.clinic), self.images.get(case.derm))
-        labels = torch.tensor(case.labels, dtype=torch.long)
-        return clin, derm, labels, torch.tensor(case.meta, dtype=torch.long).reshape(-1)
+        return clin, derm, *case_targets(case)
+
+
+def case_targets(case: Case) -> tuple[torch.Tensor, torch.Tensor]:
+    """(labels long[T], meta long[M]) of a case, as every item of a pair dataset carries them."""
+    labels = torch.tensor(case.labels, dtype=torch.long)
+    return labels, torch.tensor(case.meta, dtype=torch.long).reshape(-1)

@@ -12,6 +12,7 @@ from typing import Any
 from torch import Tensor
 
 from src.data.tasks import TaskSpec
+from src.evaluation.bootstrap import bootstrap_intervals
 from src.evaluation.fusion_weights import fuse, search_fusion_weights
 from src.evaluation.metrics import compute_metrics
 from src.evaluation.probabilities import require_finite
@@ -34,11 +35,14 @@ def evaluate(
     test_labels: Tensor,
     spec: TaskSpec,
     weight_grid_step: float,
+    bootstrap_resamples: int = 0,
+    bootstrap_seed: int = 0,
 ) -> Evaluation:
     """Search the fusion weights on valid, apply them on test, and compute all metrics.
 
     `*_probs` are TTA probabilities per branch; labels are class indices [N, T], both in the
-    layout of the task spec `spec`.
+    layout of the task spec `spec`. With `bootstrap_resamples` > 0, `metrics["bootstrap"]`
+    holds the seeded 95% intervals of the test AVG AUC and AVG ACC (src.evaluation.bootstrap).
     """
     for split, probs in (("valid", val_probs), ("test", test_probs)):
         for branch, branch_probs in probs.items():
@@ -49,6 +53,10 @@ def evaluate(
     metrics = compute_metrics(final, test_labels, spec)
     metrics["branches"] = {b: compute_metrics(p, test_labels, spec) for b, p in test_probs.items()}
     metrics["fusion_weights"] = weights
+    if bootstrap_resamples > 0:
+        metrics["bootstrap"] = bootstrap_intervals(
+            final, test_labels, spec, bootstrap_resamples, bootstrap_seed
+        )
     valid = compute_metrics(fuse(val_probs, weights), val_labels, spec)
     metrics["valid"] = {"avg_acc": valid["avg_acc"], "avg_auc": valid["avg_auc"]}
     return Evaluation(metrics, weights, {**test_probs, "final": final}, test_labels)

@@ -30,6 +30,7 @@ from src.reporting.cells import (
     rounded,
     stat_text,
 )
+from src.reporting.intervals import INTERVAL_NOTE, interval_text, one_seed_interval
 from src.reporting.label_tables import (
     best_run_table,
     label_table,
@@ -170,6 +171,7 @@ def overview_table(results: Sequence[ConfigResult], matches: PaperMatches) -> Re
                 "avg_auc_std": rounded(auc.std),
                 "avg_acc_mean": rounded(acc.mean),
                 "avg_acc_std": rounded(acc.std),
+                **_interval_columns(result),
                 "params_m": rounded(params_m(result, "trainable"), 3),
                 "paper_accounting_m": rounded(params_m(result, "paper_accounting"), 3),
                 "paper_tables": " ".join(map(str, tables)),
@@ -182,8 +184,8 @@ def overview_table(results: Sequence[ConfigResult], matches: PaperMatches) -> Re
                 "Configuration": config_name(result),
                 "Setting": setting(result.config),
                 "Seeds": seeds or NOT_RUN,
-                "AVG AUC": ours_text(result, auc),
-                "AVG ACC": ours_text(result, acc),
+                "AVG AUC": ours_text(result, auc) + interval_text(result, "avg_auc"),
+                "AVG ACC": ours_text(result, acc) + interval_text(result, "avg_acc"),
                 "Params M": millions_text(params_m(result, "trainable")),
                 "Paper tables": ", ".join(map(str, tables)),
                 "Status": result.status(),
@@ -194,12 +196,22 @@ def overview_table(results: Sequence[ConfigResult], matches: PaperMatches) -> Re
         "All configurations",
         pd.DataFrame.from_records(records),
         pd.DataFrame.from_records(shown),
-        notes_for(results),
+        notes_for(results) + ([INTERVAL_NOTE] if any(r.n == 1 for r in results) else []),
         caption=(
             "Every configuration found: test AVG AUC and AVG ACC (%), mean ± std over seeds (n), "
             "trainable parameters (M) and status."
         ),
     )
+
+
+def _interval_columns(result: ConfigResult) -> dict[str, float | None]:
+    """avg_auc_ci_low ... avg_acc_ci_high (%) of a one-seed configuration (else empty)."""
+    columns: dict[str, float | None] = {}
+    for metric in ("avg_auc", "avg_acc"):
+        bounds = one_seed_interval(result, metric)
+        columns[f"{metric}_ci_low"] = rounded(bounds[0]) if bounds else None
+        columns[f"{metric}_ci_high"] = rounded(bounds[1]) if bounds else None
+    return columns
 
 
 def failures_table(results: Sequence[ConfigResult], unnamed: Sequence[RunRecord]) -> ReportTable:

@@ -90,7 +90,14 @@ def evaluate_and_save(
     test_probs, test_labels = predict_split(trainer, module, datamodule.split_dataloader("test"))
     tasks = module.tasks
     evaluation = evaluate(
-        val_probs, val_labels, test_probs, test_labels, tasks, cfg.model.weight_grid_step
+        val_probs,
+        val_labels,
+        test_probs,
+        test_labels,
+        tasks,
+        cfg.model.weight_grid_step,
+        bootstrap_resamples=int(cfg.model.bootstrap_resamples),
+        bootstrap_seed=int(cfg.seed),
     )
     metrics = {
         **evaluation.metrics,

@@ -6,6 +6,7 @@
 <run>/predictions.csv             test predictions of every branch and of P_FI
 <run>/roc_curves.png, confusion_matrices.png
 <run>/explain/                    with the W&B logger: panels of the first test cases (src.explain)
+<run>/robustness.json, robustness.png   the robustness probe (src.probe, or probe=true)
 <run>/checkpoints/final.ckpt      the final (averaged) weights and the config
 <run>/checkpoints/last.ckpt       link to the newest epoch checkpoint: resume point
 <run>/error.txt                   a failed sweep job's one-line error and traceback
@@ -29,6 +30,8 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 ROC_FILE = "roc_curves.png"
 CONFUSION_FILE = "confusion_matrices.png"
+ROBUSTNESS_FILE = "robustness.json"
+ROBUSTNESS_PLOT = "robustness.png"
 CHECKPOINT_DIR = "checkpoints"
 FINAL_CHECKPOINT = "final.ckpt"
 LAST_CHECKPOINT = "last.ckpt"
