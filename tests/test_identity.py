@@ -39,6 +39,7 @@ def test_speed_only_keys_are_exactly_these() -> None:
         "data.min_image_side",
         "model.channels_last",
         "model.compile",
+        "model.selection_policies",
         "trainer.check_val_every_n_epoch",
         "trainer.enable_progress_bar",
         "trainer.enable_model_summary",
