@@ -178,7 +178,9 @@ def results_document(predictor: Predictor, pairs: Sequence[ImagePair], probs: Te
 def format_text(document: dict) -> str:
     """Human-readable: per pair, each task's predicted class and all class probabilities."""
     weights = {k: round(v, 4) for k, v in document["fusion_weights"].items()}
-    lines = [f"fusion weights {json.dumps(weights)}; TTA views {', '.join(document['tta_views'])}"]
+    fused = any(pred["clinic"] is not None for pred in document["predictions"])
+    used = f"fusion weights {json.dumps(weights)}" if fused else "no fusion (no clinical image)"
+    lines = [f"{used}; TTA views {', '.join(document['tta_views'])}"]
     for pred in document["predictions"]:
         clinic = pred["clinic"] or "none"
         lines.append(f"\n{pred['id']}  (clinic {clinic}, derm {pred['derm']})")
