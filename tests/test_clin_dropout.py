@@ -7,7 +7,6 @@ from __future__ import annotations
 from itertools import islice
 from pathlib import Path
 
-import pytest
 import torch
 
 from src.config import DataConfig, job_suffix
@@ -17,9 +16,6 @@ from src.models.names import describe
 from src.project import compose_config
 from src.runs.identity import build_identity, identity_differences, result_settings
 from src.runs.summary import run_config_summary
-from src.train import train
-from src.utils.errors import UserError
-from tests.train_helpers import tiny_config
 
 P = 0.4
 
@@ -89,19 +85,3 @@ def test_clin_dropout_is_part_of_the_identity_and_the_name() -> None:
     summary = run_config_summary(compose_config(["experiment=demo", "data.clin_dropout_p=0.3"]))
     assert summary["clin_dropout_p"] == 0.3 and describe(summary).endswith(" clin-dropout 0.3")
     assert "clin_dropout_p" not in run_config_summary(compose_config(["experiment=demo"]))
-
-
-def test_a_run_without_clin_dropout_is_neither_reused_nor_resumed_as_one(
-    synthetic_release: Path, tmp_path: Path
-) -> None:
-    run_dir = tmp_path / "run"
-    overrides = ["callbacks=default", "keep_resume_checkpoints=true", "trainer.max_epochs=1"]
-    train(tiny_config(synthetic_release, run_dir, [*overrides, "model.swa_epochs=1"]))
-    for extra in ([], ["ckpt_path=last"]):
-        cfg = tiny_config(
-            synthetic_release,
-            run_dir,
-            [*overrides, "model.swa_epochs=1", "data.clin_dropout_p=0.3", *extra],
-        )
-        with pytest.raises(UserError, match=r"data\.clin_dropout_p: 0\.0 -> 0\.3"):
-            train(cfg)

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 SWA, LAST, BEST_VALID = "swa", "last", "best_valid"
 
 Evaluate = Callable[[], Evaluation]  # the run's evaluation of the module's current weights
+# What a policy's record says of its own choice and evaluation, not shared with a twin's
+_CHOICE_KEYS = ("epoch", "averaged_epochs", "metric", "valid_score", "eval_s")
 
 
 def policy_record(evaluation: Evaluation) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def evaluate_policies(
         for policy, snapshot in snapshots.items():
             twin = next((p for w, p in evaluated if _same(w, snapshot.state_dict)), None)
             if twin is not None:  # the same weights: the same numbers, not evaluated again
-                record = {k: v for k, v in selection[twin].items() if k not in ("epoch",)}
+                record = {k: v for k, v in selection[twin].items() if k not in _CHOICE_KEYS}
                 record["same_weights_as"] = twin
             else:
                 module.load_state_dict(snapshot.state_dict)
