@@ -79,6 +79,9 @@ class DataConfig:
     augment: bool = True
     augment_p: float = 0.5  # probability a training pair is augmented at all (public pipelines)
     photometric: str = "clin"  # Photometric; clin as the public pipelines
+    # probability a training case's clinical image is replaced by the missing image
+    # (src.data.missing); valid and test always keep theirs. 0: the paper's training
+    clin_dropout_p: float = 0.0
     cache: str = "disk"  # CacheMode: decoded, resized images keyed by image size
     cache_dir: str | None = None  # default: <root>/.cache
     max_image_pixels: int = MAX_IMAGE_PIXELS  # an image with more pixels is refused, not decoded
@@ -144,6 +147,9 @@ class ModelConfig:
     # seeded bootstrap resamples of the test cases for the 95% intervals of AVG AUC and AVG ACC
     # in metrics.json (src/evaluation/bootstrap.py); 0: no intervals
     bootstrap_resamples: int = 1000
+    # also evaluate the last epoch's and the best validation epoch's weights beside the SWA
+    # average, each with its own fusion weights (metrics.json "selection"; src.models.selection)
+    selection_policies: bool = True
     # MatmulPrecision of float32 matmuls: highest (full fp32), high (TF32 where the GPU has it),
     # medium (bf16)
     matmul_precision: str = "high"
@@ -248,6 +254,8 @@ SPEED_ONLY_KEYS = frozenset(
         "data.min_image_side",
         "model.channels_last",
         "model.compile",
+        # extra evaluations beside the headline (metrics.json "selection"), which they leave as is
+        "model.selection_policies",
         "trainer.check_val_every_n_epoch",
         "trainer.enable_progress_bar",
         "trainer.enable_model_summary",

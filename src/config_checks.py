@@ -83,6 +83,7 @@ CHECKS: dict[str, Callable[[Any], str | None]] = {
     "data.num_workers": _int_in(0, 256),
     "data.augment_p": _real(0.0, 1.0, False, False),
     "data.photometric": _one_of(PHOTOMETRIC),
+    "data.clin_dropout_p": _real(0.0, 1.0, False, True),
     "data.cache": _one_of(CACHE_MODES),
     "data.max_image_pixels": _int_in(1),
     "data.min_image_side": _int_in(1),

@@ -12,6 +12,12 @@ the probabilities `src.predict` and the run's evaluation give; `tta_views=[...]`
 `tta=false` exports one pass (the identity view).
 Fusion weights come from the run's metrics.json or `fusion_weights=`, as in `src.predict`.
 
+Beside it (`derm_only=true`, the default) goes `<out stem>.derm_only.onnx` with its own sidecar:
+input `derm` alone, output `p_d`, the dermoscopy branch's P_D with the missing image as the
+network's clinical input, what `src.predict derm=<image>` gives for a case without a clinical
+photo. A second graph rather than an input flag: a deployment without a clinical camera feeds
+one tensor and nothing it could get wrong, and each graph stays a plain feed-forward one.
+
 The model is written to a temporary file, run with onnxruntime on random inputs at two batch
 sizes, compared with PyTorch, and renamed into place only if the largest absolute difference is
 within `atol` (default 1e-4); the difference is printed either way.
@@ -26,8 +32,8 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 import src.project  # noqa: F401  (the set-up: root, environment, schema)
-from src.inference.onnx import VERIFY_BATCHES, export_onnx, sidecar
-from src.inference.predictor import load_predictor
+from src.inference.onnx import VERIFY_BATCHES, Exportable, export_onnx, sidecar
+from src.inference.predictor import Predictor, load_predictor
 from src.utils.errors import UserError, exit_on_user_error
 from src.utils.io import atomic_write_json
 from src.utils.output_dir_check import check_writable_folder
@@ -51,16 +57,42 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         fusion_weights=OmegaConf.to_container(weights) if weights is not None else None,
         tta_views=(cfg.get("tta_views") if cfg.tta else ["identity"]),
     )
-    result = export_onnx(predictor.model, predictor.image_size, out, float(cfg.atol))
-    info = sidecar(predictor.model, predictor.image_size, predictor.norm_stats, str(ckpt))
-    info["max_abs_diff"] = result["max_abs_diff"]
-    atomic_write_json(out.with_name(out.name + ".json"), info)
-    print(
-        f"wrote {out} ({result['bytes'] / 2**20:.1f} MiB, TTA views: "
-        f"{', '.join(predictor.views)}); max |onnxruntime - PyTorch| = "
-        f"{result['max_abs_diff']:.2e} over batches {list(VERIFY_BATCHES)}"
-    )
-    return result
+    models: dict[Path, Exportable] = {out: predictor.model}
+    if cfg.derm_only and "derm" in predictor.model.module.branches:
+        models[derm_only_path(out)] = predictor.derm_only
+    elif cfg.derm_only:
+        print(f"no derm-only model: the network has no dermoscopy branch ({ckpt})")
+    results = _export_all(models, predictor, float(cfg.atol))
+    for path, model in models.items():
+        info = sidecar(model, predictor.image_size, predictor.norm_stats, str(ckpt))
+        info["max_abs_diff"] = results[path]["max_abs_diff"]
+        atomic_write_json(path.with_name(path.name + ".json"), info)
+        print(
+            f"wrote {path} ({model.prediction}; {results[path]['bytes'] / 2**20:.1f} MiB, TTA "
+            f"views: {', '.join(predictor.views)}); max |onnxruntime - PyTorch| = "
+            f"{results[path]['max_abs_diff']:.2e} over batches {list(VERIFY_BATCHES)}"
+        )
+    return results[out]
+
+
+def derm_only_path(out: Path) -> Path:
+    """Where the derm-only graph of the model exported to `out` goes: <stem>.derm_only.onnx."""
+    return out.with_name(f"{out.stem}.derm_only{out.suffix}")
+
+
+def _export_all(
+    models: dict[Path, Exportable], predictor: Predictor, atol: float
+) -> dict[Path, dict[str, Any]]:
+    """Export every model, all or none: when one fails its check, those written go again."""
+    results: dict[Path, dict[str, Any]] = {}
+    try:
+        for path, model in models.items():
+            results[path] = export_onnx(model, predictor.image_size, path, atol)
+    except BaseException:
+        for path in results:
+            path.unlink(missing_ok=True)
+        raise
+    return results
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export")

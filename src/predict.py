@@ -1,6 +1,7 @@
 """Predict the eight checklist tasks for clinical + dermoscopy image pairs with a checkpoint.
 
     python -m src.predict ckpt_path=<run>/checkpoints/final.ckpt clinic=<a.jpg> derm=<b.jpg>
+    python -m src.predict ckpt_path=<run>/checkpoints/final.ckpt derm=<b.jpg>   (derm-only)
     python -m src.predict ckpt_path=... pairs=<folder or pairs.csv> [json=true] [out=preds.csv]
 
 Everything matches evaluation: the images are decoded and resized straight to S x S and
@@ -10,9 +11,15 @@ metrics.json of the run directory the checkpoint belongs to (`<run>/checkpoints/
 `<run>/metrics.json`) or given as `fusion_weights={derm: .., clin: .., fusion: ..}`. Without
 either, prediction stops: equal weights would silently give a different model.
 
+Without a clinical image (`derm=` alone, or an empty `clinic` cell of a CSV) a case gets P_D,
+the dermoscopy branch's probabilities, with the missing image (`src.data.missing`) as the
+network's clinical input; every output names which prediction each case got
+(`"prediction": "P_D (dermoscopy only: no clinical image)"` or P_FI).
+
 Batches (`pairs=`):
 - a CSV file with columns `clinic` and `derm` (image paths, absolute or relative to the CSV's
-  folder) and an optional `id` column (default: the row number);
+  folder; an empty `clinic` cell, or no `clinic` column, predicts from the dermoscopy image
+  alone) and an optional `id` column (default: the row number);
 - or a folder with one sub-folder per case, named by its id, each holding exactly one clinical
   image `clinic.<ext>` and one dermoscopy image `derm.<ext>` (ext: jpg, jpeg or png).
 """
@@ -56,22 +63,25 @@ def pairs_from_csv(csv_path: Path) -> list[ImagePair]:
             rows = list(reader)
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise UserError(f"pairs={csv_path}: cannot read the CSV ({err})") from None
-    missing = [c for c in ("clinic", "derm") if c not in columns]
-    if missing:
+    if "derm" not in columns:
         raise UserError(
-            f"pairs={csv_path}: missing column(s) {missing}; expected columns clinic, derm "
+            f"pairs={csv_path}: missing column 'derm'; expected columns clinic, derm "
             f"(and optionally id), got {columns}"
         )
     pairs = []
     for number, row in enumerate(rows, start=2):  # line 1 is the header
-        paths = {}
-        for column in ("clinic", "derm"):
-            value = (row.get(column) or "").strip()
-            if not value:
-                raise UserError(f"pairs={csv_path}: line {number}: empty '{column}'")
-            paths[column] = _existing(csv_path.parent / value, f"pairs={csv_path}: line {number}")
+        where = f"pairs={csv_path}: line {number}"
+        derm, clinic = ((row.get(c) or "").strip() for c in ("derm", "clinic"))
+        if not derm:
+            raise UserError(f"{where}: empty 'derm' (every case needs its dermoscopy image)")
         case_id = (row.get("id") or "").strip() or str(number - 1)
-        pairs.append(ImagePair(case_id, paths["clinic"], paths["derm"]))
+        pairs.append(
+            ImagePair(
+                case_id,
+                _existing(csv_path.parent / clinic, where) if clinic else None,  # derm-only
+                _existing(csv_path.parent / derm, where),
+            )
+        )
     if not pairs:
         raise UserError(f"pairs={csv_path}: the CSV lists no pairs")
     return pairs
@@ -102,15 +112,23 @@ def pairs_from_folder(folder: Path) -> list[ImagePair]:
 
 
 def read_pairs(cfg: DictConfig) -> list[ImagePair]:
-    """The pairs a command line asks for: clinic= and derm=, or pairs=<folder or CSV>."""
+    """The pairs a command line asks for: [clinic=] derm=, or pairs=<folder or CSV>."""
     single = cfg.get("clinic") is not None or cfg.get("derm") is not None
     if single == (cfg.get("pairs") is not None):
-        raise UserError("give either clinic=<image> derm=<image>, or pairs=<folder or CSV>")
+        raise UserError(
+            "give either clinic=<image> derm=<image> (or derm=<image> alone), or "
+            "pairs=<folder or CSV>"
+        )
     if single:
-        if cfg.get("clinic") is None or cfg.get("derm") is None:
-            raise UserError("a single pair needs both clinic=<image> and derm=<image>")
-        clinic = _existing(Path(cfg.clinic), "clinic")
+        if cfg.get("derm") is None:
+            raise UserError(
+                "derm=<image> is needed: a case is predicted from both images, or from its "
+                "dermoscopy image alone, never from the clinical image alone"
+            )
         derm = _existing(Path(cfg.derm), "derm")
+        if cfg.get("clinic") is None:
+            return [ImagePair(derm.stem, None, derm)]  # derm-only: P_D
+        clinic = _existing(Path(cfg.clinic), "clinic")
         return [ImagePair(clinic.stem, clinic, derm)]
     source = Path(cfg.pairs)
     if source.is_dir():
@@ -147,8 +165,9 @@ def results_document(predictor: Predictor, pairs: Sequence[ImagePair], probs: Te
         "predictions": [
             {
                 "id": p.id,
-                "clinic": str(p.clinic),
+                "clinic": None if p.clinic is None else str(p.clinic),
                 "derm": str(p.derm),
+                "prediction": p.prediction,
                 "tasks": task_results(row, predictor.tasks),
             }
             for p, row in zip(pairs, probs)
@@ -159,9 +178,13 @@ def results_document(predictor: Predictor, pairs: Sequence[ImagePair], probs: Te
 def format_text(document: dict) -> str:
     """Human-readable: per pair, each task's predicted class and all class probabilities."""
     weights = {k: round(v, 4) for k, v in document["fusion_weights"].items()}
-    lines = [f"fusion weights {json.dumps(weights)}; TTA views {', '.join(document['tta_views'])}"]
+    fused = any(pred["clinic"] is not None for pred in document["predictions"])
+    used = f"fusion weights {json.dumps(weights)}" if fused else "no fusion (no clinical image)"
+    lines = [f"{used}; TTA views {', '.join(document['tta_views'])}"]
     for pred in document["predictions"]:
-        lines.append(f"\n{pred['id']}  (clinic {pred['clinic']}, derm {pred['derm']})")
+        clinic = pred["clinic"] or "none"
+        lines.append(f"\n{pred['id']}  (clinic {clinic}, derm {pred['derm']})")
+        lines.append(f"  prediction: {pred['prediction']}")
         for task, result in pred["tasks"].items():
             probs = "  ".join(f"{c} {p:.3f}" for c, p in result["probabilities"].items())
             lines.append(f"  {task:<4} -> {result['predicted']:<4}  {probs}")
@@ -189,11 +212,13 @@ def write_results(path: Path, document: dict, probs: Tensor, tasks: TaskSpec) ->
     with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         predicted_columns = [f"pred_{name}" for name in tasks.task_names]
-        writer.writerow(["id", "clinic", "derm", *predicted_columns, *tasks.all_labels])
+        header = ["id", "clinic", "derm", "prediction", *predicted_columns, *tasks.all_labels]
+        writer.writerow(header)
         for pred, row in zip(document["predictions"], probs):
             predicted = [pred["tasks"][name]["predicted"] for name in tasks.task_names]
             values = [f"{p:.6f}" for p in row.tolist()]
-            writer.writerow([pred["id"], pred["clinic"], pred["derm"], *predicted, *values])
+            case = [pred["id"], pred["clinic"] or "", pred["derm"], pred["prediction"]]
+            writer.writerow([*case, *predicted, *values])
 
 
 def run(cfg: DictConfig) -> dict:

@@ -14,6 +14,9 @@ runs by configuration, and writes into `--out` (default: `<first folder>/report`
     reliance_comparisons.csv     those drops compared (AFF vs SFF, AAB vs CAT, ...), paired test
     metadata_effects.csv         each model.metadata choice against the same configuration
                                  without metadata, with the same paired test (when present)
+    selection.{md,csv,tex}       the checkpoint-selection policies (SWA, last epoch, best
+                                 validation epoch) per configuration, and in
+    selection_comparisons.csv    last vs SWA and best_valid vs SWA, paired (when present)
     failures.{md,csv,tex}        failed / unfinished / duplicate runs with their error line
     runs.csv                     one line per run
     avg_auc_vs_params.png, strip_table<N>.png (per-seed points beside mean ± std),
@@ -45,6 +48,7 @@ from src.reporting.naming import describe, setting
 from src.reporting.reliance import write_reliance
 from src.reporting.render import markdown_section, write_table
 from src.reporting.runs import RunRecord, count_by_status, find_runs
+from src.reporting.selection import write_selection
 from src.reporting.tables import build_tables
 from src.utils.errors import UserError, exit_on_user_error
 from src.utils.io import atomic_path, atomic_write_text
@@ -102,6 +106,7 @@ def write_report(
     if effects:
         with atomic_path(out_dir / "metadata_effects.csv") as tmp:
             metadata_frame(effects).to_csv(tmp, index=False)
+    policies = write_selection(results, out_dir)
     figures = []
     if plots:
         from src.reporting.figures import write_figures
@@ -130,6 +135,8 @@ def write_report(
     body.insert(2, write_reliance(results, out_dir))
     if effects:
         body.insert(3, metadata_section(effects))
+    if policies:
+        body.append(policies)
     if figures:
         names = [p.relative_to(out_dir).as_posix() for p in figures]
         links = "".join(f"- [{name}]({name})\n" for name in names)

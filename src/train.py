@@ -144,6 +144,7 @@ def _fit_and_evaluate(
 ) -> dict[str, Any]:
     import lightning as L
 
+    from src.models.selection import BestValidSnapshot
     from src.models.swa import swa_callback
     from src.runs.checkpoints import save_final_checkpoint
     from src.runs.evaluate import evaluate_and_save
@@ -156,6 +157,7 @@ def _fit_and_evaluate(
         instantiate_loggers,
         resolved_container,
     )
+    from src.runs.selection import selection_hook
     from src.runs.setup import module_and_datamodule, start_run, trainer_settings
 
     start_run(cfg)
@@ -167,6 +169,9 @@ def _fit_and_evaluate(
     swa = swa_callback(cfg.model, int(cfg.trainer.max_epochs), int(cfg.seed))
     if swa is not None:
         callbacks.append(swa)
+    best = BestValidSnapshot() if cfg.model.selection_policies else None
+    if best is not None:
+        callbacks.append(best)
     loggers = instantiate_loggers(
         cfg.get("logger"),
         run_dir,
@@ -198,8 +203,10 @@ def _fit_and_evaluate(
             "checkpoint": str(final_checkpoint(run_dir)),
             "identity": identity,
         }
+        final_epoch = trainer.current_epoch - 1  # 0-based, of the weights trained last
+        more = selection_hook(cfg, module, datamodule, run_dir, swa, best, final_epoch)
         metrics = evaluate_and_save(
-            cfg, module, datamodule, run_dir, loggers, extra, step=trainer.global_step
+            cfg, module, datamodule, run_dir, loggers, extra, step=trainer.global_step, more=more
         )
         if cfg.get("probe"):
             from src.runs.probe import run_probe

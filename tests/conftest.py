@@ -64,18 +64,17 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(scope="session")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path) -> Path:
-    """<run>/checkpoints/final.ckpt of the tiny AFF + AAB MobileNet network after one training
-    step (a real Lightning checkpoint), beside a metrics.json holding RUN_WEIGHTS. Read-only."""
+def one_step_checkpoint(release: Path, run_dir: Path, overrides: tuple[str, ...] = ()) -> Path:
+    """<run_dir>/checkpoints/final.ckpt of the tiny network (`tiny_config` with `overrides`)
+    after one training step (a real Lightning checkpoint), beside a metrics.json holding
+    RUN_WEIGHTS."""
     import lightning as L
 
     from src.benchmarks.training import batch_loader, random_batch
     from src.models.module import AMMFMModule
     from tests.train_helpers import RUN_WEIGHTS, tiny_config
 
-    run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    cfg = tiny_config(synthetic_release, run_dir)  # 32 px, TTA views identity + hflip
+    cfg = tiny_config(release, run_dir, overrides)  # 32 px, TTA views identity + hflip
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     L.seed_everything(0)
@@ -96,3 +95,10 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path)
     metrics = {"fusion_weights": RUN_WEIGHTS, "checkpoint": str(path)}  # as src.train records
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory, synthetic_release: Path) -> Path:
+    """<run>/checkpoints/final.ckpt of the tiny AFF + AAB MobileNet network after one training
+    step (a real Lightning checkpoint), beside a metrics.json holding RUN_WEIGHTS. Read-only."""
+    return one_step_checkpoint(synthetic_release, tmp_path_factory.mktemp("tiny") / "run")

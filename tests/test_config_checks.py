@@ -20,6 +20,8 @@ BAD = [
     ("data.image_size=48", "data.image_size=48 must be a multiple of 32"),
     ("data.augment_p=1.5", "data.augment_p=1.5 must be a finite number in [0, 1]"),
     ("data.photometric=sepia", "data.photometric=sepia must be one of clin, derm, both, none"),
+    ("data.clin_dropout_p=1.0", "data.clin_dropout_p=1.0 must be a finite number in [0, 1)"),
+    ("data.clin_dropout_p=-0.1", "data.clin_dropout_p=-0.1 must be a finite number in [0, 1)"),
     ("model.lr=nan", "model.lr=nan must be a finite number in (0, 10]"),
     ("model.lr=0", "model.lr=0.0 must be a finite number in (0, 10]"),
     ("model.swa_lr=-1e-4", "model.swa_lr=-0.0001 must be a finite number in (0, 10]"),

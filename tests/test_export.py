@@ -33,7 +33,7 @@ def _printed_diff(out: str) -> float:
 
 
 def test_export_matches_pytorch_at_any_batch_size(tiny_ckpt: Path, capsys) -> None:
-    result = run(export_cfg(f"ckpt_path={tiny_ckpt}", "format=onnx"))
+    result = run(export_cfg(f"ckpt_path={tiny_ckpt}", "format=onnx", "derm_only=false"))
     onnx_path = tiny_ckpt.with_suffix(".onnx")
     assert result["path"] == str(onnx_path) and onnx_path.stat().st_size == result["bytes"]
     assert _printed_diff(capsys.readouterr().out) < 1e-4
@@ -48,7 +48,7 @@ def test_export_matches_pytorch_at_any_batch_size(tiny_ckpt: Path, capsys) -> No
     model = load_predictor(tiny_ckpt).model  # src.predict's predictor of the run
     session = onnx_session(onnx_path)
     clinic, derm = random_inputs(32, 5, seed=42)  # a batch size never traced or verified
-    got = run_onnx(session, clinic, derm)
+    got = run_onnx(session, model, clinic, derm)
     with torch.no_grad():
         expected = model(clinic, derm).numpy()
     assert got.shape == (5, len(ALL_LABELS))
@@ -60,12 +60,13 @@ def test_export_matches_pytorch_at_any_batch_size(tiny_ckpt: Path, capsys) -> No
 def test_tta_in_the_graph_includes_rotations(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
     views = "[rot90cw,rot90ccw]"  # both directions of the custom rot90 export
     out = tmp_path / "tta.onnx"
-    run(export_cfg(f"ckpt_path={tiny_ckpt}", f"out={out}", "tta=true", f"tta_views={views}"))
+    tta = ("tta=true", f"tta_views={views}", "derm_only=false")
+    run(export_cfg(f"ckpt_path={tiny_ckpt}", f"out={out}", *tta))
     assert _printed_diff(capsys.readouterr().out) < 1e-4
     tta_model = load_predictor(tiny_ckpt, tta_views=views.strip("[]").split(",")).model
     plain_model = load_predictor(tiny_ckpt, tta_views=["identity"]).model
     clinic, derm = random_inputs(32, 2, seed=7)
-    got = run_onnx(onnx_session(out), clinic, derm)
+    got = run_onnx(onnx_session(out), tta_model, clinic, derm)
     with torch.no_grad():
         assert np.abs(got - tta_model(clinic, derm).numpy()).max() < 1e-4
         assert np.abs(got - plain_model(clinic, derm).numpy()).max() > 1e-6
@@ -73,7 +74,7 @@ def test_tta_in_the_graph_includes_rotations(tiny_ckpt: Path, tmp_path: Path, ca
 
 def test_tta_false_exports_one_pass(tiny_ckpt: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "plain.onnx"
-    run(export_cfg(f"ckpt_path={tiny_ckpt}", f"out={out}", "tta=false"))
+    run(export_cfg(f"ckpt_path={tiny_ckpt}", f"out={out}", "tta=false", "derm_only=false"))
     assert json.loads(Path(f"{out}.json").read_text())["tta_views"] == ["identity"]
 
 

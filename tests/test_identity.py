@@ -39,6 +39,7 @@ def test_speed_only_keys_are_exactly_these() -> None:
         "data.min_image_side",
         "model.channels_last",
         "model.compile",
+        "model.selection_policies",
         "trainer.check_val_every_n_epoch",
         "trainer.enable_progress_bar",
         "trainer.enable_model_summary",
@@ -179,6 +180,7 @@ def test_a_finished_folder_is_reused_only_by_the_same_experiment(
         "model.lr": ["model.lr=0.5"],
         "data.augment": ["data.augment=false"],
         "model.tta_views": ["model.tta_views=[identity]"],
+        "data.clin_dropout_p": ["data.clin_dropout_p=0.3"],
     }
     for key, overrides in cases.items():
         release = other_release if key == "data fingerprint" else synthetic_release
@@ -200,3 +202,11 @@ def test_resuming_with_other_settings_is_refused_and_writes_nothing(
         train(cfg)
     after = {p: p.stat().st_mtime_ns for p in finished_run.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_run_is_not_resumed_with_clinical_dropout(
+    finished_run: Path, synthetic_release: Path
+) -> None:
+    overrides = ["callbacks=default", "ckpt_path=last", "data.clin_dropout_p=0.3"]
+    with pytest.raises(UserError, match=r"data\.clin_dropout_p: 0\.0 -> 0\.3"):
+        train(tiny_config(synthetic_release, finished_run, overrides))

@@ -186,7 +186,7 @@ def test_bad_inputs_are_one_line_errors_naming_the_file(tiny_ckpt: Path, tmp_pat
     cases = {
         "missing": ([f"clinic={tmp_path / 'nope.jpg'}", f"derm={good}"], "nope.jpg"),
         "corrupt": ([f"clinic={good}", f"derm={corrupt}"], "corrupt.jpg"),
-        "half pair": ([f"clinic={good}"], "both clinic"),
+        "clinic alone": ([f"clinic={good}"], "derm=<image> is needed"),
         "pair and pairs": ([f"clinic={good}", f"derm={good}", f"pairs={tmp_path}"], "either"),
     }
     for name, (args, expected) in cases.items():
@@ -219,7 +219,7 @@ def test_bad_batches_name_the_row_or_folder(tiny_ckpt: Path, tmp_path: Path) -> 
     folder = tmp_path / "cases"
     _jpeg(folder / "c1" / "clinic.jpg")
     cases = {
-        no_column: r"missing column\(s\) \['derm'\]",
+        no_column: r"missing column 'derm'",
         missing_file: r"line 3: image .*b\.jpg does not exist",
         folder: r"c1: no 'derm' image",
         tmp_path / "absent.csv": "no such folder or CSV file",

@@ -36,7 +36,7 @@ def _check_metric_block(block: dict) -> None:
 def trained_run(synthetic_release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dir = tmp_path_factory.mktemp("run") / "aff-aab"
     overrides = [*WITH_CHECKPOINTS, *KEEP_EVERY_EPOCH, "keep_resume_checkpoints=true"]
-    train(tiny_config(synthetic_release, run_dir, overrides))
+    train(tiny_config(synthetic_release, run_dir, [*overrides, "model.selection_policies=true"]))
     return run_dir
 
 
@@ -176,10 +176,68 @@ def test_a_complete_run_keeps_only_final_ckpt_holding_weights_config_and_identit
     assert is_complete(run_dir)
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["final.ckpt"]
     stored = read_checkpoint(run_dir / "checkpoints" / "final.ckpt")
-    training_state = {"optimizer_states", "lr_schedulers", "callbacks", "swa_average"}
+    training_state = {"optimizer_states", "lr_schedulers", "callbacks", "swa_average", "best_valid"}
     assert not training_state & stored.keys()
     assert stored["identity"] == json.loads((run_dir / "identity.json").read_text())
     assert stored["hyper_parameters"]["cfg"]["seed"] == 0
+
+
+def test_selection_policies_beside_swa(trained_run: Path) -> None:
+    """metrics.json "selection": the headline is SWA's; the best validation epoch's weights are
+    that epoch's checkpointed training weights; each policy has its own fusion weights."""
+    import torch
+
+    from src.models.selection import BEST_VALID_KEY
+
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    selection = metrics["selection"]
+    assert list(selection) == ["swa", "last", "best_valid"]
+    swa = selection["swa"]
+    for key in ("avg_auc", "avg_acc", "auc", "acc", "fusion_weights", "valid"):
+        assert swa[key] == metrics[key], key
+    assert swa["averaged_epochs"] == [1, 1] and selection["last"]["epoch"] == 1
+    for record in selection.values():
+        _check_metric_block(record)
+        assert math.fsum(record["fusion_weights"].values()) == pytest.approx(1.0)
+        assert set(record["branches"]) == {"clin", "derm", "fusion"}
+    best = selection["best_valid"]
+    assert best["metric"] == "val/avg_auc" and best["epoch"] in (0, 1)
+    # Each epoch checkpoint carries the best-so-far snapshot (resume selects the same).
+    stored = read_checkpoint(trained_run / "checkpoints" / "epoch001.ckpt")[BEST_VALID_KEY]
+    assert (stored["epoch"], stored["score"]) == (best["epoch"], best["valid_score"])
+    chosen = read_checkpoint(trained_run / "checkpoints" / f"epoch{best['epoch']:03d}.ckpt")
+    assert all(torch.equal(stored["state_dict"][k], v) for k, v in chosen["state_dict"].items())
+    if best["epoch"] == 1:  # the last epoch's weights: evaluated once, shared
+        assert best["same_weights_as"] == "last" and best["avg_auc"] == selection["last"]["avg_auc"]
+    else:
+        assert best["eval_s"] >= 0 and "same_weights_as" not in best
+
+
+def test_selection_after_resuming_is_the_uninterrupted_runs(
+    trained_run: Path, synthetic_release: Path
+):
+    import shutil
+
+    resumed_dir = trained_run.parent / "resumed_selection"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained_run / "checkpoints" / "epoch000.ckpt", resumed_dir / "checkpoints")
+    overrides = [*WITH_CHECKPOINTS, "ckpt_path=last", "model.selection_policies=true"]
+    resumed = train(tiny_config(synthetic_release, resumed_dir, overrides))["selection"]
+    uninterrupted = json.loads((trained_run / "metrics.json").read_text())["selection"]
+    for policy in ("swa", "last", "best_valid"):
+        for key in ("epoch", "valid_score", "avg_auc", "avg_acc", "fusion_weights"):
+            assert resumed[policy].get(key) == uninterrupted[policy].get(key), (policy, key)
+
+
+def test_resuming_without_the_best_valid_record_selects_no_best_valid_epoch() -> None:
+    """A checkpoint written with the policies off has not recorded the validation epochs
+    before it: the best-validation policy is left out rather than chosen among later ones."""
+    from src.models.selection import BestValidSnapshot
+    from src.runs.selection import policy_snapshots
+
+    callback = BestValidSnapshot()
+    callback.on_load_checkpoint(None, None, {"epoch": 3, "state_dict": {}})  # type: ignore[arg-type]
+    assert callback.chosen is None and policy_snapshots(None, callback) == {}
 
 
 def test_resume_with_another_epoch_count_is_refused(trained_run: Path, synthetic_release: Path):

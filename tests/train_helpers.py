@@ -25,6 +25,8 @@ TINY = (
     "model.swa_epochs=1",
     "model.lr=1e-3",
     "model.tta_views=[identity,hflip]",
+    # the selection policies' extra evaluations only where a test asks for them
+    "model.selection_policies=false",
 )
 
 # The fusion weights the session's tiny checkpoint (conftest `tiny_ckpt`) has in its metrics.json.

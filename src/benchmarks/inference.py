@@ -100,7 +100,7 @@ def measure_onnx(model: Any, settings: InferenceSettings, onnx_dir: Path) -> dic
     session = onnx_session(path)
     clinic, derm = random_inputs(settings.image_size, 1)
     latency = time_calls(
-        lambda: run_onnx(session, clinic, derm), settings.warmup, settings.onnx_runs
+        lambda: run_onnx(session, model, clinic, derm), settings.warmup, settings.onnx_runs
     )
     return {
         "file_mib": exported["bytes"] / 2**20,

@@ -184,7 +184,8 @@ class PairDataModule(LightningDataModule):
                 transform = train_transform(size, clin, derm, cfg.augment_p, cfg.photometric)
             else:
                 transform = eval_transform(size, clin, derm)
-            self.datasets[split] = PairDataset(cases, images, transform)
+            dropout = cfg.clin_dropout_p if split == "train" else 0.0  # never valid/test
+            self.datasets[split] = PairDataset(cases, images, transform, clin_dropout_p=dropout)
         if cfg.device_pipeline:
             self.device_images = DeviceImages(
                 self.datasets,
@@ -192,6 +193,7 @@ class PairDataModule(LightningDataModule):
                 cfg.augment,
                 cfg.augment_p,
                 cfg.photometric,
+                cfg.clin_dropout_p,
             )
         self.release = release
 

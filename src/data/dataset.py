@@ -8,7 +8,9 @@ import torch
 from torch.utils.data import Dataset
 
 from src.data.cache import ImageCache
+from src.data.clin_dropout import clin_dropped
 from src.data.derm7pt import Case
+from src.data.missing import missing_like
 from src.data.sampling import mix_seed
 from src.data.transforms import PairTransform
 
@@ -24,11 +26,15 @@ class PairDataset(Dataset):
         images: ImageCache,
         transform: PairTransform,
         seed: int | None = None,
+        clin_dropout_p: float = 0.0,
     ):
         self.cases = list(cases)
         self.images = images
         self.transform = transform
         self.seed = seed  # when set, sample i of epoch e is augmented with seed (seed, e, i)
+        # training split only: the clinical image of sample i of epoch e goes missing with this
+        # probability, drawn from (seed, e, i) (src.data.clin_dropout)
+        self.clin_dropout_p = clin_dropout_p
 
     def __len__(self) -> int:
         return len(self.cases)
@@ -43,6 +49,8 @@ class PairDataset(Dataset):
         if self.seed is not None:
             self.transform.set_random_seed(mix_seed(self.seed, epoch, i))
         clin, derm = self.transform(self.images.get(case.clinic), self.images.get(case.derm))
+        if self.seed is not None and clin_dropped(self.seed, epoch, i, self.clin_dropout_p):
+            clin = missing_like(clin)
         return clin, derm, *case_targets(case)
 
 

@@ -17,8 +17,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from src.data.clin_dropout import clin_dropout_mask
 from src.data.dataset import PairDataset
 from src.data.device_augment import augment_pair, draw_params, normalise
+from src.data.missing import missing_like
 from src.data.sampling import mix_seed
 from src.data.transforms import PHOTOMETRIC_TARGETS, Stats
 
@@ -64,8 +66,10 @@ class DeviceImages:
         augment: bool,
         augment_p: float,
         photometric: str,
+        clin_dropout_p: float = 0.0,
     ) -> None:
         self.splits = {name: _stack(datasets[name]) for name in DEVICE_SPLITS}
+        self.clin_dropout_p = clin_dropout_p  # training split only (src.data.clin_dropout)
         self.stats = stats
         self.augment = augment
         self.augment_p = augment_p
@@ -96,6 +100,10 @@ class DeviceImages:
             params = draw_params(seeds, clin.shape[-1], self.augment_p, self.photometric_targets)
             clin, derm = augment_pair(clin, derm, params)
         clin, derm = normalise(clin, self.stats["clin"]), normalise(derm, self.stats["derm"])
+        if split == "train" and self.clin_dropout_p > 0:
+            dropped = clin_dropout_mask(self.seed, keys[:, 1:].tolist(), self.clin_dropout_p)
+            dropped = dropped.to(clin.device).view(-1, 1, 1, 1)
+            clin = torch.where(dropped, missing_like(clin), clin)
         return clin, derm, labels, meta
 
 

@@ -9,6 +9,10 @@ derm7pt: 24). The batch axis is dynamic.
 The model is written to a temporary file, run with onnxruntime on random inputs at two batch
 sizes, compared with PyTorch, and renamed into place only if the largest absolute difference is
 within `atol`.
+
+`src.export` also writes a derm-only graph (`DermOnlyPredictor`): input `derm` alone, output
+`p_d`, P_D of the dermoscopy branch with the missing image as the clinical input, for cases
+without a clinical photo.
 """
 
 from __future__ import annotations
@@ -23,13 +27,13 @@ import numpy as np
 import torch
 
 from src.data.images import PREPROCESSING
-from src.inference.predictor import FusedPredictor
+from src.inference.predictor import DermOnlyPredictor, FusedPredictor
 from src.utils.errors import UserError
 from src.utils.io import atomic_path
 
 OPSET = 17
-INPUT_NAMES = ("clinic", "derm")
-OUTPUT_NAME = "p_fi"
+Exportable = FusedPredictor | DermOnlyPredictor  # `inputs` names forward's arguments
+STREAMS = {"clinic": "clin", "derm": "derm"}  # input name -> its normalisation statistics
 TRACE_BATCH = 2  # traced at 2, verified at 1 and 3: the dynamic batch axis is exercised
 VERIFY_BATCHES = (1, 3)
 
@@ -75,11 +79,13 @@ def _register_symbolics() -> None:
     register_custom_op_symbolic("aten::rot90", symbolic, OPSET)
 
 
-def random_inputs(image_size: int, batch: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised-image-like inputs (standard normal), reproducible."""
+def random_inputs(
+    image_size: int, batch: int, seed: int = 0, count: int = 2
+) -> tuple[torch.Tensor, ...]:
+    """`count` normalised-image-like inputs (standard normal), reproducible."""
     gen = torch.Generator().manual_seed(seed)
     shape = (batch, 3, image_size, image_size)
-    return torch.randn(shape, generator=gen), torch.randn(shape, generator=gen)
+    return tuple(torch.randn(shape, generator=gen) for _ in range(count))
 
 
 def onnx_session(path: str | Path) -> Any:
@@ -95,21 +101,22 @@ def onnx_session(path: str | Path) -> Any:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(session: Any, clinic: torch.Tensor, derm: torch.Tensor) -> np.ndarray:
-    feeds = {INPUT_NAMES[0]: clinic.numpy(), INPUT_NAMES[1]: derm.numpy()}
-    return session.run([OUTPUT_NAME], feeds)[0]
+def run_onnx(session: Any, model: Exportable, *images: torch.Tensor) -> np.ndarray:
+    """The ONNX graph of `model` on `images` (in the order of `model.inputs`)."""
+    feeds = {name: image.numpy() for name, image in zip(model.inputs, images, strict=True)}
+    return session.run([model.output], feeds)[0]
 
 
-def max_abs_difference(path: str | Path, model: FusedPredictor, image_size: int) -> float:
-    """Largest |ONNX - PyTorch| of P_FI over random inputs at the VERIFY_BATCHES sizes."""
+def max_abs_difference(path: str | Path, model: Exportable, image_size: int) -> float:
+    """Largest |ONNX - PyTorch| of the output over random inputs at the VERIFY_BATCHES sizes."""
     session = onnx_session(path)
     worst = 0.0
     model = model.eval()
     for seed, batch in enumerate(VERIFY_BATCHES):
-        clinic, derm = random_inputs(image_size, batch, seed=seed + 1)
+        images = random_inputs(image_size, batch, seed=seed + 1, count=len(model.inputs))
         with torch.no_grad():
-            expected = model(clinic, derm).float().numpy()
-        got = run_onnx(session, clinic, derm)
+            expected = model(*images).float().numpy()
+        got = run_onnx(session, model, *images)
         if got.shape != expected.shape:
             raise RuntimeError(f"ONNX output shape {got.shape} != PyTorch {expected.shape}")
         worst = max(worst, float(np.abs(got - expected).max()))
@@ -117,7 +124,7 @@ def max_abs_difference(path: str | Path, model: FusedPredictor, image_size: int)
 
 
 def export_onnx(
-    model: FusedPredictor, image_size: int, out: str | Path, atol: float = 1e-4
+    model: Exportable, image_size: int, out: str | Path, atol: float = 1e-4
 ) -> dict[str, Any]:
     """Write `model` (on CPU, eval mode) as ONNX to `out` if it matches PyTorch within `atol`.
 
@@ -126,8 +133,8 @@ def export_onnx(
     _register_symbolics()
     model = model.cpu().eval()
     out = Path(out)
-    example = random_inputs(image_size, TRACE_BATCH)
-    dynamic = {name: {0: "batch"} for name in (*INPUT_NAMES, OUTPUT_NAME)}
+    example = random_inputs(image_size, TRACE_BATCH, count=len(model.inputs))
+    dynamic = {name: {0: "batch"} for name in (*model.inputs, model.output)}
     started = time.perf_counter()
     with atomic_path(out) as tmp:
         with warnings.catch_warnings(), torch.no_grad():
@@ -137,8 +144,8 @@ def export_onnx(
                 example,
                 str(tmp),
                 dynamo=False,  # the TorchScript exporter: no onnxscript dependency
-                input_names=list(INPUT_NAMES),
-                output_names=[OUTPUT_NAME],
+                input_names=list(model.inputs),
+                output_names=[model.output],
                 dynamic_axes=dynamic,
                 opset_version=OPSET,
             )
@@ -153,10 +160,10 @@ def export_onnx(
     return {"path": str(out), "bytes": size, "max_abs_diff": diff, "export_s": export_s}
 
 
-def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint: str) -> dict:
+def sidecar(model: Exportable, image_size: int, norm_stats: dict, checkpoint: str) -> dict:
     """What a user of the .onnx file needs to know to feed it and read its output."""
     tasks = model.tasks
-    return {
+    info = {
         "format": "onnx",
         "opset": OPSET,
         "checkpoint": checkpoint,
@@ -165,13 +172,14 @@ def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint
                 "shape": ["batch", 3, image_size, image_size],
                 "dtype": "float32",
                 "preprocessing": PREPROCESSING.replace("image_size", str(image_size)),
-                "mean": list(norm_stats[stream][0]),
-                "std": list(norm_stats[stream][1]),
+                "mean": list(norm_stats[STREAMS[name]][0]),
+                "std": list(norm_stats[STREAMS[name]][1]),
             }
-            for name, stream in zip(INPUT_NAMES, ("clin", "derm"))
+            for name in model.inputs
         },
         "output": {
-            "name": OUTPUT_NAME,
+            "name": model.output,
+            "prediction": model.prediction,
             "shape": ["batch", tasks.num_outputs],
             "labels": list(tasks.all_labels),
         },
@@ -179,3 +187,8 @@ def sidecar(model: FusedPredictor, image_size: int, norm_stats: dict, checkpoint
         "fusion_weights": model.weights,
         "tta_views": model.views,
     }
+    if "clinic" not in model.inputs:
+        from src.data.missing import MISSING_IMAGE
+
+        info["clinical_input"] = f"none: the network's clinical input is {MISSING_IMAGE}"
+    return info

@@ -31,13 +31,23 @@ if TYPE_CHECKING:
     from src.models.module import AMMFMModule
 
 
+# What a row of predictions is (the paper's symbols, Eq. 4); src.predict prints and writes it.
+FUSED_PREDICTION = "P_FI (clinical + dermoscopy images, fused with the run's weights)"
+DERM_ONLY_PREDICTION = "P_D (dermoscopy only: no clinical image)"
+
+
 @dataclass(frozen=True)
 class ImagePair:
-    """One case to predict: an id and its two image files."""
+    """One case to predict: an id and its image files; without a clinical image (None) the
+    case gets the dermoscopy branch's P_D (`DermOnlyPredictor`)."""
 
     id: str
-    clinic: Path
+    clinic: Path | None
     derm: Path
+
+    @property
+    def prediction(self) -> str:
+        return FUSED_PREDICTION if self.clinic is not None else DERM_ONLY_PREDICTION
 
 
 def module_from_checkpoint(ckpt_path: str | Path) -> AMMFMModule:
@@ -124,6 +134,10 @@ class FusedPredictor(nn.Module):
     Exactly the evaluation's arithmetic (tta_probabilities, then fuse); traceable for export.
     """
 
+    inputs: tuple[str, ...] = ("clinic", "derm")  # forward's arguments; the ONNX inputs
+    output = "p_fi"  # the ONNX output
+    prediction = FUSED_PREDICTION
+
     def __init__(
         self,
         module: nn.Module,
@@ -149,6 +163,39 @@ class FusedPredictor(nn.Module):
         return fuse(self.branch_probabilities(clinic, derm), self.weights)
 
 
+class DermOnlyPredictor(nn.Module):
+    """derm normalised [B,3,S,S] -> P_D [B,L]: the dermoscopy branch's TTA-averaged
+    probabilities when there is no clinical image; traceable for export.
+
+    The network still has a clinical input: it gets the missing image
+    (`src.data.missing.missing_like`, what `data.clin_dropout_p` trains with). With CAT blocks
+    P_D never reads the clinical stream, so it is exactly the evaluation's P_D; with AAB or BAB
+    blocks the clinical attention maps are those of the missing image.
+    """
+
+    inputs: tuple[str, ...] = ("derm",)
+    output = "p_d"
+    prediction = DERM_ONLY_PREDICTION
+
+    def __init__(self, fused: FusedPredictor, source: object):
+        super().__init__()
+        if "derm" not in fused.module.branches:
+            raise UserError(
+                f"ckpt_path={source}: the model has no dermoscopy branch (branches "
+                f"{list(fused.module.branches)}), so it cannot predict from a dermoscopy image "
+                "alone; give clinic=<image> too"
+            )
+        self.fused = fused
+        self.tasks = fused.tasks
+        self.views = fused.views
+        self.weights = {"derm": 1.0}  # P_D alone: Eq. 4 with all weight on the derm branch
+
+    def forward(self, derm: Tensor) -> Tensor:
+        from src.data.missing import missing_like
+
+        return self.fused.branch_probabilities(missing_like(derm), derm)["derm"]
+
+
 @dataclass
 class Predictor:
     """A checkpoint ready to predict: the fused model and the evaluation preprocessing."""
@@ -172,26 +219,49 @@ class Predictor:
     def views(self) -> list[str]:
         return self.model.views
 
+    @property
+    def derm_only(self) -> DermOnlyPredictor:
+        """P_D from the dermoscopy image alone (UserError for a model without that branch)."""
+        return DermOnlyPredictor(self.model, self.checkpoint)
+
     def load(self, pairs: Sequence[ImagePair]) -> tuple[Tensor, Tensor]:
-        """Decode, resize and normalise a batch of pairs as evaluation does."""
+        """Decode, resize and normalise a batch of pairs as evaluation does; a pair without a
+        clinical image gets the missing image (`missing_like`) in its place."""
         from src.data.cache import ImageCache
+        from src.data.missing import missing_like
         from src.data.transforms import eval_transform
 
         images = ImageCache(self.image_size, mode="none")  # decode + resize, as the cache does
         transform = eval_transform(
             self.image_size, self.norm_stats["clin"], self.norm_stats["derm"]
         )
-        tensors = [transform(images.get(p.clinic), images.get(p.derm)) for p in pairs]
+        tensors = []
+        for p in pairs:
+            derm = images.get(p.derm)
+            clin_t, derm_t = transform(derm if p.clinic is None else images.get(p.clinic), derm)
+            tensors.append((missing_like(clin_t) if p.clinic is None else clin_t, derm_t))
         return torch.stack([c for c, _ in tensors]), torch.stack([d for _, d in tensors])
+
+    def _predict_batch(self, pairs: Sequence[ImagePair]) -> Tensor:
+        """P_FI of the pairs with a clinical image, P_D of those without, in order."""
+        clinic, derm = (t.to(self.device) for t in self.load(pairs))
+        fused = torch.tensor([p.clinic is not None for p in pairs], device=self.device)
+        out = torch.empty(len(pairs), self.tasks.num_outputs, device=self.device)
+        if fused.any():
+            out[fused] = self.model(clinic[fused], derm[fused]).float()
+        if not fused.all():
+            out[~fused] = self.derm_only(derm[~fused]).float()
+        return out.cpu()
 
     @torch.no_grad()
     def predict(self, pairs: Sequence[ImagePair], batch_size: int = 8) -> Tensor:
-        """P_FI [N, L] (columns in `tasks.all_labels` order) for `pairs`, `batch_size` at a
-        time."""
-        out = []
-        for start in range(0, len(pairs), batch_size):
-            clinic, derm = self.load(pairs[start : start + batch_size])
-            out.append(self.model(clinic.to(self.device), derm.to(self.device)).float().cpu())
+        """[N, L] (columns in `tasks.all_labels` order) for `pairs`, `batch_size` at a time:
+        P_FI of a pair with both images, P_D of one without a clinical image
+        (`ImagePair.prediction` says which)."""
+        out = [
+            self._predict_batch(pairs[start : start + batch_size])
+            for start in range(0, len(pairs), batch_size)
+        ]
         probs = torch.cat(out) if out else torch.zeros(0, self.tasks.num_outputs)
         require_finite(probs, f"ckpt_path={self.checkpoint}")
         return probs

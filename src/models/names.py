@@ -41,6 +41,8 @@ def describe(config: dict[str, Any]) -> str:
             name += f" qk c/{qk}"
         if config.get("block_gate", "none") != "none":
             name += f" gate {config['block_gate']}"
+    if config.get("clin_dropout_p"):
+        name += f" clin-dropout {config['clin_dropout_p']:g}"
     if config.get("metadata"):
         name += f" +meta {','.join(config['metadata'])}"
     if config.get("leaky_metadata"):

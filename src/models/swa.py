@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 
 from src.data.sampling import mix_seed
+from src.models.selection import Snapshot, cpu_copy
 from src.utils.distributed import average_batchnorm_statistics
 from src.utils.errors import UserError
 
@@ -59,7 +60,9 @@ class EndOfEpochSWA(WeightAveraging):
     """Average the weights at the end of epochs `max_epochs - swa_epochs` ... `max_epochs - 1`
     (0-based), then load the average into the module and refresh its BatchNorm statistics."""
 
-    def __init__(self, swa_epochs: int, max_epochs: int, seed: int = 0) -> None:
+    def __init__(
+        self, swa_epochs: int, max_epochs: int, seed: int = 0, keep_last: bool = False
+    ) -> None:
         if not 0 < swa_epochs <= max_epochs:  # the config's values: src.config_checks
             raise ValueError(f"swa_epochs={swa_epochs} must be in 1..max_epochs={max_epochs}")
         # Parameters only: BatchNorm statistics are recomputed for the average, not averaged.
@@ -68,6 +71,10 @@ class EndOfEpochSWA(WeightAveraging):
         self.first_epoch = max_epochs - swa_epochs
         self.seed = seed
         self.applied = False
+        # keep_last: the last epoch's weights, as they were before the average replaced them
+        # (the "last" checkpoint-selection policy, src.models.selection)
+        self.keep_last = keep_last
+        self.last: Snapshot | None = None
 
     def should_update(self, step_idx: int | None = None, epoch_idx: int | None = None) -> bool:
         return epoch_idx is not None and epoch_idx >= self.first_epoch
@@ -101,6 +108,8 @@ class EndOfEpochSWA(WeightAveraging):
                 "training stopped before trainer.max_epochs; resume it with ckpt_path=last"
             )
         assert self._average_model is not None
+        if self.keep_last:
+            self.last = Snapshot(cpu_copy(pl_module), epoch=self.first_epoch + self.swa_epochs - 1)
         with torch.no_grad():
             averaged = self._average_model.module.parameters()
             for average, current in zip(averaged, pl_module.parameters(), strict=True):
@@ -134,7 +143,10 @@ class EndOfEpochSWA(WeightAveraging):
 def swa_callback(model_cfg: Any, max_epochs: int, seed: int) -> EndOfEpochSWA | None:
     """SWA over the last `model.swa_epochs` epochs (paper: 50 of 250); None when it is 0."""
     swa_epochs = int(model_cfg.swa_epochs)
-    return EndOfEpochSWA(swa_epochs, max_epochs, seed=seed) if swa_epochs > 0 else None
+    if swa_epochs == 0:
+        return None
+    keep_last = bool(model_cfg.get("selection_policies", False))
+    return EndOfEpochSWA(swa_epochs, max_epochs, seed=seed, keep_last=keep_last)
 
 
 def refresh_batchnorm(trainer: pl.Trainer, pl_module: pl.LightningModule, seed: int) -> None:

@@ -4,6 +4,7 @@ TTA predictions on valid and test, then `src.evaluation.pipeline.evaluate`, then
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from omegaconf import DictConfig
 from torch import Tensor
 
 from src.data.datamodule import PairDataModule
-from src.evaluation.pipeline import evaluate
+from src.evaluation.pipeline import Evaluation, evaluate
 from src.models.metadata import leaky_metadata
 from src.models.module import AMMFMModule
 from src.models.names import describe
@@ -74,6 +75,26 @@ def predict_split(
     return probs, labels
 
 
+def predict_and_evaluate(
+    cfg: DictConfig, module: AMMFMModule, datamodule: PairDataModule, run_dir: Path
+) -> Evaluation:
+    """TTA predictions on valid and test, the validation weight search, the test metrics."""
+    datamodule.setup("predict")
+    trainer = build_eval_trainer(cfg, run_dir)
+    val_probs, val_labels = predict_split(trainer, module, datamodule.split_dataloader("valid"))
+    test_probs, test_labels = predict_split(trainer, module, datamodule.split_dataloader("test"))
+    return evaluate(
+        val_probs,
+        val_labels,
+        test_probs,
+        test_labels,
+        module.tasks,
+        cfg.model.weight_grid_step,
+        bootstrap_resamples=int(cfg.model.bootstrap_resamples),
+        bootstrap_seed=int(cfg.seed),
+    )
+
+
 def evaluate_and_save(
     cfg: DictConfig,
     module: AMMFMModule,
@@ -82,23 +103,13 @@ def evaluate_and_save(
     loggers: list[Logger],
     extra: dict[str, Any],
     step: int = 0,
+    more: Callable[[Evaluation], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """TTA + validation weight search + test metrics -> metrics.json, predictions.csv, plots."""
-    datamodule.setup("predict")
-    trainer = build_eval_trainer(cfg, run_dir)
-    val_probs, val_labels = predict_split(trainer, module, datamodule.split_dataloader("valid"))
-    test_probs, test_labels = predict_split(trainer, module, datamodule.split_dataloader("test"))
+    """TTA + validation weight search + test metrics -> metrics.json, predictions.csv, plots.
+    `more(evaluation)` adds entries to metrics.json (the selection policies: src.runs.selection)."""
+    evaluation = predict_and_evaluate(cfg, module, datamodule, run_dir)
     tasks = module.tasks
-    evaluation = evaluate(
-        val_probs,
-        val_labels,
-        test_probs,
-        test_labels,
-        tasks,
-        cfg.model.weight_grid_step,
-        bootstrap_resamples=int(cfg.model.bootstrap_resamples),
-        bootstrap_seed=int(cfg.seed),
-    )
+    added = more(evaluation) if more is not None else {}
     metrics = {
         **evaluation.metrics,
         "tasks": tasks.to_dict(),
@@ -111,6 +122,7 @@ def evaluate_and_save(
         "seed": cfg.seed,
         "config": run_config_summary(cfg),
         **extra,
+        **added,
         "git_commit": git_commit(),
         "packages": package_versions(),
         "machine": machine_info(),

@@ -30,6 +30,8 @@ def run_config_summary(cfg: DictConfig) -> dict[str, Any]:
         "matmul_precision": cfg.model.matmul_precision,
         "metadata": list(cfg.model.metadata),
     }
+    if cfg.data.get("clin_dropout_p"):  # named where it is on: a run of another result
+        summary["clin_dropout_p"] = float(cfg.data.clin_dropout_p)
     if summary["metadata"]:  # a leaky column is named in every row that groups this run
         tasks = load_task_spec(cfg.data.tasks)
         summary["leaky_metadata"] = leaky_metadata(summary["metadata"], tasks)
