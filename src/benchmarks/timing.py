@@ -53,6 +53,32 @@ def time_calls(
     return summarize(times)
 
 
+def alternate_rounds(
+    calls: dict[str, Callable[[], Any]], rounds: int, per_round: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Each callable's median seconds per round, the callables timed in alternation
+    (`rounds` rounds of `per_round` calls each, after `warmup` untimed calls of each): a drift
+    of the machine's speed hits all alike, which timings one after the other cannot promise."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            times[name].append(time_calls(fn, 0, per_round)["median_s"])
+    return times
+
+
+def ratio_of(times: dict[str, list[float]], row: str, reference: str) -> dict[str, float]:
+    """Median latency of `row` over `reference` and the spread of the per-round ratios."""
+    per_round = sorted(a / b for a, b in zip(times[row], times[reference], strict=True))
+    return {
+        "ratio": statistics.median(times[row]) / statistics.median(times[reference]),
+        "round_ratio_min": per_round[0],
+        "round_ratio_max": per_round[-1],
+    }
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
