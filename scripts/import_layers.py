@@ -14,7 +14,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
-ENTRY_SCRIPTS = ("train", "eval", "predict", "export", "bench", "report", "params")
+ENTRY_SCRIPTS = ("train", "eval", "predict", "export", "bench", "report", "params", "publish")
 # Top to bottom; a unit may import only units below it. Entry scripts sit above all of them.
 LAYERS = (
     "benchmarks",
