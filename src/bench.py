@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS
+from src.benchmarks.deployed import DEPLOYED_ROWS
 from src.benchmarks.suite import FULL, failed_sections
 from src.benchmarks.suite import run as run_suite
 from src.project import PROJECT_ROOT
@@ -50,6 +51,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--train-row", help=f"row for training/data/gpu (default {AMMFM_ROW})")
     parser.add_argument(
         "--sections", help="comma-separated subset of inference,deployed,training,data,gpu"
+    )
+    parser.add_argument(
+        "--deployed-rows",
+        help=f"rows of the deployed section, reference first (default: {','.join(DEPLOYED_ROWS)})",
     )
     parser.add_argument(
         "--checkpoint",

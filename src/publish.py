@@ -96,10 +96,9 @@ def _seed_files(record: RunRecord, folder: Path, onnx: float | None) -> dict[str
     unless None); returns its result identity."""
     import yaml
 
-    run_dir = Path(record.source)
-    ckpt_path = final_checkpoint(run_dir)
-    ckpt = read_checkpoint(ckpt_path)
     metrics = record.metrics or {}
+    ckpt_path = Path(metrics.get("checkpoint") or final_checkpoint(Path(record.source)))
+    ckpt = read_checkpoint(ckpt_path)  # the weights its metrics were computed from
     identity = ckpt.get("identity") or metrics.get("identity") or {}
     folder.mkdir(parents=True)
     _weights_file(ckpt["state_dict"], folder / WEIGHTS_FILE)

@@ -26,12 +26,15 @@ PRECISIONS = (FP32, INT8_DYNAMIC, INT8_STATIC)
 Feeds = dict[str, np.ndarray]
 
 
-def _reader(feeds: Sequence[Feeds]) -> object:
+def _reader(feeds: Sequence[Feeds], inputs: set[str]) -> object:
+    """The calibration feeds, each cut to the graph's `inputs` (a single-modal graph has one)."""
     from onnxruntime.quantization import CalibrationDataReader
 
     class Pairs(CalibrationDataReader):
         def __init__(self) -> None:
-            self._next: Iterator[Feeds] = iter(feeds)
+            self._next: Iterator[Feeds] = (
+                {k: v for k, v in f.items() if k in inputs} for f in feeds
+            )
 
         def get_next(self) -> Feeds | None:
             return next(self._next, None)
@@ -75,6 +78,7 @@ def quantize(fp32: Path, out: Path, method: str, calibration: Sequence[Feeds] = 
 
 
 def _quantize(fp32: Path, out: Path, method: str, calibration: Sequence[Feeds]) -> None:
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_dynamic, quantize_static
 
     if method == INT8_DYNAMIC:
@@ -83,7 +87,7 @@ def _quantize(fp32: Path, out: Path, method: str, calibration: Sequence[Feeds]) 
         quantize_static(
             fp32,
             out,
-            _reader(calibration),
+            _reader(calibration, {i.name for i in onnx.load(fp32).graph.input}),
             quant_format=QuantFormat.QDQ,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,

@@ -224,7 +224,12 @@ def build_plan(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else FULL
     settings = replace(plan.inference, image_size=args.image_size, batch=args.batch)
     rows = tuple(args.rows.split(",")) if args.rows else plan.rows
-    for row in (*rows, args.train_row or plan.train_row):
+    deployed_rows = (
+        tuple(args.deployed_rows.split(",")) if args.deployed_rows else plan.deployed_rows
+    )
+    if len(deployed_rows) < 2:
+        raise UserError("--deployed-rows: give a reference row and at least one more")
+    for row in (*rows, *deployed_rows, args.train_row or plan.train_row):
         paper_row(row)  # unknown ids fail here, before anything runs
     check_value("--image-size", settings.image_size, rule="data.image_size")
     if settings.batch < 1:
@@ -238,6 +243,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
         plan,
         inference=settings,
         deployed=deployed,
+        deployed_rows=deployed_rows,
         rows=rows,
         onnx_rows=() if args.no_onnx else tuple(r for r in plan.onnx_rows if r in rows),
         train_row=args.train_row or plan.train_row,

@@ -8,14 +8,20 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def synchronize(device: torch.device | str | None) -> None:
-    """Wait for queued GPU work, so a clock reading covers it (no-op on CPU)."""
-    if device is not None and torch.device(device).type == "cuda":
+    """Wait for queued GPU work, so a clock reading covers it (no-op on CPU). torch is
+    imported here only: the memory probe of ONNX models (ort_memory.py) runs without it."""
+    if device is None:
+        return
+    import torch
+
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
@@ -80,7 +86,16 @@ def ratio_of(times: dict[str, list[float]], row: str, reference: str) -> dict[st
 
 
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process so far: Linux's VmHWM (the peak of this program,
+    reset by exec, unlike getrusage's ru_maxrss, which keeps the peak of the process that
+    started it); elsewhere ru_maxrss (macOS reports bytes)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**20 if platform.system() == "Darwin" else 2**10)
 

@@ -126,7 +126,9 @@ def onnx_session(
 
 
 def run_onnx(session: Any, clinic: torch.Tensor, derm: torch.Tensor) -> np.ndarray:
-    feeds = {INPUT_NAMES[0]: clinic.numpy(), INPUT_NAMES[1]: derm.numpy()}
+    """P_FI of a batch; a single-modal graph has only its own input (the other is unused)."""
+    wanted = {i.name for i in session.get_inputs()}
+    feeds = {n: t.numpy() for n, t in zip(INPUT_NAMES, (clinic, derm)) if n in wanted}
     return session.run([OUTPUT_NAME], feeds)[0]
 
 

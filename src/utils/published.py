@@ -14,8 +14,9 @@ published seed back as a checkpoint, so `ckpt_path=<folder>` works wherever a .c
     <configuration>/seed<N>/model.onnx (+ .json) with onnx=true
 
 `ckpt_path=<configuration>` reads the manifest's default seed; `ckpt_path=<configuration>/seed3`
-that seed. Every file the manifest lists is checked against its sha256 before anything is read:
-a changed, truncated or missing file is refused with one line.
+that seed. The seed's files and the configuration's own are checked against their sha256 in
+the manifest before anything is read: a changed, truncated or missing file is refused with one
+line.
 """
 
 from __future__ import annotations
@@ -75,12 +76,17 @@ def _manifest(root: Path, given: Path) -> dict[str, Any]:
     return manifest
 
 
-def verify_published(root: Path, given: Path | None = None) -> dict[str, Any]:
-    """The manifest of the configuration folder `root`, once every file it lists matches its
-    sha256; UserError naming the first file that does not."""
+def verify_published(
+    root: Path, given: Path | None = None, seed_dir: str | None = None
+) -> dict[str, Any]:
+    """The manifest of the configuration folder `root`, once every file it lists (or, given
+    `seed_dir`, every file of that seed and of the configuration itself) matches its sha256;
+    UserError naming the first file that does not."""
     given = given or root
     manifest = _manifest(root, given)
     for name, facts in manifest["files"].items():
+        if seed_dir is not None and "/" in name and not name.startswith(f"{seed_dir}/"):
+            continue  # another seed's file: not read
         path = root / name
         if not path.is_file():
             raise UserError(f"ckpt_path={given}: {path} is missing; download the folder again")
@@ -96,9 +102,9 @@ def seed_folder(path: str | Path) -> tuple[Path, Path, dict[str, Any]]:
     """(configuration folder, seed folder, verified manifest) of a published path."""
     path = Path(path)
     root = path if (path / MANIFEST_FILE).is_file() else path.parent
-    manifest = verify_published(root, path)
     if path == root:
-        path = root / f"{SEED_PREFIX}{int(manifest['default_seed'])}"
+        path = root / f"{SEED_PREFIX}{int(_manifest(root, path)['default_seed'])}"
+    manifest = verify_published(root, path, seed_dir=path.name)
     if not (path / WEIGHTS_FILE).is_file():
         seeds = sorted(p.name for p in root.glob(f"{SEED_PREFIX}*") if p.is_dir())
         raise UserError(f"ckpt_path={path}: no {WEIGHTS_FILE}; published seeds: {seeds}")
