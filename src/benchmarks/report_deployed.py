@@ -106,7 +106,12 @@ def render_deployed(section: dict[str, Any]) -> list[str]:
             f"| {r['row']} | {r['precision']} | {r['views']} | {mark}{r['ratio']:.3f}{mark} | "
             f"{r['round_ratio_min']:.3f}-{r['round_ratio_max']:.3f} |"
         )
-    lines += ["", f"({EAGER}: PyTorch eager, the reference row.)", ""]
+    lines += [
+        "",
+        f"({EAGER}: PyTorch eager, the reference row.) Where the AAB's time goes and which "
+        "ONNX Runtime settings were tried: [aab-profile.md](aab-profile.md).",
+        "",
+    ]
     lines += _int8_accuracy(section.get("int8_accuracy") or [])
     return lines
 
