@@ -29,7 +29,8 @@ def sweep(synthetic_release: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     """Two seeds of the tiny configuration, as a sweep folder holds them."""
     root = tmp_path_factory.mktemp("sweep")
     for seed in (0, 1):
-        train(tiny_config(synthetic_release, root / f"seed{seed}", [f"seed={seed}"]))
+        overrides = [f"seed={seed}", "trainer.max_epochs=1", "model.swa_epochs=0"]
+        train(tiny_config(synthetic_release, root / f"seed{seed}", overrides))
     return root
 
 
