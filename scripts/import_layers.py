@@ -24,6 +24,7 @@ ENTRY_SCRIPTS = (
     "params",
     "explain",
     "probe",
+    "publish",
 )
 # Top to bottom; a unit may import only units below it. Entry scripts sit above all of them.
 LAYERS = (

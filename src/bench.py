@@ -9,6 +9,9 @@
 Sections (each described in its module under src/benchmarks/):
 - inference: latency (batch 1), throughput (batch 24), peak memory and MACs of each paper
   configuration on CPU, a fresh process per configuration; ONNX size and onnxruntime latency;
+- deployed: the exported models in ONNX Runtime (TTA views and one view; fp32, int8 dynamic,
+  int8 static) of SFF-CAT ST+ST, AFF-CAT and AFF-AAB side by side in alternating rounds, the
+  eager predictor as a reference; with `--checkpoint`, int8's test AVG AUC/ACC cost;
 - training: one training step through Lightning vs a plain PyTorch loop (framework overhead);
 - data: the training loader's pairs/s (configured workers, image cache) vs the model's pairs/s;
 - gpu: bf16-mixed / channels_last / torch.compile, only when CUDA is available.
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS
+from src.benchmarks.deployed import DEPLOYED_ROWS
 from src.benchmarks.suite import FULL, failed_sections
 from src.benchmarks.suite import run as run_suite
 from src.project import PROJECT_ROOT
@@ -45,7 +49,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--rows", help=f"comma-separated paper rows (default: {','.join(INFERENCE_ROWS)})"
     )
     parser.add_argument("--train-row", help=f"row for training/data/gpu (default {AMMFM_ROW})")
-    parser.add_argument("--sections", help="comma-separated subset of inference,training,data,gpu")
+    parser.add_argument(
+        "--sections", help="comma-separated subset of inference,deployed,training,data,gpu"
+    )
+    parser.add_argument(
+        "--deployed-rows",
+        help=f"rows of the deployed section, reference first (default: {','.join(DEPLOYED_ROWS)})",
+    )
+    parser.add_argument(
+        "--checkpoint",
+        action="append",
+        help="trained checkpoint (or published folder) whose test accuracy int8 is measured "
+        "on; repeatable (see experiments/bench/README.md for the documented one)",
+    )
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export and timing")
     parser.add_argument("--data-root", help="release folder for the loader (default: synthetic)")
     parser.add_argument("--cache-dir", help="image cache folder for the loader")

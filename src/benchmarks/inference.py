@@ -19,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from src.benchmarks.configs import bench_config, paper_row
-from src.benchmarks.timing import peak_rss_mib, time_calls
+from src.benchmarks.timing import alternate_rounds, peak_rss_mib, ratio_of, time_calls
 from src.data.tasks import load_task_spec
 from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
 from src.inference.predictor import FusedPredictor
@@ -72,8 +73,12 @@ def count_flops(model: torch.nn.Module, *inputs: torch.Tensor) -> int:
     return int(counter.get_total_flops())
 
 
-def _predictor(row_id: str, settings: InferenceSettings) -> tuple[Any, dict[str, Any]]:
-    cfg = bench_config(row_id, settings.image_size)
+def build_predictor(
+    row_id: str, image_size: int, views: Sequence[str] | None = ("identity",)
+) -> tuple[FusedPredictor, dict[str, Any]]:
+    """The deployed predictor of a paper row (random weights, equal fusion weights: any
+    weights cost the same) averaging `views` (None: the row's TTA views), and its facts."""
+    cfg = bench_config(row_id, image_size)
     torch.manual_seed(0)
     tasks = load_task_spec(cfg.data.tasks)
     network = build_network(cfg, tasks.num_classes, load_weights=False).eval()
@@ -90,7 +95,8 @@ def _predictor(row_id: str, settings: InferenceSettings) -> tuple[Any, dict[str,
         "paper_params_m": row.params_m,
         "paper_avg_auc": None if row.avg_auc is None else row.avg_auc.mean,
     }
-    return FusedPredictor(network, tasks, weights, ["identity"]).eval(), info
+    views = list(cfg.model.tta_views) if views is None else list(views)
+    return FusedPredictor(network, tasks, weights, views).eval(), info
 
 
 def measure_onnx(model: Any, settings: InferenceSettings, onnx_dir: Path) -> dict[str, Any]:
@@ -117,7 +123,7 @@ def measure(row_id: str, settings: InferenceSettings, onnx_dir: Path | None = No
     and the growth over the built model during batch-1 and batch inference.
     """
     rss_start = peak_rss_mib()
-    model, info = _predictor(row_id, settings)
+    model, info = build_predictor(row_id, settings.image_size)
     rss_model = peak_rss_mib()
     size = settings.image_size
     one = random_inputs(size, 1)
@@ -162,26 +168,18 @@ def measure_side_by_side(
     """Batch-1 latency of `row_id` over `reference`, both built in this process and timed in
     alternation (`rounds` rounds of `calls` calls each): a drift of the machine's speed hits
     both alike, which separate processes measured one after the other cannot promise."""
-    models = {name: _predictor(name, settings)[0] for name in (row_id, reference)}
+    models = {name: build_predictor(name, settings.image_size)[0] for name in (row_id, reference)}
     pair = random_inputs(settings.image_size, 1)
-    times: dict[str, list[float]] = {name: [] for name in models}
+    fns = {name: (lambda m=model: m(*pair)) for name, model in models.items()}
     with torch.inference_mode():
-        for model in models.values():
-            for _ in range(settings.warmup):
-                model(*pair)
-        for _ in range(rounds):
-            for name, model in models.items():
-                times[name].append(time_calls(lambda m=model: m(*pair), 0, calls)["median_s"])
-    per_round = sorted(a / b for a, b in zip(times[row_id], times[reference], strict=True))
+        times = alternate_rounds(fns, rounds, calls, settings.warmup)
     return {
         "row": row_id,
         "reference": reference,
         "rounds": rounds,
         "calls_per_round": calls,
         "median_ms": {name: 1e3 * statistics.median(t) for name, t in times.items()},
-        "ratio": statistics.median(times[row_id]) / statistics.median(times[reference]),
-        "round_ratio_min": per_round[0],
-        "round_ratio_max": per_round[-1],
+        **ratio_of(times, row_id, reference),
     }
 
 

@@ -23,6 +23,7 @@ import torch
 
 from src.benchmarks import quiet
 from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS, ONNX_ROWS, REFERENCE_ROW, paper_row
+from src.benchmarks.deployed import DEPLOYED_ROWS, DeployedSettings, SessionSettings
 from src.benchmarks.inference import InferenceSettings
 from src.benchmarks.report import evaluate_targets, render_markdown
 from src.benchmarks.timing import cpu_model, load_average, memory_total_gib
@@ -53,7 +54,9 @@ class Plan:
     loader_batches: int = 40
     gpu_steps: int = 10
     side_by_side_rounds: int = 12
-    sections: tuple[str, ...] = field(default=("inference", "training", "data", "gpu"))
+    deployed: DeployedSettings = field(default_factory=DeployedSettings)
+    deployed_rows: tuple[str, ...] = DEPLOYED_ROWS
+    sections: tuple[str, ...] = field(default=("inference", "deployed", "training", "data", "gpu"))
 
 
 FULL = Plan(
@@ -73,6 +76,7 @@ QUICK = Plan(
     loader_batches=10,
     gpu_steps=3,
     side_by_side_rounds=3,
+    deployed=DeployedSettings(rounds=3, calls=1, warmup=1, calibration_pairs=2, memory_calls=1),
 )
 
 
@@ -121,6 +125,30 @@ def run_inference(plan: Plan) -> dict[str, Any]:
         result["side_by_side"] = measure_side_by_side(
             AMMFM_ROW, REFERENCE_ROW, plan.inference, rounds=plan.side_by_side_rounds
         )
+    return result
+
+
+def run_deployed(plan: Plan, checkpoints: Sequence[str]) -> dict[str, Any]:
+    """The deployed path (ONNX Runtime fp32/int8, side by side) and, per checkpoint given,
+    what int8 costs in test accuracy."""
+    import tempfile
+
+    from src.benchmarks.deployed import measure
+    from src.benchmarks.int8_accuracy import measure_checkpoint
+
+    result = measure(plan.deployed_rows, plan.deployed)
+    result["int8_accuracy"] = []
+    for index, ckpt in enumerate(checkpoints):
+        with tempfile.TemporaryDirectory(prefix="bench-int8-") as folder:
+            log.info("int8 accuracy: %s", ckpt)
+            result["int8_accuracy"].append(
+                measure_checkpoint(
+                    ckpt,
+                    Path(folder) / str(index),
+                    plan.deployed.calibration_pairs,
+                    plan.deployed.session.threads,
+                )
+            )
     return result
 
 
@@ -196,14 +224,26 @@ def build_plan(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else FULL
     settings = replace(plan.inference, image_size=args.image_size, batch=args.batch)
     rows = tuple(args.rows.split(",")) if args.rows else plan.rows
-    for row in (*rows, args.train_row or plan.train_row):
+    deployed_rows = (
+        tuple(args.deployed_rows.split(",")) if args.deployed_rows else plan.deployed_rows
+    )
+    if len(deployed_rows) < 2:
+        raise UserError("--deployed-rows: give a reference row and at least one more")
+    for row in (*rows, *deployed_rows, args.train_row or plan.train_row):
         paper_row(row)  # unknown ids fail here, before anything runs
     check_value("--image-size", settings.image_size, rule="data.image_size")
     if settings.batch < 1:
         raise UserError(f"--batch {settings.batch}: must be >= 1")
+    deployed = replace(
+        plan.deployed,
+        image_size=settings.image_size,
+        session=SessionSettings(threads=args.threads),
+    )
     return replace(
         plan,
         inference=settings,
+        deployed=deployed,
+        deployed_rows=deployed_rows,
         rows=rows,
         onnx_rows=() if args.no_onnx else tuple(r for r in plan.onnx_rows if r in rows),
         train_row=args.train_row or plan.train_row,
@@ -218,6 +258,9 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     plan = build_plan(args)
     if args.data_root and not Path(args.data_root).is_dir():
         raise UserError(f"--data-root {args.data_root}: no such folder")
+    for ckpt in args.checkpoint or []:
+        if not Path(ckpt).exists():
+            raise UserError(f"--checkpoint {ckpt}: no such checkpoint file or published folder")
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads {args.threads}: must be >= 1")
@@ -240,6 +283,8 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     }
     if "inference" in plan.sections:
         results["inference"] = _guarded("inference", run_inference, plan)
+    if "deployed" in plan.sections:
+        results["deployed"] = _guarded("deployed", run_deployed, plan, args.checkpoint or [])
     if "training" in plan.sections:
         results["training"] = _guarded("training", run_training, plan)
     model_rate = (results.get("training") or {}).get("plain", {}).get("pairs_per_s")
@@ -261,7 +306,9 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
 
 def failed_sections(results: dict[str, Any]) -> list[str]:
     failed = [
-        k for k in ("inference", "training", "data", "gpu") if "error" in (results.get(k) or {})
+        k
+        for k in ("inference", "deployed", "training", "data", "gpu")
+        if "error" in (results.get(k) or {})
     ]
     rows = (results.get("inference") or {}).get("rows", [])
     failed += [f"inference:{r['row']}" for r in rows if "error" in r]

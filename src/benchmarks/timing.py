@@ -8,14 +8,20 @@ import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def synchronize(device: torch.device | str | None) -> None:
-    """Wait for queued GPU work, so a clock reading covers it (no-op on CPU)."""
-    if device is not None and torch.device(device).type == "cuda":
+    """Wait for queued GPU work, so a clock reading covers it (no-op on CPU). torch is
+    imported here only: the memory probe of ONNX models (ort_memory.py) runs without it."""
+    if device is None:
+        return
+    import torch
+
+    if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
 
 
@@ -53,8 +59,43 @@ def time_calls(
     return summarize(times)
 
 
+def alternate_rounds(
+    calls: dict[str, Callable[[], Any]], rounds: int, per_round: int, warmup: int = 1
+) -> dict[str, list[float]]:
+    """Each callable's median seconds per round, the callables timed in alternation
+    (`rounds` rounds of `per_round` calls each, after `warmup` untimed calls of each): a drift
+    of the machine's speed hits all alike, which timings one after the other cannot promise."""
+    for fn in calls.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, fn in calls.items():
+            times[name].append(time_calls(fn, 0, per_round)["median_s"])
+    return times
+
+
+def ratio_of(times: dict[str, list[float]], row: str, reference: str) -> dict[str, float]:
+    """Median latency of `row` over `reference` and the spread of the per-round ratios."""
+    per_round = sorted(a / b for a, b in zip(times[row], times[reference], strict=True))
+    return {
+        "ratio": statistics.median(times[row]) / statistics.median(times[reference]),
+        "round_ratio_min": per_round[0],
+        "round_ratio_max": per_round[-1],
+    }
+
+
 def peak_rss_mib() -> float:
-    """Peak resident memory of this process so far (Linux reports KiB, macOS bytes)."""
+    """Peak resident memory of this process so far: Linux's VmHWM (the peak of this program,
+    reset by exec, unlike getrusage's ru_maxrss, which keeps the peak of the process that
+    started it); elsewhere ru_maxrss (macOS reports bytes)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 2**10  # kB
+    except OSError:
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (2**20 if platform.system() == "Darwin" else 2**10)
 

@@ -88,8 +88,28 @@ def random_inputs(
     return tuple(torch.randn(shape, generator=gen) for _ in range(count))
 
 
-def onnx_session(path: str | Path) -> Any:
-    """An onnxruntime CPU session; one clear error if onnxruntime is not installed."""
+# ONNX Runtime's graph optimisation levels, by the names the benchmarks use.
+OPT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def onnx_session(
+    path: str | Path,
+    threads: int | None = None,
+    opt_level: str = "all",
+    parallel: bool = False,
+    profile_prefix: str | None = None,
+) -> Any:
+    """An onnxruntime CPU session; one clear error if onnxruntime is not installed.
+
+    `threads`: intra-op threads (None: onnxruntime's default, one per physical core);
+    `parallel`: run independent nodes (the two streams) concurrently, `threads` of them;
+    `profile_prefix`: write onnxruntime's per-node profile (`session.end_profiling()`).
+    """
     try:
         import onnxruntime as ort
     except ImportError:
@@ -98,13 +118,28 @@ def onnx_session(path: str | Path) -> Any:
         ) from None
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPT_LEVELS[opt_level])
+    if parallel:
+        options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
+        options.inter_op_num_threads = threads or 0
+        options.intra_op_num_threads = 1
+    elif threads is not None:
+        options.intra_op_num_threads = threads
+    if profile_prefix is not None:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def run_onnx(session: Any, model: Exportable, *images: torch.Tensor) -> np.ndarray:
-    """The ONNX graph of `model` on `images` (in the order of `model.inputs`)."""
-    feeds = {name: image.numpy() for name, image in zip(model.inputs, images, strict=True)}
-    return session.run([model.output], feeds)[0]
+def run_onnx(
+    session: Any, model: Exportable | type[Exportable], *images: torch.Tensor
+) -> np.ndarray:
+    """The ONNX graph of `model` (a predictor, or its class) on `images`, in the order of
+    `model.inputs`; an input the graph does not have (a single-modal network's unused image)
+    is left out."""
+    wanted = {i.name for i in session.get_inputs()}
+    named = zip(model.inputs, images, strict=True)
+    return session.run([model.output], {n: t.numpy() for n, t in named if n in wanted})[0]
 
 
 def max_abs_difference(path: str | Path, model: Exportable, image_size: int) -> float:
@@ -124,12 +159,20 @@ def max_abs_difference(path: str | Path, model: Exportable, image_size: int) -> 
 
 
 def export_onnx(
-    model: Exportable, image_size: int, out: str | Path, atol: float = 1e-4
+    model: Exportable,
+    image_size: int,
+    out: str | Path,
+    atol: float = 1e-4,
+    attention: str = "matmul",
 ) -> dict[str, Any]:
     """Write `model` (on CPU, eval mode) as ONNX to `out` if it matches PyTorch within `atol`.
 
+    `attention`: how the fusion blocks' attention is written (src.models.blocks
+    `export_attention`; the same values either way).
     Returns {"path", "bytes", "max_abs_diff", "export_s"}; UserError if the check fails.
     """
+    from src.models.blocks import export_attention
+
     _register_symbolics()
     model = model.cpu().eval()
     out = Path(out)
@@ -137,7 +180,7 @@ def export_onnx(
     dynamic = {name: {0: "batch"} for name in (*model.inputs, model.output)}
     started = time.perf_counter()
     with atomic_path(out) as tmp:
-        with warnings.catch_warnings(), torch.no_grad():
+        with warnings.catch_warnings(), torch.no_grad(), export_attention(attention):
             warnings.simplefilter("ignore")  # tracer notes on timm's shape checks, legacy exporter
             torch.onnx.export(
                 model,

@@ -25,6 +25,7 @@ from src.config_checks import check_value
 from src.evaluation.probabilities import require_finite
 from src.runs.files import METRICS_FILE
 from src.utils.errors import UserError
+from src.utils.published import is_published, published_fusion_weights
 
 if TYPE_CHECKING:
     from src.data.tasks import TaskSpec
@@ -104,6 +105,8 @@ def resolve_fusion_weights(
         return _checked_weights(given, branches, "fusion_weights")
     if len(branches) == 1:
         return {branches[0]: 1.0}
+    if is_published(ckpt_path):
+        return _checked_weights(published_fusion_weights(ckpt_path), branches, str(ckpt_path))
     metrics_file = run_metrics_file(ckpt_path)
     if metrics_file is None:
         run_dir = Path(ckpt_path).resolve().parent.parent

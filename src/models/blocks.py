@@ -17,6 +17,9 @@ channel counts; only their spatial sizes must match.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,6 +37,28 @@ def attention_map(query: Tensor, key: Tensor) -> Tensor:
     return torch.softmax(_positions(query) @ _positions(key).transpose(1, 2), dim=-1)
 
 
+# How `attend` is written into an ONNX graph (see `export_attention`).
+EXPORT_ATTENTION = ("matmul", "sdpa")
+_EXPORT = {"attention": "matmul"}
+
+
+@contextmanager
+def export_attention(mode: str) -> Iterator[None]:
+    """Within an ONNX export, write the fusion blocks' attention as `mode`: "matmul" (the
+    default: softmax(q k^T) v with q and k at their own width) or "sdpa" (the eager code:
+    scaled_dot_product_attention with q and k zero-padded to the value width, which the
+    exporter decomposes into the same ops at the padded width). Both compute the same values:
+    the zero channels add nothing to the scores."""
+    if mode not in EXPORT_ATTENTION:
+        raise ValueError(f"attention export {mode!r}: expected one of {EXPORT_ATTENTION}")
+    before = _EXPORT["attention"]
+    _EXPORT["attention"] = mode
+    try:
+        yield
+    finally:
+        _EXPORT["attention"] = before
+
+
 def attend(value: Tensor, query: Tensor, key: Tensor) -> Tensor:
     """Mix `value` [B, C, H, W] over positions with the map of (query, key); same shape out.
 
@@ -48,6 +73,10 @@ def attend(value: Tensor, query: Tensor, key: Tensor) -> Tensor:
             f"fusion block inputs differ in spatial size: {tuple(query.shape[-2:])} vs {(h, w)}"
         )
     q, k, v = _positions(query), _positions(key), _positions(value)
+    if torch.onnx.is_in_onnx_export() and _EXPORT["attention"] == "matmul":
+        # No fused kernel in an ONNX graph: the padding would only multiply the q k^T work.
+        scores = torch.softmax(q @ k.transpose(1, 2), dim=-1)
+        return (scores @ v).transpose(1, 2).reshape(b, c, h, w)
     width = max(q.shape[-1], c)
     q, k = (F.pad(t, (0, width - t.shape[-1])) for t in (q, k))
     out = F.scaled_dot_product_attention(q, k, F.pad(v, (0, width - c)), scale=1.0)

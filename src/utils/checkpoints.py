@@ -28,7 +28,7 @@ def verify_checkpoint(path: str | Path) -> Path:
     """Check that a file exists and is an intact torch zip archive (CRCs), without loading it."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"ckpt_path={path}: no such file")
+        raise UserError(f"ckpt_path={path}: no such file (nor a folder src.publish wrote)")
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
@@ -40,9 +40,16 @@ def verify_checkpoint(path: str | Path) -> Path:
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint written by src.train, weights-only."""
+    """Load a checkpoint written by src.train, weights-only; or a folder `src.publish` wrote
+    (its files checked against their sha256 first: src/utils/published.py)."""
     import torch
 
+    from src.utils.published import is_published, read_published
+
+    if is_published(path):
+        ckpt = read_published(path)
+        _require_finite_weights(Path(path), ckpt["state_dict"])
+        return ckpt
     path = verify_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

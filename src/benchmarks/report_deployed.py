@@ -1,0 +1,142 @@
+"""The deployed-path section of the benchmark results: its targets and its Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from src.benchmarks.deployed import EAGER
+from src.benchmarks.quantize import FP32
+
+TARGET_DEPLOYED_RATIO = 0.6  # AFF-AAB at most 0.6x SFF-CAT's latency, deployed path
+TARGET_INT8_POINTS = 0.5  # int8 AVG AUC within 0.5 points of fp32
+DEPLOYED_ROW = "t9-aff-aab"
+DEPLOYED_PRECISION, DEPLOYED_VIEWS = FP32, "tta"  # what src.export writes by default
+
+
+def _ratio(section: dict[str, Any], precision: str, views: str) -> dict[str, Any] | None:
+    for r in section.get("ratios", []):
+        if (r["row"], r["precision"], r["views"]) == (DEPLOYED_ROW, precision, views):
+            return r
+    return None
+
+
+def deployed_targets(section: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The latency target (judged on the default export: fp32 with the TTA views) and one
+    accuracy target per int8 method and checkpoint."""
+    section = section or {}
+    ratio = _ratio(section, DEPLOYED_PRECISION, DEPLOYED_VIEWS) if "error" not in section else None
+    measured = None if ratio is None else ratio["ratio"]
+    targets = [
+        {
+            "name": f"AFF-AAB (MN+ST) / SFF-CAT (ST+ST) latency, deployed path (ONNX Runtime "
+            f"{DEPLOYED_PRECISION}, TTA views), batch 1, side by side",
+            "target": f"<= {TARGET_DEPLOYED_RATIO}",
+            "measured": measured,
+            "met": None if measured is None else measured <= TARGET_DEPLOYED_RATIO,
+        }
+    ]
+    checked = section.get("int8_accuracy") or [None]
+    for record in checked:
+        deltas = (record or {}).get("delta_points") or {"int8": None}
+        for precision, delta in deltas.items():
+            value = None if delta is None else delta["avg_auc"]
+            targets.append(
+                {
+                    "name": f"{precision} AVG AUC - fp32 AVG AUC (test split, points)",
+                    "target": f"within +-{TARGET_INT8_POINTS}",
+                    "measured": value,
+                    "met": None if value is None else abs(value) <= TARGET_INT8_POINTS,
+                }
+            )
+    return targets
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1e3:.0f}"
+
+
+def render_deployed(section: dict[str, Any]) -> list[str]:
+    s = section["settings"]
+    lines = [
+        f"## Deployed path: ONNX Runtime on CPU, {s['image_size']} px, batch 1",
+        "",
+        "Each configuration exported as `src.export` writes it (verified against PyTorch), with "
+        "its TTA views (`tta`) and with one view (`one`), and quantized by onnxruntime: "
+        "`int8-dynamic` (weights int8, activations per call) and `int8-static` (QDQ, weights "
+        f"per channel, activation ranges calibrated on {s['calibration_pairs']} training "
+        "pairs). All models and the eager predictor (one view, the reference row) are built "
+        f"in one process and timed side by side: {s['rounds']} alternating rounds of "
+        f"{s['calls']} calls; latency = median over rounds of each round's median (IQR and "
+        "range over rounds). Peak RSS: a fresh process per model (its growth over the "
+        "imports: session + inference). Random weights.",
+        "",
+        "| configuration | precision | views | latency ms (IQR; min-max) | file MiB "
+        "| session + inference MiB |",
+        "|---|---|---|---:|---:|---:|",
+    ]
+    for v in section["variants"]:
+        lat = v["latency"]
+        memory = v.get("memory") or {}
+        mem = (
+            f"{memory['session'] + memory['inference_b1']:.0f}"
+            if "session" in memory
+            else memory.get("error", "-")
+        )
+        size = f"{v['file_mib']:.1f}" if "file_mib" in v else "-"
+        lines.append(
+            f"| {v['label']} | {v['precision']} | {v['views']} ({len(v['tta_views'])}) | "
+            f"{_ms(lat['median_s'])} ({_ms(lat['q1_s'])}-{_ms(lat['q3_s'])}; "
+            f"{_ms(lat['min_s'])}-{_ms(lat['max_s'])}) | {size} | {mem} |"
+        )
+    lines += [
+        "",
+        f"Latency over {section['reference']}, same precision and views (per-round spread):",
+        "",
+        "| configuration | precision | views | ratio | per round |",
+        "|---|---|---|---:|---:|",
+    ]
+    for r in section["ratios"]:
+        mark = (
+            "**"
+            if (r["row"], r["precision"], r["views"])
+            == (DEPLOYED_ROW, DEPLOYED_PRECISION, DEPLOYED_VIEWS)
+            else ""
+        )
+        lines.append(
+            f"| {r['row']} | {r['precision']} | {r['views']} | {mark}{r['ratio']:.3f}{mark} | "
+            f"{r['round_ratio_min']:.3f}-{r['round_ratio_max']:.3f} |"
+        )
+    lines += [
+        "",
+        f"({EAGER}: PyTorch eager, the reference row.) Where the AAB's time goes and which "
+        "ONNX Runtime settings were tried: [aab-profile.md](aab-profile.md).",
+        "",
+    ]
+    lines += _int8_accuracy(section.get("int8_accuracy") or [])
+    return lines
+
+
+def _int8_accuracy(records: list[dict[str, Any]]) -> list[str]:
+    if not records:
+        return [
+            "int8 accuracy: not measured (no `--checkpoint`; see experiments/bench/README.md "
+            "for the documented command)."
+        ]
+    lines = [
+        "int8 accuracy on the test split (ONNX Runtime, the run's TTA views and fusion weights):",
+        "",
+        "| checkpoint | px | test cases | precision | AVG AUC % | AVG ACC % | Δ AUC pts "
+        "| Δ ACC pts |",
+        "|---|---:|---:|---|---:|---:|---:|---:|",
+    ]
+    for rec in records:
+        for precision, score in rec["scores"].items():
+            delta = rec["delta_points"].get(precision)
+            d_auc = "-" if delta is None else f"{delta['avg_auc']:+.2f}"
+            d_acc = "-" if delta is None else f"{delta['avg_acc']:+.2f}"
+            lines.append(
+                f"| {rec['checkpoint']} | {rec['image_size']} | {rec['test_cases']} | "
+                f"{precision} | {100 * score['avg_auc']:.2f} | {100 * score['avg_acc']:.2f} | "
+                f"{d_auc} | {d_acc} |"
+            )
+    return lines
