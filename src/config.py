@@ -238,6 +238,11 @@ NON_RESULT_ROOTS = frozenset(
         "hydra",
     }
 )
+# Keys added after results were first recorded, with the value that reproduces the code before
+# them: at that value a key stays out of the identity, so a result written before the key existed
+# is still the same experiment (reused, resumed, and in the same report row and W&B group). A key
+# added later belongs here when its default is that value; the value never changes.
+NEUTRAL_VALUES: dict[str, object] = {"data.clin_dropout_p": 0.0}
 # Keys that change only how fast a run goes (tests/test_identity.py lists them), and the paths
 # whose content the identity holds instead (the data fingerprint, the weight sources).
 SPEED_ONLY_KEYS = frozenset(
@@ -256,6 +261,8 @@ SPEED_ONLY_KEYS = frozenset(
         "model.compile",
         # extra evaluations beside the headline (metrics.json "selection"), which they leave as is
         "model.selection_policies",
+        # the bootstrap interval beside the headline (metrics.json "bootstrap"), left as is
+        "model.bootstrap_resamples",
         "trainer.check_val_every_n_epoch",
         "trainer.enable_progress_bar",
         "trainer.enable_model_summary",

@@ -79,7 +79,7 @@ def _identity(*overrides: str) -> dict:
 
 def test_clin_dropout_is_part_of_the_identity_and_the_name() -> None:
     base, dropped = _identity(), _identity("data.clin_dropout_p=0.3")
-    assert identity_differences(dropped, base) == ["data.clin_dropout_p: 0.0 -> 0.3"]
+    assert identity_differences(dropped, base) == ["data.clin_dropout_p: <unset> -> 0.3"]
     assert dropped["configuration"] != base["configuration"]  # never one report row
     assert job_suffix(["data.clin_dropout_p=0.3"]) == "_data.clin_dropout_p-0.3"  # sweep folder
     summary = run_config_summary(compose_config(["experiment=demo", "data.clin_dropout_p=0.3"]))

@@ -40,6 +40,7 @@ def test_speed_only_keys_are_exactly_these() -> None:
         "model.channels_last",
         "model.compile",
         "model.selection_policies",
+        "model.bootstrap_resamples",
         "trainer.check_val_every_n_epoch",
         "trainer.enable_progress_bar",
         "trainer.enable_model_summary",
@@ -73,6 +74,12 @@ def test_settings_cover_the_trainer_the_model_and_the_data() -> None:
         assert any(d.startswith(f"{key}:") for d in differences), (override, differences)
     for speed in ("data.num_workers=0", "data.persistent_workers=false", "logger=csv"):
         assert identity_differences(_settings(speed), base) == [], speed
+    # a key added later is left out at the value that reproduces the code before it, so a
+    # result recorded before it existed stays the same experiment; any other value is recorded
+    assert "data.clin_dropout_p" not in base["settings"]
+    assert identity_differences(_settings("data.clin_dropout_p=0.3"), base) == [
+        "data.clin_dropout_p: <unset> -> 0.3"
+    ]
     # paths and weight files enter through their content, not their names
     assert "data.root" not in base["settings"] and "backbone.weights" not in base["settings"]
 

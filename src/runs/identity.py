@@ -22,7 +22,7 @@ from typing import Any
 
 from omegaconf import Container, DictConfig, OmegaConf
 
-from src.config import CONTENT_KEYS, NON_RESULT_ROOTS, SPEED_ONLY_KEYS
+from src.config import CONTENT_KEYS, NEUTRAL_VALUES, NON_RESULT_ROOTS, SPEED_ONLY_KEYS
 from src.runs.files import IDENTITY_FILE
 from src.utils.errors import UserError
 from src.utils.hashing import value_digest
@@ -58,6 +58,8 @@ def result_settings(config: DictConfig) -> dict[str, object]:
             value = OmegaConf.select(config, key)
             if isinstance(value, Container):
                 value = OmegaConf.to_container(value, resolve=True)
+            if key in NEUTRAL_VALUES and value == NEUTRAL_VALUES[key]:
+                continue  # as a run recorded before the key existed
             settings[key] = value
     return settings
 
