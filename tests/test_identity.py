@@ -215,5 +215,5 @@ def test_a_run_is_not_resumed_with_clinical_dropout(
     finished_run: Path, synthetic_release: Path
 ) -> None:
     overrides = ["callbacks=default", "ckpt_path=last", "data.clin_dropout_p=0.3"]
-    with pytest.raises(UserError, match=r"data\.clin_dropout_p: 0\.0 -> 0\.3"):
+    with pytest.raises(UserError, match=r"data\.clin_dropout_p: <unset> -> 0\.3"):
         train(tiny_config(synthetic_release, finished_run, overrides))
