@@ -176,6 +176,16 @@ def _num(value: float, fmt: str = "+.2f") -> str:
     return "NaN" if math.isnan(value) else format(value, fmt)
 
 
+def paired_cells(result: object) -> str:
+    """The markdown cells `Δ (95% CI) | p | pairs` of a paired result (a `Comparison` or
+    anything with its fields), as every paired table of the report writes them."""
+    low, high = result.ci_low, result.ci_high
+    ci = "" if math.isnan(low) else f" ({_num(low)}, {_num(high)})"
+    p_value = result.p_value
+    p = "NaN" if math.isnan(p_value) else f"{p_value:.3g}"
+    return f"{_num(result.mean_diff)}{ci} | {p} | {result.n_pairs}"
+
+
 def comparisons_section(found: Sequence[Comparison]) -> str:
     """report.md's section: the test, a table, and which of the paper's claims the runs support."""
     lines = ["## The paper's comparisons, paired by seed", "", TEST_NOTE, ""]
@@ -193,13 +203,10 @@ def comparisons_section(found: Sequence[Comparison]) -> str:
     ]
     for c in found:
         paper = c.pair.paper_diff(c.metric)
-        ci = "" if math.isnan(c.ci_low) else f" ({_num(c.ci_low)}, {_num(c.ci_high)})"
-        p = "NaN" if math.isnan(c.p_value) else f"{c.p_value:.3g}"
         lines.append(
             f"| {c.pair.kind} | {', '.join(map(str, c.tables))} "
             f"| {_name(c.a, several)} | {_name(c.b, several)} "
-            f"| {c.metric} | {'' if paper is None else f'{paper:+.1f}'} "
-            f"| {_num(c.mean_diff)}{ci} | {p} | {c.n_pairs} |"
+            f"| {c.metric} | {'' if paper is None else f'{paper:+.1f}'} | {paired_cells(c)} |"
         )
     lines += ["", *_verdicts(found, several), ""]
     return "\n".join(lines)

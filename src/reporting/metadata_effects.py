@@ -4,14 +4,20 @@ same configuration without metadata, paired by seed with the paper comparisons' 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 
 from src.reporting.aggregate import ConfigResult, config_key
-from src.reporting.comparisons import METRICS, TEST_NOTE, by_seed, paired_fields, paired_test
+from src.reporting.comparisons import (
+    METRICS,
+    TEST_NOTE,
+    by_seed,
+    paired_cells,
+    paired_fields,
+    paired_test,
+)
 from src.reporting.naming import OFF_RECIPE_KEY, describe, setting
 
 METADATA_KEYS = ("metadata", "leaky_metadata")
@@ -101,13 +107,7 @@ def metadata_section(found: Sequence[MetadataEffect]) -> str:
     ]
     for e in found:
         name = ", ".join(e.columns) + (f" (**LEAKY**: {', '.join(e.leaky)})" if e.leaky else "")
-        ci = "" if math.isnan(e.ci_low) else f" ({e.ci_low:+.2f}, {e.ci_high:+.2f})"
-        p = "NaN" if math.isnan(e.p_value) else f"{e.p_value:.3g}"
-        diff = "NaN" if math.isnan(e.mean_diff) else f"{e.mean_diff:+.2f}"
-        lines.append(
-            f"| {name} | {describe(e.without.config)} | {e.metric} | {diff}{ci} | {p} "
-            f"| {e.n_pairs} |"
-        )
+        lines.append(f"| {name} | {describe(e.without.config)} | {e.metric} | {paired_cells(e)} |")
     if any(e.leaky for e in found):
         lines += [
             "",

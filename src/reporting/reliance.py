@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import pandas as pd
 
 from src.reporting.aggregate import ConfigResult, Stat
 from src.reporting.cells import NOT_RUN, PCT, ReportTable, config_name, rounded, stat_text
-from src.reporting.comparisons import COLUMNS, KINDS, paired_fields, paired_test
+from src.reporting.comparisons import COLUMNS, KINDS, paired_cells, paired_fields, paired_test
 from src.reporting.naming import describe, setting
 from src.reporting.render import markdown_section, write_table
 from src.reporting.runs import COMPLETE, RunRecord
@@ -209,10 +208,6 @@ def reliance_comparisons_frame(found: Sequence[RelianceComparison]) -> pd.DataFr
     return pd.DataFrame.from_records(rows, columns=["kind", *COLUMNS])
 
 
-def _num(value: float) -> str:
-    return "NaN" if math.isnan(value) else f"{value:+.2f}"
-
-
 def reliance_section(table: ReportTable, compared: Sequence[RelianceComparison]) -> str:
     """report.md's section: the table, then the paired comparisons of the drops."""
     lines = [markdown_section(table), "", "### Reliance compared, paired by seed", ""]
@@ -233,11 +228,9 @@ def reliance_section(table: ReportTable, compared: Sequence[RelianceComparison])
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for c in compared:
-        ci = "" if math.isnan(c.ci_low) else f" ({_num(c.ci_low)}, {_num(c.ci_high)})"
-        p = "NaN" if math.isnan(c.p_value) else f"{c.p_value:.3g}"
         lines.append(
             f"| {c.kind} | {describe(c.a.config)} | {describe(c.b.config)} "
-            f"| {DROP_TITLES[c.metric]} | {_num(c.mean_diff)}{ci} | {p} | {c.n_pairs} |"
+            f"| {DROP_TITLES[c.metric]} | {paired_cells(c)} |"
         )
     return "\n".join([*lines, ""])
 

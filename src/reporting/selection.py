@@ -5,7 +5,6 @@ SWA paired by seed with the paper comparisons' test (`comparisons.paired_test`).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import pandas as pd
 
 from src.reporting.aggregate import ConfigResult, Stat
 from src.reporting.cells import PCT, ReportTable, ours_text
-from src.reporting.comparisons import METRICS, TEST_NOTE, paired_fields, paired_test
+from src.reporting.comparisons import METRICS, TEST_NOTE, paired_cells, paired_fields, paired_test
 from src.reporting.naming import describe, setting
 from src.reporting.render import markdown_section, write_table
 from src.utils.io import atomic_path
@@ -157,10 +156,6 @@ def comparisons_frame(found: Sequence[PolicyComparison]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=COMPARISON_COLUMNS)
 
 
-def _num(value: float) -> str:
-    return "NaN" if math.isnan(value) else f"{value:+.2f}"
-
-
 def comparisons_section(found: Sequence[PolicyComparison]) -> str:
     """report.md's part on the paired tests (empty without any)."""
     if not found:
@@ -175,11 +170,9 @@ def comparisons_section(found: Sequence[PolicyComparison]) -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for c in found:
-        ci = "" if math.isnan(c.ci_low) else f" ({_num(c.ci_low)}, {_num(c.ci_high)})"
-        p = "NaN" if math.isnan(c.p_value) else f"{c.p_value:.3g}"
         lines.append(
             f"| {describe(c.result.config)} | {POLICY_NAMES[c.policy]} | {c.metric} "
-            f"| {_num(c.mean_diff)}{ci} | {p} | {c.n_pairs} |"
+            f"| {paired_cells(c)} |"
         )
     return "\n".join([*lines, ""])
 
