@@ -73,6 +73,7 @@ def test_onnx_export_names_the_specs_labels(sweep: Path, tmp_path: Path) -> None
                 "tta_views": None,
                 "fusion_weights": None,
                 "atol": 1e-4,
+                "derm_only": False,  # the fused graph's labels; derm-only: tests/test_derm_only.py
             }
         )
     )
