@@ -9,6 +9,7 @@ from PIL import Image
 from src.data.cache import ImageCache
 from src.data.derm7pt import load_release
 from src.utils.errors import UserError
+from tests.train_helpers import HANG_GUARD_S
 
 
 @pytest.fixture
@@ -170,7 +171,7 @@ def test_no_room_for_the_cache_says_so_and_names_the_ways_out(images, tmp_path):
         capture_output=True,
         text=True,
         preexec_fn=small_files,
-        timeout=900,  # a hang guard only
+        timeout=HANG_GUARD_S,
     )
     assert result.returncode == 2, result.stderr[-2000:]
     line = result.stdout.strip()

@@ -12,7 +12,7 @@ import pytest
 from src.project import PROJECT_ROOT
 from src.train import train
 from src.utils.errors import UserError
-from tests.train_helpers import SUBPROCESS_ENV, tiny_config, train_command
+from tests.train_helpers import HANG_GUARD_S, SUBPROCESS_ENV, tiny_config, train_command
 
 
 def _run_train(command: list[str], **env: str) -> subprocess.CompletedProcess:
@@ -100,6 +100,6 @@ def test_the_local_data_checks_load_no_torch() -> None:
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=HANG_GUARD_S,
     )
     assert out.stdout.strip() == "[]", out.stderr[-2000:]
