@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from src.config import on_schema
 from src.data.derm7pt import load_release
-from src.evaluation.explanations import points_at_lesion
+from src.evaluation.explanations import points_at_lesion, summary
 from src.explain import run
 from src.inference.predictor import module_from_checkpoint
 from src.models.block_maps import BlockMaps
@@ -206,3 +206,17 @@ def test_the_wandb_panel_count_is_not_part_of_a_results_identity() -> None:
     base = result_settings(compose_config(["data=synthetic"]))
     fewer = result_settings(compose_config(["data=synthetic", "explain.wandb_cases=0"]))
     assert base == fewer and not [key for key in base if key.startswith("explain")]
+
+
+def test_a_map_uniform_but_for_rounding_is_no_hit() -> None:
+    """A near-constant map (mass in the lesion = area share up to float noise) scores no hits
+    and misses the pointing game; a map with clearly more mass in the lesion hits."""
+
+    def records(mass: float) -> list[dict]:
+        entry = {"map": "m", "mass_in_lesion": mass, "lesion_area_share": 0.264}
+        return [{"maps": [entry]} for _ in range(4)]
+
+    flat = summary(records(0.264 + 1e-7))["m"]
+    assert flat["hit_rate"] == 0.0 and not points_at_lesion(flat)
+    pointing = summary(records(0.46))["m"]
+    assert pointing["hit_rate"] == 1.0 and points_at_lesion(pointing)
