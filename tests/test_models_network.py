@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -64,6 +66,34 @@ def test_every_framework_and_block_with_mobilenet(fusion: str, block: str) -> No
 @pytest.mark.parametrize("backbone", ["swin", "swin_v1", "resnet", "convnext"])
 def test_every_backbone_in_ammfm(backbone: str) -> None:
     _check_forward_backward(backbone, "aff", "aab")
+
+
+# sha256 of the sorted state-dict keys of `fusion=sff block=bab` (both streams, a block after
+# every stage, three heads) per conf/backbone: stored checkpoints load only while these stay.
+STATE_DICT_KEYS = {
+    "swin": (534, "d45a5a6af96293ac9fbaf48d118bf9e94d381a87eac3f544393e690f2b3a48ad"),
+    "swin_v1": (438, "3acf39dcc6801defe2def2e5ffbeb6d3203dda93c3f4bfe73756b096a25d5908"),
+    "resnet": (732, "6122dea7e3dafa57073b71afb3ca30e847a2a8dbf0ed1dbac69d0f86dd651ebc"),
+    "convnext": (456, "51c74390c65190928fcf2c1345dd38763e4558c741e7e675b22a67fcc82bde79"),
+    "mobilenet": (576, "a57884e27c6a2abcc19e127f329b4d90a0788c938f3890804197d84d5378da59"),
+}
+FIRST_STAGE_KEY = {  # one readable key each, the first stage's first weight
+    "swin": "streams.derm.stages.0.patch_embed.proj.weight",
+    "swin_v1": "streams.derm.stages.0.patch_embed.proj.weight",
+    "resnet": "streams.derm.stages.0.conv1.weight",
+    "convnext": "streams.derm.stages.0.stem.0.weight",
+    "mobilenet": "streams.derm.stages.0.conv_stem.weight",
+}
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_state_dict_keys_of_stored_checkpoints_stay(backbone: str) -> None:
+    cfg = _cfg(f"backbone={backbone}", "fusion=sff", "block=bab")
+    with torch.device("meta"):
+        keys = sorted(build_network(cfg, NUM_CLASSES).state_dict())
+    assert FIRST_STAGE_KEY[backbone] in keys
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    assert (len(keys), digest) == STATE_DICT_KEYS[backbone]
 
 
 @pytest.mark.slow
