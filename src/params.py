@@ -61,7 +61,7 @@ def paper_row_counts(row: PaperModel) -> dict[str, int]:
     if row.overrides not in _ROW_COUNTS:
         cfg = paper_row_config(row)
         _ROW_COUNTS[row.overrides] = count_parameters(
-            cfg, load_task_spec(cfg.data.tasks).num_classes
+            validate_network_config(cfg), load_task_spec(cfg.data.tasks).num_classes
         )
     return _ROW_COUNTS[row.overrides]
 
@@ -107,7 +107,7 @@ def _print_table(records: list[dict]) -> None:
 
 def _print_config(cfg: DictConfig) -> None:
     spec = validate_network_config(cfg)
-    counts = count_parameters(cfg, load_task_spec(cfg.data.tasks).num_classes)
+    counts = count_parameters(spec, load_task_spec(cfg.data.tasks).num_classes)
     print(f"configuration: {spec.describe()} ({spec.image_size} px)")
     trainable = counts["trainable"]
     print(f"  trainable parameters: {trainable:>12,}  ({_millions(trainable)} M)")

@@ -19,7 +19,7 @@ from src.benchmarks.inference import (
 )
 from src.benchmarks.report import evaluate_targets
 from src.benchmarks.timing import summarize
-from src.models.network import count_parameters
+from src.models.network import count_parameters, validate_network_config
 from src.utils.errors import UserError
 from tests.specs import NUM_CLASSES
 
@@ -54,7 +54,9 @@ def test_inference_measurement_of_one_configuration(tmp_path: Path) -> None:
     pair = measure("t7-baseline-mn", TINY, onnx_dir=tmp_path)
     single = measure("t7-derm-mn", TINY)
     cfg = bench_config("t7-baseline-mn", 32)
-    assert pair["params"] == count_parameters(cfg, NUM_CLASSES)["trainable"]
+    assert (
+        pair["params"] == count_parameters(validate_network_config(cfg), NUM_CLASSES)["trainable"]
+    )
     assert pair["paper_params_m"] == 6.48
 
     # MACs: backbones + heads (Linear d->512->128->24). The pair has two MobileNet streams

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from src.models.metadata import MetadataEncoding, select_metadata
-from src.models.network import build_network
+from src.models.network import build_network, validate_network_config
 from src.project import compose_config
 from src.train import train
 from src.utils.errors import UserError
@@ -45,7 +45,9 @@ def test_metadata_changes_only_the_fusion_branch() -> None:
         ["fusion=aff", "block=cat", "backbone=mobilenet", "backbone.pretrained=false"]
     )
     torch.manual_seed(0)
-    net = build_network(cfg, NUM_CLASSES, load_weights=False, metadata=[(0, 3), (1, 2)]).eval()
+    net = build_network(
+        validate_network_config(cfg), NUM_CLASSES, load_weights=False, metadata=[(0, 3), (1, 2)]
+    ).eval()
     plain_width = net.heads["clin"].mlp[0].in_features + net.heads["derm"].mlp[0].in_features
     assert net.heads["fusion"].mlp[0].in_features == plain_width + 5
     clinic, derm = torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)

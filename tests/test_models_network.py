@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import pytest
 import torch
 from safetensors.torch import save_file
 
 from src.models.backbones import create_timm_model
-from src.models.network import build_network, clin_backbone_name, validate_network_config
+from src.models.network import (
+    NetworkSpec,
+    build_network,
+    clin_backbone_name,
+    validate_network_config,
+)
 from src.project import compose_config
 from src.utils.errors import UserError
 from tests.specs import NUM_CLASSES
@@ -22,6 +29,10 @@ def _cfg(*overrides: str):
     return compose_config(["backbone.pretrained=false", f"data.image_size={SIZE}", *overrides])
 
 
+def _spec(*overrides: str) -> NetworkSpec:
+    return validate_network_config(_cfg(*overrides))
+
+
 def _images(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(2, 3, SIZE, SIZE, generator=g), torch.randn(2, 3, SIZE, SIZE, generator=g)
@@ -30,7 +41,7 @@ def _images(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 def _check_forward_backward(backbone: str, fusion: str, block: str) -> None:
     torch.manual_seed(0)
     net = build_network(
-        _cfg(f"backbone={backbone}", f"fusion={fusion}", f"block={block}"), NUM_CLASSES
+        _spec(f"backbone={backbone}", f"fusion={fusion}", f"block={block}"), NUM_CLASSES
     )
     out = net(*_images())
     expected = {"clin_only": ("clin",), "derm_only": ("derm",)}.get(
@@ -66,6 +77,34 @@ def test_every_backbone_in_ammfm(backbone: str) -> None:
     _check_forward_backward(backbone, "aff", "aab")
 
 
+# sha256 of the sorted state-dict keys of `fusion=sff block=bab` (both streams, a block after
+# every stage, three heads) per conf/backbone: stored checkpoints load only while these stay.
+STATE_DICT_KEYS = {
+    "swin": (534, "d45a5a6af96293ac9fbaf48d118bf9e94d381a87eac3f544393e690f2b3a48ad"),
+    "swin_v1": (438, "3acf39dcc6801defe2def2e5ffbeb6d3203dda93c3f4bfe73756b096a25d5908"),
+    "resnet": (732, "6122dea7e3dafa57073b71afb3ca30e847a2a8dbf0ed1dbac69d0f86dd651ebc"),
+    "convnext": (456, "51c74390c65190928fcf2c1345dd38763e4558c741e7e675b22a67fcc82bde79"),
+    "mobilenet": (576, "a57884e27c6a2abcc19e127f329b4d90a0788c938f3890804197d84d5378da59"),
+}
+FIRST_STAGE_KEY = {  # one readable key each, the first stage's first weight
+    "swin": "streams.derm.stages.0.patch_embed.proj.weight",
+    "swin_v1": "streams.derm.stages.0.patch_embed.proj.weight",
+    "resnet": "streams.derm.stages.0.conv1.weight",
+    "convnext": "streams.derm.stages.0.stem.0.weight",
+    "mobilenet": "streams.derm.stages.0.conv_stem.weight",
+}
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_state_dict_keys_of_stored_checkpoints_stay(backbone: str) -> None:
+    spec = _spec(f"backbone={backbone}", "fusion=sff", "block=bab")
+    with torch.device("meta"):
+        keys = sorted(build_network(spec, NUM_CLASSES).state_dict())
+    assert FIRST_STAGE_KEY[backbone] in keys
+    digest = hashlib.sha256("\n".join(keys).encode()).hexdigest()
+    assert (len(keys), digest) == STATE_DICT_KEYS[backbone]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", BACKBONES)
 @pytest.mark.parametrize(("fusion", "block"), TWO_STREAM + ONE_STREAM)
@@ -86,7 +125,7 @@ def _open_gates(net: torch.nn.Module) -> None:
 def test_which_stream_each_block_changes(block: str, clin_changes: bool, derm_changes: bool):
     torch.manual_seed(0)
     net = build_network(
-        _cfg("fusion=aff", f"block={block}", "backbone=mobilenet"), NUM_CLASSES
+        _spec("fusion=aff", f"block={block}", "backbone=mobilenet"), NUM_CLASSES
     ).eval()
     _open_gates(net)
     clinic, derm = _images()
@@ -105,7 +144,7 @@ def test_dermoscopy_branch_sees_the_clinical_image_only_through_blocks(
 ) -> None:
     torch.manual_seed(0)
     net = build_network(
-        _cfg("fusion=sff", f"block={block}", "backbone=mobilenet"), NUM_CLASSES
+        _spec("fusion=sff", f"block={block}", "backbone=mobilenet"), NUM_CLASSES
     ).eval()
     _open_gates(net)
     clinic, derm = _images()
@@ -118,7 +157,7 @@ def test_dermoscopy_branch_sees_the_clinical_image_only_through_blocks(
 
 def test_single_modal_network_ignores_the_other_image() -> None:
     net = build_network(
-        _cfg("fusion=derm_only", "block=cat", "backbone=mobilenet"), NUM_CLASSES
+        _spec("fusion=derm_only", "block=cat", "backbone=mobilenet"), NUM_CLASSES
     ).eval()
     clinic, derm = _images()
     with torch.no_grad():
@@ -127,7 +166,7 @@ def test_single_modal_network_ignores_the_other_image() -> None:
 
 
 def test_fusion_head_takes_both_pooled_vectors() -> None:
-    net = build_network(_cfg("fusion=aff", "block=cat", "backbone=resnet"), NUM_CLASSES)
+    net = build_network(_spec("fusion=aff", "block=cat", "backbone=resnet"), NUM_CLASSES)
     assert net.heads["fusion"].mlp[0].in_features == 576 + 2048
     assert clin_backbone_name(_cfg("fusion=aff")) == "mobilenetv3_small_100"
     assert clin_backbone_name(_cfg("fusion=derm_only", "block=cat")) is None
@@ -145,7 +184,7 @@ def offline_hub(tmp_path, monkeypatch) -> None:
 def test_pretrained_without_hub_names_the_stream_keys(tmp_path, offline_hub) -> None:
     with pytest.raises(UserError) as err:
         build_network(
-            _cfg("fusion=sff", "block=cat", "backbone=mobilenet", "backbone.pretrained=true"),
+            _spec("fusion=sff", "block=cat", "backbone=mobilenet", "backbone.pretrained=true"),
             NUM_CLASSES,
         )
     message = str(err.value)
@@ -161,15 +200,15 @@ def test_pretrained_without_hub_names_the_stream_keys(tmp_path, offline_hub) -> 
         f"backbone.weights={derm}",
     )
     with pytest.raises(UserError, match=r"fusion\.clin_weights=<file.*backbone\.pretrained=false"):
-        build_network(_cfg(*overrides, "backbone.pretrained=true"), NUM_CLASSES)
+        build_network(_spec(*overrides, "backbone.pretrained=true"), NUM_CLASSES)
     build_network(
-        _cfg(*overrides, "backbone.pretrained=false"), NUM_CLASSES
+        _spec(*overrides, "backbone.pretrained=false"), NUM_CLASSES
     )  # the local file alone is fine
 
 
 def test_block_stages_and_width_are_configurable() -> None:
     net = build_network(
-        _cfg(
+        _spec(
             "fusion=aff",
             "block=aab",
             "backbone=mobilenet",
@@ -217,18 +256,19 @@ def _drop_path_rates(module: torch.nn.Module) -> list[float]:
 
 
 def test_configured_drop_path_rate_is_passed_to_every_stream() -> None:
-    net = build_network(_cfg("fusion=aff", "backbone=swin", "block=cat"), NUM_CLASSES)
+    net = build_network(_spec("fusion=aff", "backbone=swin", "block=cat"), NUM_CLASSES)
     derm = _drop_path_rates(net.streams["derm"])
     assert derm and max(derm) == pytest.approx(0.2)  # conf/backbone/swin.yaml, the last block
     assert _drop_path_rates(net.streams["clin"]) == []  # MobileNetV3: fusion.clin_drop_path_rate 0
 
     off = build_network(
-        _cfg("backbone=swin", "backbone.drop_path_rate=0", "block=cat"), NUM_CLASSES
+        _spec("backbone=swin", "backbone.drop_path_rate=0", "block=cat"), NUM_CLASSES
     )
     assert _drop_path_rates(off) == []  # 0 is passed, not timm's own 0.1
 
     swapped = build_network(
-        _cfg("+experiment/row=ammfm_clin_st_derm_mn", "fusion.clin_drop_path_rate=0.3"), NUM_CLASSES
+        _spec("+experiment/row=ammfm_clin_st_derm_mn", "fusion.clin_drop_path_rate=0.3"),
+        NUM_CLASSES,
     )
     assert max(_drop_path_rates(swapped.streams["clin"])) == pytest.approx(0.3)
     assert _drop_path_rates(swapped.streams["derm"]) == []

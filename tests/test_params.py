@@ -82,7 +82,8 @@ def test_compose_without_a_primary_config_uses_the_model_groups() -> None:
 
 def test_count_parameters_of_a_composed_config() -> None:
     counts = count_parameters(
-        compose_config(["fusion=sff", "block=cat", "backbone=mobilenet"]), NUM_CLASSES
+        validate_network_config(compose_config(["fusion=sff", "block=cat", "backbone=mobilenet"])),
+        NUM_CLASSES,
     )
     assert counts["backbones"] == 2 * 927_008
     assert counts["unused_imagenet_layers"] == 2 * (2_542_856 - 927_008)

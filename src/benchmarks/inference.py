@@ -81,7 +81,8 @@ def build_predictor(
     cfg = bench_config(row_id, image_size)
     torch.manual_seed(0)
     tasks = load_task_spec(cfg.data.tasks)
-    network = build_network(cfg, tasks.num_classes, load_weights=False).eval()
+    spec = validate_network_config(cfg)
+    network = build_network(spec, tasks.num_classes, load_weights=False).eval()
     branches = network.branches
     weights = {b: 1.0 / len(branches) for b in branches}  # any weights cost the same
     counts = network.parameter_counts()
@@ -89,7 +90,7 @@ def build_predictor(
     info = {
         "row": row_id,
         "label": row.description,
-        "network": validate_network_config(cfg).describe(),
+        "network": spec.describe(),
         "params": counts["trainable"],
         "params_paper_accounting": counts["paper_accounting"],
         "paper_params_m": row.params_m,

@@ -73,7 +73,12 @@ def feature_levels(model: nn.Module) -> list[dict]:
 
 
 def _flat_children(model: nn.Module, ends: list[str]) -> list[tuple[str, nn.Module]]:
-    """Top-level children in order; an nn.Sequential holding a feature level is opened."""
+    """Top-level children in order; an nn.Sequential holding a feature level is opened.
+
+    Not timm's FeatureDictNet: with flatten_sequential it opens every top-level nn.Sequential,
+    ConvNeXt's stem too (`stem.0` would become `stem_0`, and stored checkpoints would not
+    load), and ResNet's return layers (`layer1`) would no longer be found; without it, levels
+    inside a Sequential (`stages.0`, `layers.0`, `blocks.1`) are not found."""
     flat = []
     for name, child in model.named_children():
         if isinstance(child, nn.Sequential) and any(e.startswith(f"{name}.") for e in ends):

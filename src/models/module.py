@@ -22,7 +22,7 @@ from src.evaluation.probabilities import split_tasks, task_softmax
 from src.evaluation.tta import tta_probabilities
 from src.models.lr_schedule import lr_factor_schedule
 from src.models.metadata import select_metadata
-from src.models.network import build_network
+from src.models.network import NetworkSpec, build_network, validate_network_config
 from src.utils.distributed import broadcast_batchnorm_statistics
 from src.utils.errors import UserError
 
@@ -110,7 +110,9 @@ class AMMFMModule(LightningModule):
     `tasks` is the dataset's task spec (the datamodule's): the heads get its class counts, the
     loss and metrics its layout. The resolved config and the spec are stored as plain containers
     in the checkpoint's hyperparameters, so a checkpoint can be rebuilt with weights-only loading
-    (no pickled objects) and without the dataset.
+    (no pickled objects) and without the dataset. The whole config stays as `cfg` for
+    provenance; the module itself reads only its recipe (`cfg.model`), the seed and the
+    `NetworkSpec` drawn from the config.
     """
 
     def __init__(self, cfg: dict[str, Any] | DictConfig, tasks: TaskSpec) -> None:
@@ -121,16 +123,19 @@ class AMMFMModule(LightningModule):
         self.save_hyperparameters({"cfg": cfg, TASKS_KEY: tasks.to_dict()}, logger=False)
         self.cfg = OmegaConf.create(cfg)
         self.tasks = tasks
-        model = self.cfg.model
+        self.recipe: DictConfig = self.cfg.model
+        self.seed = int(self.cfg.seed)
+        self.network_spec: NetworkSpec = validate_network_config(self.cfg)
+        recipe = self.recipe
         # process-wide, as torch defines it
-        torch.set_float32_matmul_precision(model.matmul_precision)
+        torch.set_float32_matmul_precision(recipe.matmul_precision)
         metadata = select_metadata(
-            list(model.metadata), bool(model.allow_leaky_metadata), tasks, self.cfg.fusion.mode
+            list(recipe.metadata), bool(recipe.allow_leaky_metadata), tasks, self.network_spec.mode
         )
-        self.network = build_network(self.cfg, tasks.num_classes, metadata=metadata)
-        if self.cfg.model.channels_last:
+        self.network = build_network(self.network_spec, tasks.num_classes, metadata=metadata)
+        if recipe.channels_last:
             self.network = self.network.to(memory_format=torch.channels_last)
-        if self.cfg.model.compile:
+        if recipe.compile:
             self.network.compile()  # in place: parameter names, so checkpoints, stay the same
         self._val_outputs: list[ValidationBatch] = []
         # What the result is (src/runs/identity.py), set by src.train; kept in every checkpoint
@@ -176,7 +181,7 @@ class AMMFMModule(LightningModule):
         return tuple(self.network.branches)
 
     def _layout(self, clinic: Tensor, derm: Tensor) -> tuple[Tensor, Tensor]:
-        if self.cfg.model.channels_last:
+        if self.recipe.channels_last:
             clinic = clinic.contiguous(memory_format=torch.channels_last)
             derm = derm.contiguous(memory_format=torch.channels_last)
         return clinic, derm
@@ -194,7 +199,7 @@ class AMMFMModule(LightningModule):
     def on_train_epoch_start(self) -> None:
         """Dropout and other in-model randomness restart from (seed, epoch) every epoch, so a
         run resumed from an end-of-epoch checkpoint continues exactly like an uninterrupted one."""
-        torch.manual_seed(mix_seed(int(self.cfg.seed), self.current_epoch))
+        torch.manual_seed(mix_seed(self.seed, self.current_epoch))
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         clinic, derm, labels, meta = batch
@@ -278,7 +283,7 @@ class AMMFMModule(LightningModule):
         block stage the mean relative change ||x_refined - x|| / ||x|| of the dermoscopy
         features ("refinement"; the clinical ones under "clin_refinement" for BAB), and the
         gate values when gated."""
-        spec = self.cfg.block
+        spec = self.network_spec
         meter = RefinementMeter()
         was_training = self.training
         self.eval()
@@ -288,7 +293,7 @@ class AMMFMModule(LightningModule):
         self.train(was_training)
         means = meter.means()
         summary: dict[str, Any] = {
-            "type": spec.type,
+            "type": spec.block,
             "gate": spec.gate,
             "stages": sorted(int(s) for s in means),
             "refinement": {str(s): v["derm"] for s, v in means.items() if "derm" in v},
@@ -308,7 +313,7 @@ class AMMFMModule(LightningModule):
         """TTA-averaged per-task probabilities of every branch, and the labels (the views turn
         the images; the metadata stays)."""
         clinic, derm, labels, meta = batch
-        views = list(self.cfg.model.tta_views)
+        views = list(self.recipe.tta_views)
 
         def forward(c: Tensor, d: Tensor) -> dict[str, Tensor]:
             return self(c, d, meta)
@@ -318,7 +323,7 @@ class AMMFMModule(LightningModule):
 
     # ----------------------------------------------------------------- optimiser
     def configure_optimizers(self) -> Any:
-        mcfg = self.cfg.model
+        mcfg = self.recipe
         params = [p for p in self.parameters() if p.requires_grad]
         adam = OPTIMIZER_CLASSES[mcfg.optimizer]  # the name is checked with the config
         optimizer = adam(params, lr=mcfg.lr, weight_decay=mcfg.weight_decay)

@@ -383,19 +383,19 @@ class FusionNetwork(nn.Module):
 
 
 def build_network(
-    cfg: object,
+    spec: NetworkSpec,
     num_classes: Sequence[int],
     *,
     load_weights: bool = True,
     metadata: Sequence[tuple[int, int]] = (),
 ) -> FusionNetwork:
-    """Build the network a composed config describes (see `validate_network_config`), each head
-    with one segment of `num_classes[t]` logits per task (the task spec's), the fusion head also
-    reading the `metadata` columns ((index, categories), from `select_metadata`) one-hot.
+    """Build the network `spec` describes (`validate_network_config` of a composed config),
+    each head with one segment of `num_classes[t]` logits per task (the task spec's), the fusion
+    head also reading the `metadata` columns ((index, categories), from `select_metadata`)
+    one-hot.
 
     With load_weights=False no pretrained or local weights are loaded (parameter counting).
     """
-    spec = validate_network_config(cfg)
     streams = {
         name: create_backbone(
             stream.backbone,
@@ -430,9 +430,9 @@ def build_network(
     return FusionNetwork(streams, blocks, heads, encoding)
 
 
-def count_parameters(cfg: object, num_classes: Sequence[int]) -> dict[str, int]:
-    """`FusionNetwork.parameter_counts` of the network `cfg` describes, built on the meta
+def count_parameters(spec: NetworkSpec, num_classes: Sequence[int]) -> dict[str, int]:
+    """`FusionNetwork.parameter_counts` of the network `spec` describes, built on the meta
     device without weights: fast and offline."""
     with torch.device("meta"):
-        network = build_network(cfg, num_classes, load_weights=False)
+        network = build_network(spec, num_classes, load_weights=False)
     return network.parameter_counts()

@@ -118,7 +118,7 @@ def evaluate_and_save(
             "leaky": leaky_metadata(cfg.model.metadata, tasks),
         },
         "blocks": module.block_summary(datamodule.split_dataloader("valid")),
-        "params": count_parameters(cfg, tasks.num_classes),
+        "params": count_parameters(module.network_spec, tasks.num_classes),
         "seed": cfg.seed,
         "config": run_config_summary(cfg),
         **extra,
