@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 from src.config import SPEED_ONLY_KEYS, job_suffix, on_schema, upgrade_settings
 from src.data.datamodule import Derm7ptDataModule, as_data_config
@@ -375,3 +376,15 @@ def test_a_finished_run_of_the_old_layout_is_reused_grouped_and_loaded(
     tasks = stored_tasks(ckpt["hyper_parameters"], "final.ckpt")
     module = AMMFMModule.from_trained(old_cfg, tasks, ckpt["state_dict"], "final.ckpt")
     assert module.network.streams["clin"].name == "mobilenetv3_small_100"
+
+
+def test_a_clinical_backbone_override_reaches_the_stored_config(tmp_path: Path) -> None:
+    """A `group@package` override given with a checkpoint (src.eval) sets the node at its
+    package, in a config stored in the earlier layout too."""
+    from src.runs.checkpoints import checkpoint_config
+
+    stored = tiny_config(tmp_path / "release", tmp_path / "run", ["callbacks=default"])
+    stored = _old_layout_config(OmegaConf.to_container(stored, resolve=True))
+    run_cfg = compose_config(["backbone@clin_backbone=resnet"], "eval", hydra_config=True)
+    cfg = checkpoint_config(stored, run_cfg)
+    assert cfg.clin_backbone.name == "resnet50" and "backbone@clin_backbone" not in cfg
