@@ -90,7 +90,8 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
-    """The dermoscopy backbone (and the clinical one, unless the fusion framework overrides it)."""
+    """One stream's backbone: conf/backbone/*.yaml fills `backbone` (the dermoscopy stream, and
+    every stream of sff) and, under fusion=aff, `clin_backbone` (the clinical stream)."""
 
     name: str = "swinv2_tiny_window8_256"
     pretrained: bool = True
@@ -103,13 +104,9 @@ class BackboneConfig:
 
 @dataclass
 class FusionConfig:
-    """Fusion framework: which streams exist and which backbone each uses."""
+    """Fusion framework: which streams exist (conf/fusion/aff.yaml also fills clin_backbone)."""
 
     mode: str = "aff"  # FusionMode
-    clin_backbone: str | None = "mobilenetv3_small_100"  # aff only; null = same as backbone
-    clin_pretrained_tag: str | None = None  # timm pretrained tag of clin_backbone (aff only)
-    clin_weights: str | None = None  # local weights for the clinical backbone (aff only)
-    clin_drop_path_rate: float = 0.0  # stochastic depth of the clinical backbone (aff only)
 
 
 @dataclass
@@ -180,6 +177,8 @@ class ExplainConfig:
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    # the clinical stream's own backbone (fusion=aff); null: it uses `backbone` as well
+    clin_backbone: BackboneConfig | None = None
     fusion: FusionConfig = field(default_factory=FusionConfig)
     block: BlockConfig = field(default_factory=BlockConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -208,13 +207,80 @@ class TrainConfig:
     probe: bool = False
 
 
+# The earlier layout of the clinical backbone: keys of the fusion node, each with the key of
+# today's clin_backbone node it became and the value the earlier schema gave it when unset.
+# The clinical stream's `pretrained` was backbone.pretrained.
+_FUSION_CLIN_KEYS: dict[str, tuple[str, object]] = {
+    "clin_backbone": ("name", "mobilenetv3_small_100"),
+    "clin_pretrained_tag": ("pretrained_tag", None),
+    "clin_weights": ("weights", None),
+    "clin_drop_path_rate": ("drop_path_rate", 0.0),
+}
+
+
+def _clin_node(fusion: Mapping[str, Any], backbone: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The clin_backbone node of a config written with `fusion.clin_*` keys (`fusion`: those
+    it has): null where the clinical stream was the `backbone` one (no clinical backbone and no
+    clinical weights), else the clinical stream's own backbone as it was built."""
+    old = {new: fusion.get(key, unset) for key, (new, unset) in _FUSION_CLIN_KEYS.items()}
+    if old["name"] is None and old["weights"] is None:
+        return None
+    if old["name"] is None:  # its own weights file for the backbone's network and tag
+        old["name"], old["pretrained_tag"] = backbone.get("name"), backbone.get("pretrained_tag")
+    return {
+        "name": old["name"],
+        "pretrained": backbone.get("pretrained"),
+        "pretrained_tag": old["pretrained_tag"],
+        "weights": old["weights"],
+        "drop_path_rate": old["drop_path_rate"],
+    }
+
+
+def upgrade_config(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
+    """A stored training config in today's layout: `fusion.clin_*` keys become the clin_backbone
+    node (`_clin_node`). A config already in today's layout comes back unchanged (a copy)."""
+    cfg = OmegaConf.create(
+        OmegaConf.to_container(stored) if isinstance(stored, DictConfig) else dict(stored)
+    )
+    fusion = cfg.get("fusion")
+    if not isinstance(fusion, DictConfig) or not set(_FUSION_CLIN_KEYS) & set(fusion):
+        return cfg
+    old = {key: fusion.pop(key) for key in _FUSION_CLIN_KEYS if key in fusion}
+    cfg.clin_backbone = _clin_node(old, cfg.get("backbone") or {})
+    return cfg
+
+
+def upgrade_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Result settings (dotted keys, `src.runs.identity.result_settings`) in today's layout,
+    by the rule of `upgrade_config`; the content keys stay out, as in `result_settings`."""
+    moved = {f"fusion.{key}" for key in _FUSION_CLIN_KEYS}
+    if not moved & set(settings):
+        return dict(settings)
+    old = {key.split(".", 1)[1]: value for key, value in settings.items() if key in moved}
+    backbone = {
+        key.split(".", 1)[1]: value
+        for key, value in settings.items()
+        if key.startswith("backbone.")
+    }
+    upgraded = {key: value for key, value in settings.items() if key not in moved}
+    node = _clin_node(old, backbone)
+    if node is None:
+        upgraded["clin_backbone"] = None
+    else:
+        for key, value in node.items():
+            if f"clin_backbone.{key}" not in CONTENT_KEYS:
+                upgraded[f"clin_backbone.{key}"] = value
+    return upgraded
+
+
 def on_schema(stored: Mapping[str, Any] | DictConfig) -> DictConfig:
-    """A stored training config (a checkpoint's, a run folder's) laid over the schema's
-    defaults: a key the schema gained after it was written takes its default from the
-    dataclasses above, the one place defaults are written. Keys the schema no longer has are
-    kept, and values stay as stored (the schema typed them when the run was composed)."""
+    """A stored training config (a checkpoint's, a run folder's) in today's layout
+    (`upgrade_config`), laid over the schema's defaults: a key the schema gained after it was
+    written takes its default from the dataclasses above, the one place defaults are written.
+    Keys the schema no longer has are kept, and values stay as stored (the schema typed them
+    when the run was composed)."""
     defaults = OmegaConf.create(OmegaConf.to_container(OmegaConf.structured(TrainConfig)))
-    return OmegaConf.merge(defaults, stored)
+    return OmegaConf.merge(defaults, upgrade_config(stored))
 
 
 # Top-level config entries that never change a run's numbers: where it reads and writes, how
@@ -279,7 +345,7 @@ CONTENT_KEYS = frozenset(
         "data.tasks",
         "data.split_dir",
         "backbone.weights",
-        "fusion.clin_weights",
+        "clin_backbone.weights",
     }
 )
 NAMED_BY_FOLDER = frozenset({"seed", "fusion", "block", "backbone", "experiment", "experiment/row"})

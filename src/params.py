@@ -15,9 +15,8 @@ import argparse
 import json
 from collections.abc import Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from src.config import TrainConfig
 from src.config_checks import check_config_values
 from src.data.tasks import load_task_spec
 from src.models.network import (
@@ -26,8 +25,8 @@ from src.models.network import (
     network_summary,
     validate_network_config,
 )
-from src.project import CONF_DIR, compose_config
-from src.reference import OVERRIDE_KEYS, PaperModel, load_paper_results
+from src.project import MODEL_GROUPS_ONLY, compose_config
+from src.reference import PaperModel, load_paper_results
 from src.utils.errors import exit_on_user_error
 
 PAPER_IMAGE_SIZE = 224
@@ -38,19 +37,10 @@ def _millions(n: int) -> float:
 
 
 def paper_row_config(row: PaperModel) -> DictConfig:
-    """The network part of a paper row's config: schema defaults, its group options, 224 px.
-
-    Reads the group files directly (no Hydra run), so every row uses the paper's heads.
-    """
-    cfg = OmegaConf.structured(TrainConfig)
-    for group in ("backbone", "fusion", "block"):
-        option = CONF_DIR / group / f"{row.choices[group]}.yaml"
-        cfg[group] = OmegaConf.merge(cfg[group], OmegaConf.load(option))
-    for key, value in row.choices.items():
-        if key not in ("backbone", "fusion", "block"):  # clin_backbone, clin_pretrained_tag
-            OmegaConf.update(cfg, OVERRIDE_KEYS[key], value)
-    cfg.data.image_size = PAPER_IMAGE_SIZE
-    return cfg
+    """The network part of a paper row's config: its overrides composed over the schema and the
+    model groups only (`MODEL_GROUPS_ONLY`, so every row uses the paper's heads), at 224 px."""
+    overrides = [*row.overrides, f"data.image_size={PAPER_IMAGE_SIZE}"]
+    return compose_config(overrides, config_name=MODEL_GROUPS_ONLY)
 
 
 _ROW_COUNTS: dict[tuple[str, ...], dict[str, int]] = {}

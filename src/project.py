@@ -34,7 +34,9 @@ def register_configs() -> None:
 
 register_configs()
 
-_FALLBACK = "params_fallback"
+# A config name without a conf file: `compose_config` composes the schema with the model groups
+# only (the schema's model settings: the paper's heads, whatever the primary config says).
+MODEL_GROUPS_ONLY = "params_fallback"
 
 
 def compose_config(
@@ -51,8 +53,9 @@ def compose_config(
     register_configs()
     if not (CONF_DIR / f"{config_name}.yaml").exists():
         defaults = ["train_schema", {"backbone": "swin"}, {"fusion": "aff"}, {"block": "aab"}]
-        ConfigStore.instance().store(name=_FALLBACK, node={"defaults": [*defaults, "_self_"]})
-        config_name = _FALLBACK
+        node = {"defaults": [*defaults, "_self_"]}
+        ConfigStore.instance().store(name=MODEL_GROUPS_ONLY, node=node)
+        config_name = MODEL_GROUPS_ONLY
     try:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = compose(config_name, overrides=list(overrides), return_hydra_config=hydra_config)

@@ -26,12 +26,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 import src.project  # noqa: F401  (the set-up: root, environment, schema)
+from src.config import upgrade_config
 from src.reporting.aggregate import ConfigResult, group_runs
 from src.reporting.model_card import model_card, summary
 from src.reporting.naming import slug
 from src.reporting.runs import RunRecord, find_runs
 from src.runs.files import final_checkpoint
+from src.runs.identity import upgrade_identity
 from src.utils.checkpoints import read_checkpoint
 from src.utils.errors import UserError, exit_on_user_error
 from src.utils.io import atomic_path, atomic_write_json, atomic_write_text
@@ -99,10 +103,10 @@ def _seed_files(record: RunRecord, folder: Path, onnx: float | None) -> dict[str
     metrics = record.metrics or {}
     ckpt_path = Path(metrics.get("checkpoint") or final_checkpoint(Path(record.source)))
     ckpt = read_checkpoint(ckpt_path)  # the weights its metrics were computed from
-    identity = ckpt.get("identity") or metrics.get("identity") or {}
+    identity = upgrade_identity(ckpt.get("identity") or metrics.get("identity")) or {}
     folder.mkdir(parents=True)
     _weights_file(ckpt["state_dict"], folder / WEIGHTS_FILE)
-    cfg = ckpt["hyper_parameters"]["cfg"]
+    cfg = OmegaConf.to_container(upgrade_config(ckpt["hyper_parameters"]["cfg"]))
     (folder / CONFIG_FILE).write_text(yaml.safe_dump(cfg, sort_keys=False))
     (folder / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     (folder / FUSION_WEIGHTS_FILE).write_text(json.dumps(metrics["fusion_weights"], indent=2))

@@ -120,7 +120,7 @@ def test_every_row_config_is_used_by_a_table() -> None:
 def test_row_with_clinical_swin_is_named_apart_from_the_mobilenet_one() -> None:
     swapped = compose_job(["+experiment/row=ammfm_clin_st_derm_mn", "seed=1"])
     plain = compose_job(["+experiment/row=ammfm", "backbone=mobilenet", "seed=1"])
-    assert swapped.fusion.clin_backbone == "swinv2_tiny_window8_256"
+    assert swapped.clin_backbone.name == "swinv2_tiny_window8_256"
     assert swapped.hydra.sweep.subdir == "aff-aab-mobilenet-clin_swin/seed1"
     assert plain.hydra.sweep.subdir == "aff-aab-mobilenet/seed1"
 

@@ -11,14 +11,22 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
-from src.config import SPEED_ONLY_KEYS, job_suffix
+from src.config import SPEED_ONLY_KEYS, job_suffix, on_schema, upgrade_settings
 from src.data.datamodule import Derm7ptDataModule, as_data_config
 from src.data.fingerprint import data_fingerprint
 from src.data.tasks import load_task_spec
 from src.project import compose_config
 from src.runs.files import IDENTITY_FILE, METRICS_FILE
-from src.runs.identity import identity_differences, result_settings
+from src.runs.identity import (
+    build_identity,
+    check_resumable,
+    check_reusable,
+    identity_differences,
+    result_settings,
+    upgrade_identity,
+)
 from src.train import train
 from src.utils.errors import UserError
 from tests.train_helpers import tiny_config
@@ -217,3 +225,166 @@ def test_a_run_is_not_resumed_with_clinical_dropout(
     overrides = ["callbacks=default", "ckpt_path=last", "data.clin_dropout_p=0.3"]
     with pytest.raises(UserError, match=r"data\.clin_dropout_p: <unset> -> 0\.3"):
         train(tiny_config(synthetic_release, finished_run, overrides))
+
+
+# ------------------------------------------------------- results recorded in an earlier layout
+# The result settings of the tiny run (`tiny_config`, callbacks=default) as the code recorded
+# them while the clinical backbone was `fusion.clin_*` (before it was conf/backbone a second
+# time, as clin_backbone): copied from that code's identity.json of this run.
+OLD_LAYOUT_TINY: dict[str, object] = {
+    "data._target_": "src.data.datamodule.Derm7ptDataModule",
+    "data.name": "synthetic",
+    "data.case_column": "case_id",
+    "data.clinic_column": "clinic",
+    "data.derm_column": "derm",
+    "data.split_column": "split",
+    "data.synthetic": False,
+    "data.synthetic_seed": 0,
+    "data.image_size": 32,
+    "data.batch_size": 8,
+    "data.drop_duplicate_pairs": False,
+    "data.augment": True,
+    "data.augment_p": 0.5,
+    "data.photometric": "clin",
+    "backbone.name": "mobilenetv3_small_100",
+    "backbone.pretrained": False,
+    "backbone.pretrained_tag": "lamb_in1k",
+    "backbone.drop_path_rate": 0.0,
+    "fusion.mode": "aff",
+    "fusion.clin_backbone": "mobilenetv3_small_100",
+    "fusion.clin_pretrained_tag": "lamb_in1k",
+    "fusion.clin_drop_path_rate": 0.0,
+    "block.type": "aab",
+    "block.stages": [0, 1, 2, 3],
+    "block.qk_reduction": 8,
+    "block.gate": "none",
+    "model.optimizer": "adam",
+    "model.lr": 0.001,
+    "model.weight_decay": 0.0,
+    "model.scheduler": "cosine",
+    "model.swa_epochs": 1,
+    "model.swa_lr": None,
+    "model.swa_anneal_epochs": 10,
+    "model.head.hidden": [512, 128],
+    "model.head.dropout": 0.3,
+    "model.tta_views": ["identity", "hflip"],
+    "model.weight_grid_step": 0.05,
+    "model.matmul_precision": "high",
+    "model.metadata": [],
+    "model.allow_leaky_metadata": False,
+    "trainer._target_": "lightning.pytorch.Trainer",
+    "trainer.max_epochs": 2,
+    "trainer.accelerator": "cpu",
+    "trainer.devices": 1,
+    "trainer.precision": "32-true",
+    "trainer.deterministic": True,
+    "trainer.use_distributed_sampler": False,
+    "trainer.limit_train_batches": 2,
+    "trainer.limit_val_batches": 1,
+    "seed": 0,
+}
+# Other experiments of that code: the overrides, and the settings that differed from the above.
+OLD_LAYOUT_OTHERS = {
+    "sff": (
+        ["fusion=sff", "block=cat"],
+        {
+            "fusion.mode": "sff",
+            "fusion.clin_backbone": None,
+            "fusion.clin_pretrained_tag": None,
+            "block.type": "cat",
+            "block.stages": [],
+        },
+    ),
+    "clinical swin": (
+        ["+experiment/row=ammfm_clin_st_derm_mn", "block.stages=[]"],
+        {
+            "fusion.clin_backbone": "swinv2_tiny_window8_256",
+            "fusion.clin_pretrained_tag": "ms_in1k",
+            "fusion.clin_drop_path_rate": 0.2,
+            "block.stages": [],
+        },
+    ),
+}
+WEIGHTS = {"clin": "random", "derm": "random"}
+
+
+@pytest.mark.parametrize("name", ["aff", *OLD_LAYOUT_OTHERS])
+def test_an_old_layout_identity_is_the_same_experiment(name: str, tmp_path: Path) -> None:
+    overrides, changes = OLD_LAYOUT_OTHERS.get(name, ([], {}))
+    old = {**OLD_LAYOUT_TINY, **changes}
+    cfg = tiny_config(tmp_path / "release", tmp_path / "run", ["callbacks=default", *overrides])
+    today = build_identity(result_settings(cfg), "fingerprint", WEIGHTS, "today")
+    stored = build_identity(old, "fingerprint", WEIGHTS, "then")
+    assert stored["configuration"] != today["configuration"]  # the layout alone differs
+    upgraded = upgrade_identity(stored)
+    assert upgraded["settings"] == today["settings"]
+    assert (upgraded["digest"], upgraded["configuration"]) == (
+        today["digest"],
+        today["configuration"],
+    )
+    check_reusable(today, stored, "run")  # reused and resumed as the same experiment
+    check_resumable(today, stored, "last")
+
+
+def test_an_old_layout_identity_still_differs_from_a_changed_experiment(tmp_path: Path) -> None:
+    stored = build_identity(OLD_LAYOUT_TINY, "fingerprint", WEIGHTS, "then")
+    overrides = ["callbacks=default", "clin_backbone.pretrained=true"]
+    cfg = tiny_config(tmp_path / "release", tmp_path / "run", overrides)
+    changed = build_identity(result_settings(cfg), "fingerprint", WEIGHTS, "today")
+    with pytest.raises(UserError, match=r"another experiment \(clin_backbone\.pretrained: False"):
+        check_reusable(changed, stored, "run")
+
+
+def _old_layout_config(cfg: dict) -> dict:
+    """A stored config of today written in the earlier layout, by hand."""
+    old = {key: value for key, value in cfg.items() if key != "clin_backbone"}
+    clin = cfg["clin_backbone"]
+    old["fusion"] = {
+        **cfg["fusion"],
+        "clin_backbone": clin["name"],
+        "clin_pretrained_tag": clin["pretrained_tag"],
+        "clin_weights": clin["weights"],
+        "clin_drop_path_rate": clin["drop_path_rate"],
+    }
+    return old
+
+
+def test_a_finished_run_of_the_old_layout_is_reused_grouped_and_loaded(
+    finished_run: Path, synthetic_release: Path, tmp_path: Path
+) -> None:
+    from src.models.module import AMMFMModule, stored_tasks
+    from src.reporting.runs import load_run
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(finished_run, run_dir)
+    metrics = json.loads((run_dir / METRICS_FILE).read_text())
+    today = metrics["identity"]
+    assert upgrade_settings(OLD_LAYOUT_TINY) == today["settings"]  # the fixture is this run's
+    metrics["identity"] = build_identity(
+        OLD_LAYOUT_TINY, today["data"], today["weights"], today["code"]
+    )
+    for name in (METRICS_FILE, IDENTITY_FILE):
+        recorded = metrics if name == METRICS_FILE else metrics["identity"]
+        (run_dir / name).write_text(json.dumps(recorded))
+    assert _rerun(synthetic_release, run_dir) == metrics  # reused: nothing is retrained
+    assert load_run(run_dir).group == today["configuration"]  # in the same report row
+    ckpt = torch.load(run_dir / "checkpoints" / "final.ckpt", weights_only=True)
+    old_cfg = _old_layout_config(ckpt["hyper_parameters"]["cfg"])
+    assert (
+        on_schema(old_cfg).clin_backbone == on_schema(ckpt["hyper_parameters"]["cfg"]).clin_backbone
+    )
+    tasks = stored_tasks(ckpt["hyper_parameters"], "final.ckpt")
+    module = AMMFMModule.from_trained(old_cfg, tasks, ckpt["state_dict"], "final.ckpt")
+    assert module.network.streams["clin"].name == "mobilenetv3_small_100"
+
+
+def test_a_clinical_backbone_override_reaches_the_stored_config(tmp_path: Path) -> None:
+    """A `group@package` override given with a checkpoint (src.eval) sets the node at its
+    package, in a config stored in the earlier layout too."""
+    from src.runs.checkpoints import checkpoint_config
+
+    stored = tiny_config(tmp_path / "release", tmp_path / "run", ["callbacks=default"])
+    stored = _old_layout_config(OmegaConf.to_container(stored, resolve=True))
+    run_cfg = compose_config(["backbone@clin_backbone=resnet"], "eval", hydra_config=True)
+    cfg = checkpoint_config(stored, run_cfg)
+    assert cfg.clin_backbone.name == "resnet50" and "backbone@clin_backbone" not in cfg

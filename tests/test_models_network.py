@@ -199,7 +199,8 @@ def test_pretrained_without_hub_names_the_stream_keys(tmp_path, offline_hub) -> 
         "backbone.pretrained_tag=null",  # the pinned tag is swin's: timm's default for resnet18
         f"backbone.weights={derm}",
     )
-    with pytest.raises(UserError, match=r"fusion\.clin_weights=<file.*backbone\.pretrained=false"):
+    clin_keys = r"clin_backbone\.weights=<file.*clin_backbone\.pretrained=false"
+    with pytest.raises(UserError, match=clin_keys):
         build_network(_spec(*overrides, "backbone.pretrained=true"), NUM_CLASSES)
     build_network(
         _spec(*overrides, "backbone.pretrained=false"), NUM_CLASSES
@@ -229,15 +230,18 @@ def test_block_stages_and_width_are_configurable() -> None:
         (["fusion.mode=late"], ["fusion.mode=late"]),
         (["block.type=sum"], ["block.type=sum"]),
         (["block.stages=[0,4]"], ["block.stages"]),
-        (["fusion=sff", "fusion.clin_backbone=resnet50"], ["fusion.clin_backbone"]),
-        (["fusion.clin_backbone=no_such_net"], ["fusion.clin_backbone=no_such_net"]),
         (
-            ["fusion.clin_backbone=vit_tiny_patch16_224", "fusion.clin_pretrained_tag=null"],
-            ["block.stages", "stride"],
+            ["fusion=sff", "+backbone@clin_backbone=resnet"],
+            ["clin_backbone must be null", "clin_backbone.name=resnet50"],
+        ),
+        (["clin_backbone.name=no_such_net"], ["clin_backbone.name=no_such_net"]),
+        (
+            ["clin_backbone.name=vit_tiny_patch16_224", "clin_backbone.pretrained_tag=null"],
+            ["block.stages", "clin_backbone.name=vit_tiny_patch16_224", "stride"],
         ),
         (
-            ["fusion.clin_backbone=vit_tiny_patch16_224"],
-            ["fusion.clin_pretrained_tag=lamb_in1k", "augreg_in21k_ft_in1k"],
+            ["clin_backbone.name=vit_tiny_patch16_224"],
+            ["clin_backbone.pretrained_tag=lamb_in1k", "augreg_in21k_ft_in1k"],
         ),
     ],
 )
@@ -259,7 +263,7 @@ def test_configured_drop_path_rate_is_passed_to_every_stream() -> None:
     net = build_network(_spec("fusion=aff", "backbone=swin", "block=cat"), NUM_CLASSES)
     derm = _drop_path_rates(net.streams["derm"])
     assert derm and max(derm) == pytest.approx(0.2)  # conf/backbone/swin.yaml, the last block
-    assert _drop_path_rates(net.streams["clin"]) == []  # MobileNetV3: fusion.clin_drop_path_rate 0
+    assert _drop_path_rates(net.streams["clin"]) == []  # MobileNetV3: clin_backbone's rate 0
 
     off = build_network(
         _spec("backbone=swin", "backbone.drop_path_rate=0", "block=cat"), NUM_CLASSES
@@ -267,7 +271,7 @@ def test_configured_drop_path_rate_is_passed_to_every_stream() -> None:
     assert _drop_path_rates(off) == []  # 0 is passed, not timm's own 0.1
 
     swapped = build_network(
-        _spec("+experiment/row=ammfm_clin_st_derm_mn", "fusion.clin_drop_path_rate=0.3"),
+        _spec("+experiment/row=ammfm_clin_st_derm_mn", "clin_backbone.drop_path_rate=0.3"),
         NUM_CLASSES,
     )
     assert max(_drop_path_rates(swapped.streams["clin"])) == pytest.approx(0.3)
@@ -277,3 +281,32 @@ def test_configured_drop_path_rate_is_passed_to_every_stream() -> None:
 def test_drop_path_rate_out_of_range_is_one_line() -> None:
     with pytest.raises(UserError, match=r"^backbone.drop_path_rate=1.5 must be in \[0, 1\)$"):
         validate_network_config(_cfg("backbone.drop_path_rate=1.5"))
+
+
+def test_the_clinical_backbone_is_a_conf_backbone_option() -> None:
+    """fusion=aff fills clin_backbone from conf/backbone (MobileNetV3 unless another option is
+    picked); the other frameworks have none and use backbone for every stream."""
+    streams = dict(validate_network_config(_cfg("backbone@clin_backbone=resnet")).streams)
+    assert (streams["clin"].backbone, streams["clin"].pretrained_tag) == ("resnet50", "tv_in1k")
+    assert streams["derm"].backbone == "swinv2_tiny_window8_256"
+    assert _cfg().clin_backbone.name == "mobilenetv3_small_100"
+    for mode in ("sff", "derm_only", "clin_only"):
+        assert _cfg(f"fusion={mode}", "block=cat").clin_backbone is None, mode
+
+
+def test_the_clinical_stream_starts_like_the_dermoscopy_one_unless_set() -> None:
+    def pretrained(*overrides: str) -> dict[str, bool]:
+        spec = validate_network_config(compose_config(list(overrides)))
+        return {name: stream.pretrained for name, stream in spec.streams}
+
+    assert pretrained() == {"clin": True, "derm": True}
+    assert pretrained("backbone.pretrained=false") == {"clin": False, "derm": False}
+    assert pretrained("backbone.pretrained=false", "clin_backbone.pretrained=true") == {
+        "clin": True,
+        "derm": False,
+    }
+    # the configs that must not download: the demo, the smoke-test preset, the benchmarks
+    from src.benchmarks.configs import BASE_OVERRIDES
+
+    for overrides in (["experiment=demo"], ["debug=fast"], list(BASE_OVERRIDES)):
+        assert pretrained(*overrides) == {"clin": False, "derm": False}, overrides

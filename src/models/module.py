@@ -153,9 +153,10 @@ class AMMFMModule(LightningModule):
         download: the weights come from `state_dict`); `source` names the file in errors."""
         check_config_values(cfg, source=f"ckpt_path={source}")
         cfg = on_schema(cfg)  # keys newer than the checkpoint take the schema's defaults
-        cfg.backbone.pretrained = False
-        cfg.backbone.weights = None
-        cfg.fusion.clin_weights = None
+        for node in (cfg.backbone, cfg.clin_backbone):
+            if node is not None:
+                node.pretrained = False
+                node.weights = None
         module = cls(cfg, tasks)
         try:
             missing, unexpected = module.load_state_dict(state_dict, strict=False)

@@ -6,8 +6,8 @@ incompatible choices with one line naming the config keys) without building any 
 
 Fusion frameworks (`fusion.mode`):
 - sff: both streams use `backbone.name`;
-- aff: the clinical stream uses `fusion.clin_backbone` (default: the light MobileNetV3),
-  the dermoscopy stream `backbone.name`;
+- aff: the clinical stream uses `clin_backbone` (conf/backbone/*.yaml a second time; default:
+  the light MobileNetV3), the dermoscopy stream `backbone`;
 - derm_only / clin_only: one stream and one head; the other image is ignored.
 """
 
@@ -50,6 +50,7 @@ class StreamSpec:
     pretrained_tag: str | None  # timm's pretrained tag (None: timm's default for the name)
     weights: str | None
     weights_key: str  # the config key that sets `weights`, for error messages
+    pretrained_key: str  # the config key that sets `pretrained`, for error messages
     drop_path_rate: float  # stochastic depth of this stream's backbone (always passed to timm)
 
 
@@ -126,40 +127,31 @@ def weight_sources(spec: NetworkSpec) -> dict[str, str]:
     return sources
 
 
-def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], ...]:
-    backbone, fusion = cfg.backbone, cfg.fusion
-    clin_name = fusion.clin_backbone
-    if mode != "aff" and clin_name:
-        _fail(
-            f"fusion.mode={mode} uses backbone.name for every stream, so fusion.clin_backbone "
-            f"must be null (got {clin_name}); use fusion=aff for a different clinical backbone"
-        )
-    for key, name in (("backbone.name", backbone.name), ("fusion.clin_backbone", clin_name)):
-        if name and not timm.is_model(name):
-            _fail(f"{key}={name} is not a timm model name")
-    pretrained = bool(backbone.pretrained)
-    main = StreamSpec(
-        backbone.name,
-        pretrained,
-        _pretrained_tag(backbone.name, backbone.pretrained_tag, "backbone.pretrained_tag"),
-        backbone.weights,
-        "backbone.weights",
-        _drop_path_rate(backbone.drop_path_rate, "backbone.drop_path_rate"),
+def _stream_spec(node: DictConfig, key: str) -> StreamSpec:
+    """The stream built from a conf/backbone node found at config key `key`."""
+    if not timm.is_model(node.name):
+        _fail(f"{key}.name={node.name} is not a timm model name")
+    return StreamSpec(
+        node.name,
+        bool(node.pretrained),
+        _pretrained_tag(node.name, node.pretrained_tag, f"{key}.pretrained_tag"),
+        node.weights,
+        f"{key}.weights",
+        f"{key}.pretrained",
+        _drop_path_rate(node.drop_path_rate, f"{key}.drop_path_rate"),
     )
-    clin = main
-    if clin_name or fusion.clin_weights:
-        clin = StreamSpec(
-            clin_name or backbone.name,
-            pretrained,
-            _pretrained_tag(
-                clin_name or backbone.name,
-                fusion.clin_pretrained_tag if clin_name else backbone.pretrained_tag,
-                "fusion.clin_pretrained_tag" if clin_name else "backbone.pretrained_tag",
-            ),
-            fusion.clin_weights,
-            "fusion.clin_weights",
-            _drop_path_rate(fusion.clin_drop_path_rate, "fusion.clin_drop_path_rate"),
+
+
+def _stream_specs(cfg: DictConfig, mode: str) -> tuple[tuple[str, StreamSpec], ...]:
+    clin_node = cfg.get("clin_backbone")
+    if mode != "aff" and clin_node is not None:
+        _fail(
+            f"fusion.mode={mode} uses backbone for every stream, so clin_backbone must be null "
+            f"(got clin_backbone.name={clin_node.name}); use fusion=aff for a clinical backbone "
+            "of its own"
         )
+    main = _stream_spec(cfg.backbone, "backbone")
+    clin = main if clin_node is None else _stream_spec(clin_node, "clin_backbone")
     specs = {"clin": clin, "derm": main}
     return tuple((name, specs[name]) for name in _MODE_STREAMS[mode])
 
@@ -174,7 +166,7 @@ def _check_block_sizes(spec: NetworkSpec) -> None:
     for stage in spec.stages:
         if clin_red[stage] != derm_red[stage]:
             _fail(
-                f"block.stages includes {stage}, where fusion.clin_backbone={clin.backbone} has "
+                f"block.stages includes {stage}, where clin_backbone.name={clin.backbone} has "
                 f"stride {clin_red[stage]} but backbone.name={derm.backbone} has stride "
                 f"{derm_red[stage]}; fusion blocks need equal spatial sizes (change block.stages "
                 "or use block=cat)"
@@ -405,6 +397,7 @@ def build_network(
             weights=stream.weights if load_weights else None,
             drop_path_rate=stream.drop_path_rate,
             weights_key=stream.weights_key,
+            pretrained_key=stream.pretrained_key,
         )
         for name, stream in spec.streams
     }

@@ -14,12 +14,13 @@ from src.utils.errors import UserError
 
 PAPER_RESULTS = Path(__file__).with_name("paper_results.yaml")
 PAPER_TASKS = "derm7pt"  # the task spec the paper's tables are over (src/data/specs/)
+# A row's override name -> the config group it picks an option of (conf/backbone twice: the
+# clinical stream's own backbone of fusion=aff is `backbone@clin_backbone`).
 OVERRIDE_KEYS = {
     "fusion": "fusion",
     "block": "block",
     "backbone": "backbone",
-    "clin_backbone": "fusion.clin_backbone",
-    "clin_pretrained_tag": "fusion.clin_pretrained_tag",
+    "clin_backbone": "backbone@clin_backbone",
 }
 
 
@@ -38,7 +39,7 @@ class PaperModel:
     id: str
     table: int
     description: str
-    choices: dict[str, str]  # config group options (fusion, block, backbone) and clin_backbone
+    choices: dict[str, str]  # config group options: fusion, block, backbone (and clin_backbone)
     params_m: float | None
     avg_auc: Stat | None
     avg_acc: Stat | None
@@ -95,7 +96,8 @@ def _choices(mapping: dict[str, str], where: str) -> dict[str, str]:
     missing = {"fusion", "block", "backbone"} - set(mapping)
     if unknown or missing:
         raise UserError(
-            f"{where}: overrides need fusion/block/backbone (+ clin_backbone, clin_pretrained_tag)"
+            f"{where}: overrides need fusion/block/backbone (+ clin_backbone: a conf/backbone "
+            "option for the clinical stream of fusion aff)"
         )
     return {k: str(v) for k, v in mapping.items()}
 

@@ -50,7 +50,7 @@ NAMED_SETTINGS = frozenset(
         "backbone.name",
         "backbone.pretrained",
         "fusion.mode",
-        "fusion.clin_backbone",
+        "clin_backbone.name",
         "block.type",
         "block.stages",
         "block.qk_reduction",

@@ -34,6 +34,7 @@ from src.runs.files import (
     is_complete,
     oversized_metrics,
 )
+from src.runs.identity import upgrade_identity
 from src.runs.status import read_failure
 from src.utils.errors import UserError
 
@@ -145,7 +146,7 @@ def load_run(run_dir: Path, name: str | None = None) -> RunRecord:
     `name` is how the report shows it (default: the path as given).
     """
     record = _load_run(run_dir, name)
-    recorded = (record.metrics or {}).get("identity") or _saved_identity(run_dir)
+    recorded = upgrade_identity((record.metrics or {}).get("identity") or _saved_identity(run_dir))
     if record.config is not None:
         settings = recorded.get("settings") if isinstance(recorded, dict) else None
         record.config = {
@@ -178,25 +179,37 @@ def _backbone_options() -> dict[str, str]:
 
 
 @lru_cache(maxsize=64)
-def _recipe(fusion: str, block: str, backbone: str | None) -> tuple[tuple[str, Any], ...]:
+def _recipe(
+    fusion: str, block: str, backbone: str | None, pretrained: bool
+) -> tuple[tuple[str, Any], ...]:
     from src.project import compose_config
     from src.runs.identity import result_settings
 
     groups = [f"fusion={fusion}", f"block={block}"]
     groups += [f"backbone={backbone}"] if backbone else []
+    groups += [f"backbone.pretrained={str(pretrained).lower()}"]
     return tuple(sorted(result_settings(compose_config(groups)).items(), key=lambda kv: kv[0]))
+
+
+CLIN_BACKBONE = "clin_backbone"  # the clinical stream's own backbone node (fusion=aff)
 
 
 def recipe_for(settings: dict[str, Any]) -> dict[str, Any]:
     """The result settings of the paper's recipe for the same architecture (its fusion, block
-    and backbone groups, as the project's default training config composes them). A clinical
-    backbone other than the recipe's brings its own stream settings: they are taken as given."""
+    and backbone groups, as the project's default training config composes them) and the same
+    `backbone.pretrained`, which the recipe's clinical stream follows. A clinical backbone
+    other than the recipe's brings its own stream settings: they are taken as given."""
     option = _backbone_options().get(str(settings.get("backbone.name")))
+    pretrained = bool(settings.get("backbone.pretrained"))
     recipe = dict(
-        _recipe(str(settings.get("fusion.mode")), str(settings.get("block.type")), option)
+        _recipe(
+            str(settings.get("fusion.mode")), str(settings.get("block.type")), option, pretrained
+        )
     )
-    if settings.get("fusion.clin_backbone") != recipe.get("fusion.clin_backbone"):
-        recipe.update({k: v for k, v in settings.items() if k.startswith("fusion.clin_")})
+    name = f"{CLIN_BACKBONE}.name"
+    if settings.get(name) != recipe.get(name):
+        recipe = {k: v for k, v in recipe.items() if k.split(".")[0] != CLIN_BACKBONE}
+        recipe.update({k: v for k, v in settings.items() if k.split(".")[0] == CLIN_BACKBONE})
     return recipe
 
 

@@ -97,6 +97,7 @@ def checkpoint_config(stored: dict[str, Any], run_cfg: DictConfig) -> DictConfig
         overrides = []
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
+        key = key.split("@", 1)[-1]  # a `group@package` override sets the node at its package
         if key.split(".")[0] in RUN_KEYS or key.startswith("hydra"):
             continue
         OmegaConf.update(cfg, key, OmegaConf.select(run_cfg, key), merge=False, force_add=True)

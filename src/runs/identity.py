@@ -22,7 +22,13 @@ from typing import Any
 
 from omegaconf import Container, DictConfig, OmegaConf
 
-from src.config import CONTENT_KEYS, NEUTRAL_VALUES, NON_RESULT_ROOTS, SPEED_ONLY_KEYS
+from src.config import (
+    CONTENT_KEYS,
+    NEUTRAL_VALUES,
+    NON_RESULT_ROOTS,
+    SPEED_ONLY_KEYS,
+    upgrade_settings,
+)
 from src.runs.files import IDENTITY_FILE
 from src.utils.errors import UserError
 from src.utils.hashing import value_digest
@@ -76,6 +82,19 @@ def build_identity(
         **hashed,
         "code": code,
     }
+
+
+def upgrade_identity(saved: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """A stored identity with its settings in today's layout (`upgrade_settings`) and its
+    digests taken again over them: a result recorded before a layout change, of an experiment
+    that did not change, keeps being the same result. Anything else comes back as given."""
+    if not saved or not isinstance(saved.get("settings"), Mapping):
+        return saved
+    settings = upgrade_settings(saved["settings"])
+    if settings == saved["settings"]:
+        return saved
+    weights = saved.get("weights") or {}
+    return {**saved, **build_identity(settings, saved.get("data"), weights, saved.get("code"))}
 
 
 def run_identity(cfg: DictConfig, weights: dict[str, str] | None = None) -> dict[str, Any]:
@@ -137,6 +156,7 @@ def _require_same(
     UserError(`<other[0]> (<the differences>); <other[1]>`)."""
     if not saved or "settings" not in saved:
         raise UserError(unrecorded)
+    saved = upgrade_identity(saved)
     differences = identity_differences(current, saved)
     if differences:
         raise UserError(f"{other[0]} ({_summary(differences)}); {other[1]}")
