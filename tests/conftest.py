@@ -16,6 +16,11 @@ from tests.specs import DERM7PT, NUM_CLASSES
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
+# One intra-op thread per test process (child processes inherit it): the suite's networks are
+# tiny, the suite runs one process per core (pytest-xdist, `make test`), and a second thread per
+# process on a busy machine makes every operation wait for a core.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # Photos of 80-112 px on the long side: the real format and label structure, generated in seconds.
 SMALL_LONG_SIDE = (80, 112)

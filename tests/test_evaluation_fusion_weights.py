@@ -138,9 +138,13 @@ def test_candidate_grid_order_and_duplicates():
 def test_search_restores_the_thread_setting():
     labels = _labels(400, seed=5)
     branch_probs = {b: _noise(400, seed=i) for i, b in enumerate(BRANCHES)}
-    threads = torch.get_num_threads()
-    search_fusion_weights(branch_probs, labels, DERM7PT, step=0.05)
-    assert torch.get_num_threads() == threads
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)  # not the search's own 1, so a missing restore shows
+    try:
+        search_fusion_weights(branch_probs, labels, DERM7PT, step=0.05)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_single_branch_gets_weight_one():
