@@ -3,10 +3,11 @@
 For each configuration (SFF-CAT ST+ST, AFF-CAT, AFF-AAB) the predictor is exported as
 `src.export` writes it, once with the configuration's TTA views and once with one view, and
 each export is quantized with onnxruntime (`quantize.py`: dynamic, and static calibrated on
-training pairs). All these sessions, and the eager predictor (one view) as a reference, are
-built in one process and timed in alternating rounds (`timing.alternate_rounds`): a drift of
-the machine's speed hits every model alike. Peak memory is measured per model in a fresh
-process (`ort_memory.py`), where the peak resident memory belongs to that model alone.
+training pairs, each as its `Int8Recipe` says; the recipes are recorded in the settings). All
+these sessions, and the eager predictor (one view) as a reference, are built in one process and
+timed in alternating rounds (`timing.alternate_rounds`): a drift of the machine's speed hits
+every model alike. Peak memory is measured per model in a fresh process (`ort_memory.py`),
+where the peak resident memory belongs to that model alone.
 
 Weights are random (cost does not depend on their values); the accuracy cost of int8 is
 measured on a trained checkpoint instead (`int8_accuracy.py`).
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.benchmarks.configs import bench_config, paper_row
 from src.benchmarks.inference import build_predictor
 from src.benchmarks.ort_memory import measure_in_subprocess as memory_in_subprocess
-from src.benchmarks.quantize import FP32, PRECISIONS, Feeds, quantize
+from src.benchmarks.quantize import FP32, INT8_STATIC, PRECISIONS, RECIPES, Feeds, quantize
 from src.benchmarks.timing import alternate_rounds, ratio_of, summarize
 from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
 from src.inference.predictor import FusedPredictor
@@ -54,9 +55,20 @@ class DeployedSettings:
     rounds: int = 12
     calls: int = 3  # per round
     warmup: int = 2
-    calibration_pairs: int = 8
+    calibration_pairs: int | None = None  # static calibration; None: the int8-static recipe's
     memory_calls: int = 3
     session: SessionSettings = SessionSettings()
+
+
+def calibration_pairs(settings: DeployedSettings) -> int:
+    if settings.calibration_pairs is None:
+        return RECIPES[INT8_STATIC].calibration_pairs
+    return settings.calibration_pairs
+
+
+def int8_recipes() -> dict[str, dict[str, Any]]:
+    """{int8 method: its recipe}, as results record what "int8" meant."""
+    return {method: recipe.record() for method, recipe in RECIPES.items()}
 
 
 def session_for(path: Path, settings: SessionSettings, profile_prefix: str | None = None) -> Any:
@@ -112,7 +124,7 @@ def build_models(
             model, _ = build_predictor(row, size, names)
             log.info("deployed: exporting %s (%s views), %d px", row, views, size)
             stats = model.module.norm_stats
-            calibration = training_feeds(cfg.data, stats, settings.calibration_pairs)
+            calibration = training_feeds(cfg.data, stats, calibration_pairs(settings))
             paths = export_all(model, size, folder / row / views, calibration)
             for precision, path in paths.items():
                 session = session_for(path, settings.session)
@@ -171,7 +183,7 @@ def measure(rows: Sequence[str], settings: DeployedSettings) -> dict[str, Any]:
             ratio = ratio_of(times, key, _key(reference, precision, views))
             ratios.append({"row": row, "precision": precision, "views": views, **ratio})
     return {
-        "settings": {**asdict(settings), "rows": list(rows)},
+        "settings": {**asdict(settings), "rows": list(rows), "int8_recipes": int8_recipes()},
         "reference": reference,
         "variants": variants,
         "ratios": ratios,
