@@ -8,7 +8,7 @@
 
 What each method is told is its `Int8Recipe` (`RECIPES`), recorded beside every int8 result.
 The defaults were chosen on the validation split of a trained demo checkpoint, with latency
-(experiments/bench/README.md, "int8 recipe"). What they keep in float, and why:
+(experiments/bench/int8-recipe.md). What they keep in float, and why:
 
 - `op_types`: only the ops that hold the arithmetic are quantized (static: Conv, MatMul, Gemm;
   dynamic: MatMul, which covers the heads too: `quantize_dynamic` rewrites each Gemm as a

@@ -127,7 +127,8 @@ def render_deployed(section: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"({EAGER}: PyTorch eager, the reference row.) Where the AAB's time goes and which "
-        "ONNX Runtime settings were tried: [aab-profile.md](aab-profile.md).",
+        "ONNX Runtime settings were tried: [aab-profile.md](aab-profile.md); the int8 options "
+        "tried: [int8-recipe.md](int8-recipe.md).",
         "",
     ]
     lines += _int8_accuracy(section.get("int8_accuracy") or [])
