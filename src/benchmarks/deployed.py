@@ -3,10 +3,11 @@
 For each configuration (SFF-CAT ST+ST, AFF-CAT, AFF-AAB) the predictor is exported as
 `src.export` writes it, once with the configuration's TTA views and once with one view, and
 each export is quantized with onnxruntime (`quantize.py`: dynamic, and static calibrated on
-training pairs). All these sessions, and the eager predictor (one view) as a reference, are
-built in one process and timed in alternating rounds (`timing.alternate_rounds`): a drift of
-the machine's speed hits every model alike. Peak memory is measured per model in a fresh
-process (`ort_memory.py`), where the peak resident memory belongs to that model alone.
+training pairs, each as its `Int8Recipe` says; the recipes are recorded in the settings). All
+these sessions, and the eager predictor (one view) as a reference, are built in one process and
+timed in alternating rounds (`timing.alternate_rounds`): a drift of the machine's speed hits
+every model alike. Peak memory is measured per model in a fresh process (`ort_memory.py`),
+where the peak resident memory belongs to that model alone.
 
 Weights are random (cost does not depend on their values); the accuracy cost of int8 is
 measured on a trained checkpoint instead (`int8_accuracy.py`).
@@ -27,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from src.benchmarks.configs import bench_config, paper_row
 from src.benchmarks.inference import build_predictor
 from src.benchmarks.ort_memory import measure_in_subprocess as memory_in_subprocess
-from src.benchmarks.quantize import FP32, PRECISIONS, Feeds, quantize
+from src.benchmarks.quantize import FP32, PRECISIONS, RECIPES, Feeds, quantize
 from src.benchmarks.timing import alternate_rounds, ratio_of, summarize
 from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
 from src.inference.predictor import FusedPredictor
@@ -54,9 +55,16 @@ class DeployedSettings:
     rounds: int = 12
     calls: int = 3  # per round
     warmup: int = 2
+    # static calibration of these random-weight models (their cost does not depend on it); the
+    # calibrator holds every pair's activations at once, so memory grows with pairs x pixels
     calibration_pairs: int = 8
     memory_calls: int = 3
     session: SessionSettings = SessionSettings()
+
+
+def int8_recipes() -> dict[str, dict[str, Any]]:
+    """{int8 method: its recipe}, as results record what "int8" meant."""
+    return {method: recipe.record() for method, recipe in RECIPES.items()}
 
 
 def session_for(path: Path, settings: SessionSettings, profile_prefix: str | None = None) -> Any:
@@ -171,7 +179,7 @@ def measure(rows: Sequence[str], settings: DeployedSettings) -> dict[str, Any]:
             ratio = ratio_of(times, key, _key(reference, precision, views))
             ratios.append({"row": row, "precision": precision, "views": views, **ratio})
     return {
-        "settings": {**asdict(settings), "rows": list(rows)},
+        "settings": {**asdict(settings), "rows": list(rows), "int8_recipes": int8_recipes()},
         "reference": reference,
         "variants": variants,
         "ratios": ratios,

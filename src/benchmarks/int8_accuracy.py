@@ -3,7 +3,8 @@ ONNX export and from each int8 version of it, all in ONNX Runtime.
 
 The models are exported as `src.export` writes them (the run's TTA views and fusion weights);
 static quantization calibrates on the first training pairs of the checkpoint's own data
-(evaluation preprocessing). The test split is only reported on, as everywhere: nothing is
+(evaluation preprocessing; as many as the int8-static recipe says). Each int8 method's recipe is
+recorded beside its numbers. The test split is only reported on, as everywhere: nothing is
 selected on it.
 """
 
@@ -16,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from src.benchmarks.deployed import export_all, training_feeds
-from src.benchmarks.quantize import FP32
+from src.benchmarks.deployed import export_all, int8_recipes, training_feeds
+from src.benchmarks.quantize import FP32, INT8_STATIC, RECIPES
 from src.evaluation.metrics import compute_metrics
 from src.inference.onnx import onnx_session, run_onnx
 from src.inference.predictor import FusedPredictor, load_predictor
@@ -41,10 +42,15 @@ def _test_split(predictor: Any) -> tuple[list[tuple[torch.Tensor, torch.Tensor]]
 
 
 def measure_checkpoint(
-    ckpt_path: str | Path, folder: Path, calibration_pairs: int, threads: int | None = None
+    ckpt_path: str | Path,
+    folder: Path,
+    calibration_pairs: int | None = None,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Test AVG AUC / AVG ACC (fractions) per precision, and each int8's difference from fp32
-    in percentage points."""
+    in percentage points. `calibration_pairs`: None, the int8-static recipe's."""
+    if calibration_pairs is None:
+        calibration_pairs = RECIPES[INT8_STATIC].calibration_pairs
     predictor = load_predictor(ckpt_path)
     size = predictor.image_size
     cfg = predictor.model.module.cfg
@@ -65,6 +71,7 @@ def measure_checkpoint(
         "tta_views": predictor.views,
         "test_cases": int(labels.shape[0]),
         "calibration_pairs": len(calibration),
+        "int8_recipes": int8_recipes(),
         "scores": scores,
         "delta_points": {
             precision: {key: 100 * (value - reference[key]) for key, value in score.items()}

@@ -51,6 +51,23 @@ def deployed_targets(section: dict[str, Any] | None) -> list[dict[str, Any]]:
     return targets
 
 
+def _recipes(recipes: dict[str, dict[str, Any]] | None, pairs: int | None) -> str:
+    """What "int8" means in these rows, in words (older results recorded only the pairs)."""
+    if not recipes:
+        return f"calibrated on {pairs} training pairs"
+    parts = []
+    for method, r in recipes.items():
+        calibrated = pairs if pairs is not None else r["calibration_pairs"]
+        words = f"`{method}` quantizes {', '.join(r['op_types'])} only"
+        if r["constant_b_only"]:
+            words += " (MatMuls with a weight operand)"
+        words += ", per-channel weights" if r["per_channel"] else ""
+        if method == "int8-static":
+            words += f", {r['calibrate_method']} on {calibrated} training pairs"
+        parts.append(words)
+    return "; ".join(parts) + ", every other op in float"
+
+
 def _ms(seconds: float) -> str:
     return f"{seconds * 1e3:.0f}"
 
@@ -62,9 +79,10 @@ def render_deployed(section: dict[str, Any]) -> list[str]:
         "",
         "Each configuration exported as `src.export` writes it (verified against PyTorch), with "
         "its TTA views (`tta`) and with one view (`one`), and quantized by onnxruntime: "
-        "`int8-dynamic` (weights int8, activations per call) and `int8-static` (QDQ, weights "
-        f"per channel, activation ranges calibrated on {s['calibration_pairs']} training "
-        "pairs). All models and the eager predictor (one view, the reference row) are built "
+        "`int8-dynamic` (weights int8, activations per call) and `int8-static` (QDQ, "
+        "activation ranges calibrated on training pairs); "
+        f"{_recipes(s.get('int8_recipes'), s.get('calibration_pairs'))}. "
+        "All models and the eager predictor (one view, the reference row) are built "
         f"in one process and timed side by side: {s['rounds']} alternating rounds of "
         f"{s['calls']} calls; latency = median over rounds of each round's median (IQR and "
         "range over rounds). Peak RSS: a fresh process per model (its growth over the "
@@ -109,7 +127,8 @@ def render_deployed(section: dict[str, Any]) -> list[str]:
     lines += [
         "",
         f"({EAGER}: PyTorch eager, the reference row.) Where the AAB's time goes and which "
-        "ONNX Runtime settings were tried: [aab-profile.md](aab-profile.md).",
+        "ONNX Runtime settings were tried: [aab-profile.md](aab-profile.md); the int8 options "
+        "tried: [int8-recipe.md](int8-recipe.md).",
         "",
     ]
     lines += _int8_accuracy(section.get("int8_accuracy") or [])

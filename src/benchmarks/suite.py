@@ -145,8 +145,7 @@ def run_deployed(plan: Plan, checkpoints: Sequence[str]) -> dict[str, Any]:
                 measure_checkpoint(
                     ckpt,
                     Path(folder) / str(index),
-                    plan.deployed.calibration_pairs,
-                    plan.deployed.session.threads,
+                    threads=plan.deployed.session.threads,
                 )
             )
     return result
