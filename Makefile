@@ -25,7 +25,7 @@ demo: $(STAMP)  ## train + evaluate the demo model on the synthetic stand-in dat
 	$(PY) -m src.train experiment=demo
 
 test: $(STAMP)  ## fast test suite (excludes tests marked slow)
-	WANDB_MODE=disabled $(PY) -m pytest -m "not slow" -q -n auto --dist loadgroup
+	WANDB_MODE=disabled $(PY) -m pytest -m "not slow" -q -n auto --dist loadscope
 
 test-all: $(STAMP)  ## every test, slow ones included
 	WANDB_MODE=disabled $(PY) -m pytest -q

@@ -63,6 +63,7 @@ def test_sync_batchnorm_is_turned_off_where_it_cannot_run():
     assert trainer_settings(gpu).sync_batchnorm is True
 
 
+@pytest.mark.slow  # two training processes: the fast suite checks the sharding above in-process
 def test_ddp_on_two_cpu_processes_validates_the_whole_split_and_evaluates_once(
     synthetic_release: Path, tmp_path: Path
 ):
