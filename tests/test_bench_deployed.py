@@ -22,6 +22,7 @@ from src.benchmarks.report_deployed import deployed_targets
 from src.evaluation.metrics import compute_metrics
 from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
 from src.inference.predictor import FusedPredictor, load_predictor
+from src.utils.errors import UserError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -257,3 +258,21 @@ def test_deployed_section_end_to_end(tiny_ckpt: Path, tmp_path: Path) -> None:
     markdown = (out / "quick.md").read_text()
     assert "## Deployed path: ONNX Runtime on CPU, 32 px, batch 1" in markdown
     assert "int8 accuracy on the test split" in markdown
+
+
+def test_a_checkpoint_without_its_fusion_weights_stops_the_bench_before_it_measures(
+    tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    """The int8 accuracy comes last in the deployed section: a checkpoint it cannot load must
+    be refused at the start, not after the timed part."""
+    stray = tmp_path / "elsewhere" / "checkpoints" / "final.ckpt"
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(tiny_ckpt.read_bytes())
+    (stray.parent.parent / "metrics.json").write_text(
+        json.dumps({"fusion_weights": {"derm": 1, "clin": 1, "fusion": 1}, "checkpoint": "x.ckpt"})
+    )
+    out = tmp_path / "bench"
+    args = ["--quick", "--image-size", "32", "--sections", "deployed", "--threads", "1"]
+    with pytest.raises(UserError, match="records checkpoint"):
+        run([*args, "--out", str(out), "--checkpoint", str(stray)])
+    assert not out.exists()

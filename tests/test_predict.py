@@ -301,3 +301,32 @@ def test_metrics_of_another_checkpoint_are_not_its_fusion_weights(
     with pytest.raises(UserError, match="records checkpoint") as info:
         run(predict_cfg(f"ckpt_path={stray}", f"clinic={clinic}", f"derm={derm}"))
     assert str(other_run / "metrics.json") in str(info.value)
+
+
+def test_a_moved_run_keeps_its_fusion_weights_but_only_for_its_final_checkpoint(
+    tiny_ckpt: Path, tmp_path: Path
+) -> None:
+    """A run folder copied elsewhere (say, from a cluster) records its old checkpoint path; its
+    metrics.json still belongs to checkpoints/final.ckpt when both carry the same identity. An
+    epoch checkpoint of that run, or a final.ckpt of another result, does not get its weights."""
+    stored = torch.load(tiny_ckpt, weights_only=True)
+    stored["identity"] = {"digest": "0123abcd4567"}
+    old_run, moved = tmp_path / "cluster" / "run", tmp_path / "laptop" / "run"
+    (moved / "checkpoints").mkdir(parents=True)
+    for name in ("final.ckpt", "epoch000.ckpt"):
+        torch.save(stored, moved / "checkpoints" / name)
+    metrics = {
+        "fusion_weights": RUN_WEIGHTS,
+        "checkpoint": str(old_run / "checkpoints" / "final.ckpt"),
+        "identity": stored["identity"],
+    }
+    (moved / "metrics.json").write_text(json.dumps(metrics))
+
+    final = moved / "checkpoints" / "final.ckpt"
+    assert load_predictor(final).model.weights == pytest.approx(RUN_WEIGHTS)
+    with pytest.raises(UserError, match="records checkpoint"):
+        load_predictor(moved / "checkpoints" / "epoch000.ckpt")
+    stored["identity"] = {"digest": "another00000"}
+    torch.save(stored, final)
+    with pytest.raises(UserError, match="records checkpoint"):
+        load_predictor(final)

@@ -260,6 +260,11 @@ def run(args: argparse.Namespace, argv: Sequence[str] | None = None) -> dict[str
     for ckpt in args.checkpoint or []:
         if not Path(ckpt).exists():
             raise UserError(f"--checkpoint {ckpt}: no such checkpoint file or published folder")
+    if "deployed" in plan.sections:
+        from src.inference.predictor import load_predictor
+
+        for ckpt in args.checkpoint or []:
+            load_predictor(ckpt)  # its weights and fusion weights load: before the long work
     if args.threads is not None:
         if args.threads < 1:
             raise UserError(f"--threads {args.threads}: must be >= 1")

@@ -94,6 +94,29 @@ def _checked_weights(weights: Any, branches: Sequence[str], source: str) -> dict
     return {b: v / total for b, v in values.items()}
 
 
+def _records_this_checkpoint(
+    metrics: dict[str, Any], recorded: str, ckpt_path: str | Path, run_dir: Path
+) -> bool:
+    """Whether metrics.json (of `run_dir`) was written for `ckpt_path`: the path it records, or,
+    for a run folder copied or moved since (from a cluster, say), the same place inside the run
+    (`checkpoints/final.ckpt`) and the same result identity in both files. The place matters:
+    every epoch checkpoint of a run carries its identity, the fusion weights are final.ckpt's."""
+    from src.utils.checkpoints import read_checkpoint
+
+    ckpt = Path(ckpt_path).resolve()
+    if Path(recorded).resolve() == ckpt:
+        return True
+    try:
+        inside = ckpt.relative_to(run_dir.resolve()).parts
+    except ValueError:
+        return False
+    if Path(recorded).parts[-len(inside) :] != inside:
+        return False
+    digest = (metrics.get("identity") or {}).get("digest")
+    stored = read_checkpoint(ckpt).get("identity") or {}
+    return bool(digest) and stored.get("digest") == digest
+
+
 def resolve_fusion_weights(
     given: dict[str, Any] | None, ckpt_path: str | Path, branches: Sequence[str]
 ) -> dict[str, float]:
@@ -122,7 +145,9 @@ def resolve_fusion_weights(
         raise UserError(
             f"{metrics_file}: no readable 'fusion_weights'; pass fusion_weights=... instead"
         ) from None
-    if not isinstance(recorded, str) or Path(recorded).resolve() != Path(ckpt_path).resolve():
+    if not isinstance(recorded, str) or not _records_this_checkpoint(
+        metrics, recorded, ckpt_path, metrics_file.parent
+    ):
         raise UserError(
             f"{metrics_file} records checkpoint {recorded!r}, not ckpt_path={ckpt_path}: its "
             "fusion weights belong to another checkpoint; pass fusion_weights=... instead"
