@@ -76,17 +76,30 @@ def paper_pairs(rows: Sequence[PaperModel]) -> list[PaperPair]:
     return pairs
 
 
-@dataclass(frozen=True)
-class Comparison:
-    pair: PaperPair
-    a: ConfigResult
-    b: ConfigResult
-    metric: str
+@dataclass(frozen=True, kw_only=True)
+class PairedStats:
+    """A paired-by-seed test's outcome in percentage points (`paired_stats`): what
+    `paired_cells` and `paired_fields` write, shared by every paired comparison record."""
+
     mean_diff: float
     ci_low: float
     ci_high: float
     p_value: float
     n_pairs: int
+
+
+def paired_stats(diffs: Sequence[float]) -> dict[str, float | int]:
+    """`PairedStats` fields of the paired differences `diffs` (`paired_test`, and their count)."""
+    mean, low, high, p = paired_test(diffs)
+    return {"mean_diff": mean, "ci_low": low, "ci_high": high, "p_value": p, "n_pairs": len(diffs)}
+
+
+@dataclass(frozen=True)
+class Comparison(PairedStats):
+    pair: PaperPair
+    a: ConfigResult
+    b: ConfigResult
+    metric: str
     tables: tuple[int, ...] = ()  # every paper table that makes this comparison
 
     @property
@@ -124,8 +137,7 @@ def by_seed(result: ConfigResult, metric: str) -> dict[int, float]:
 def compare(pair: PaperPair, a: ConfigResult, b: ConfigResult, metric: str) -> Comparison:
     va, vb = by_seed(a, metric), by_seed(b, metric)
     seeds = sorted(set(va) & set(vb))
-    mean, low, high, p = paired_test([va[s] - vb[s] for s in seeds])
-    return Comparison(pair, a, b, metric, mean, low, high, p, len(seeds))
+    return Comparison(pair, a, b, metric, **paired_stats([va[s] - vb[s] for s in seeds]))
 
 
 def comparisons(matches: PaperMatches) -> list[Comparison]:

@@ -13,10 +13,11 @@ from src.reporting.aggregate import ConfigResult, config_key
 from src.reporting.comparisons import (
     METRICS,
     TEST_NOTE,
+    PairedStats,
     by_seed,
     paired_cells,
     paired_fields,
-    paired_test,
+    paired_stats,
 )
 from src.reporting.naming import OFF_RECIPE_KEY, describe, setting
 
@@ -35,15 +36,10 @@ COLUMNS = [
 
 
 @dataclass(frozen=True)
-class MetadataEffect:
+class MetadataEffect(PairedStats):
     with_metadata: ConfigResult
     without: ConfigResult
     metric: str
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    n_pairs: int
 
     @property
     def columns(self) -> list[str]:
@@ -74,8 +70,8 @@ def metadata_effects(results: Sequence[ConfigResult]) -> list[MetadataEffect]:
         for metric in METRICS:
             a, b = by_seed(result, metric), by_seed(base, metric)
             seeds = sorted(set(a) & set(b))
-            stats = paired_test([a[s] - b[s] for s in seeds])
-            found.append(MetadataEffect(result, base, metric, *stats, len(seeds)))
+            diffs = [a[s] - b[s] for s in seeds]
+            found.append(MetadataEffect(result, base, metric, **paired_stats(diffs)))
     return found
 
 

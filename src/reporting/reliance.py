@@ -19,7 +19,14 @@ import pandas as pd
 
 from src.reporting.aggregate import ConfigResult, Stat
 from src.reporting.cells import NOT_RUN, PCT, ReportTable, config_name, rounded, stat_text
-from src.reporting.comparisons import COLUMNS, KINDS, paired_cells, paired_fields, paired_test
+from src.reporting.comparisons import (
+    COLUMNS,
+    KINDS,
+    PairedStats,
+    paired_cells,
+    paired_fields,
+    paired_stats,
+)
 from src.reporting.naming import describe, setting
 from src.reporting.render import markdown_section, write_table
 from src.reporting.runs import COMPLETE, RunRecord
@@ -152,18 +159,13 @@ def reliance_table(found: Sequence[Reliance]) -> ReportTable:
 
 
 @dataclass(frozen=True)
-class RelianceComparison:
+class RelianceComparison(PairedStats):
     """Paired test of one drop between a proposed configuration `a` and `b`."""
 
     kind: str
     a: ConfigResult
     b: ConfigResult
     metric: str  # a drop column
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    n_pairs: int
 
 
 def _other_settings(config: dict) -> dict:
@@ -195,8 +197,8 @@ def reliance_comparisons(found: Sequence[Reliance]) -> list[RelianceComparison]:
                 for s in seeds
                 if column in a.drops[s] and column in b.drops[s]
             ]
-            test = paired_test(diffs)
-            out.append(RelianceComparison(kind, a.result, b.result, column, *test, len(diffs)))
+            stats = paired_stats(diffs)
+            out.append(RelianceComparison(kind, a.result, b.result, column, **stats))
     return out
 
 

@@ -13,7 +13,14 @@ import pandas as pd
 
 from src.reporting.aggregate import ConfigResult, Stat
 from src.reporting.cells import PCT, ReportTable, ours_text
-from src.reporting.comparisons import METRICS, TEST_NOTE, paired_cells, paired_fields, paired_test
+from src.reporting.comparisons import (
+    METRICS,
+    TEST_NOTE,
+    PairedStats,
+    paired_cells,
+    paired_fields,
+    paired_stats,
+)
 from src.reporting.naming import describe, setting
 from src.reporting.render import markdown_section, write_table
 from src.utils.io import atomic_path
@@ -111,17 +118,12 @@ def selection_table(results: Sequence[ConfigResult]) -> ReportTable:
 
 
 @dataclass(frozen=True)
-class PolicyComparison:
+class PolicyComparison(PairedStats):
     """A policy against SWA in one configuration, paired by seed (percentage points)."""
 
     result: ConfigResult
     policy: str
     metric: str
-    mean_diff: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    n_pairs: int
 
 
 def policy_comparisons(results: Sequence[ConfigResult]) -> list[PolicyComparison]:
@@ -137,8 +139,8 @@ def policy_comparisons(results: Sequence[ConfigResult]) -> list[PolicyComparison
                 seeds = sorted(set(a) & set(b))
                 if not seeds:
                     continue
-                stats = paired_test([a[s] - b[s] for s in seeds])
-                found.append(PolicyComparison(result, policy, metric, *stats, len(seeds)))
+                diffs = [a[s] - b[s] for s in seeds]
+                found.append(PolicyComparison(result, policy, metric, **paired_stats(diffs)))
     return found
 
 
