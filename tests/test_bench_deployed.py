@@ -52,6 +52,23 @@ def test_targets_judge_the_default_export_and_each_int8() -> None:
     assert unmeasured["measured"] is None and unmeasured["met"] is None
 
 
+def test_an_option_row_is_its_base_model_with_the_option_and_its_own_target() -> None:
+    from src.benchmarks.configs import bench_config
+
+    base, option = bench_config("t9-aff-aab", 32), bench_config("t9-aff-aab-s123", 32)
+    assert list(base.block.stages) == [0, 1, 2, 3] and list(option.block.stages) == [1, 2, 3]
+    base.block.stages = option.block.stages
+    assert base == option  # nothing else differs
+    section = _section(0.62, None)
+    section["ratios"].append(
+        {"row": "t9-aff-aab-s123", "precision": "fp32", "views": "tta", "ratio": 0.55}
+    )
+    paper, with_option, _ = deployed_targets(section)
+    assert paper["measured"] == 0.62 and paper["met"] is False  # the paper's model, judged alone
+    assert with_option["measured"] == 0.55 and with_option["met"] is True
+    assert "block.stages=[1,2,3]" in with_option["name"] and "option" in with_option["name"]
+
+
 def test_profile_reads_onnxruntime_node_events() -> None:
     events = [
         {"cat": "Node", "name": "/module/blocks.0/MatMul_kernel_time", "dur": 30,

@@ -85,7 +85,10 @@ def logged_run(
         env.setenv("WANDB_MODE", "offline")
         env.setenv("WANDB_DIR", str(run_dir.parent))
         env.setenv("WANDB_SILENT", "true")
-        train(tiny_config(synthetic_release, run_dir, ["logger=[csv,tensorboard,wandb]"]))
+        one_epoch = ["trainer.max_epochs=1", "model.swa_epochs=0"]
+        train(
+            tiny_config(synthetic_release, run_dir, ["logger=[csv,tensorboard,wandb]", *one_epoch])
+        )
     return run_dir
 
 

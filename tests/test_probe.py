@@ -38,9 +38,10 @@ MISSING_ONLY = "kinds=[missing_mean,missing_shuffled]"
 
 @pytest.fixture(scope="module")
 def trained_run(synthetic_release: Path, tmp_path_factory: pytest.TempPathFactory, one_thread):
-    """A tiny AFF + AAB run, trained and evaluated by src.train (metrics.json, final.ckpt)."""
+    """A tiny AFF + AAB run, trained (one epoch) and evaluated by src.train (metrics.json,
+    final.ckpt)."""
     run_dir = tmp_path_factory.mktemp("probe") / "aff-aab"
-    train(tiny_config(synthetic_release, run_dir))
+    train(tiny_config(synthetic_release, run_dir, ["trainer.max_epochs=1", "model.swa_epochs=0"]))
     return run_dir
 
 

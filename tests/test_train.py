@@ -290,10 +290,11 @@ def test_device_pipeline_trains_reproducibly_with_swa(synthetic_release: Path, t
     batches through the datamodule's hooks): same seed, same averaged weights and metrics."""
     import torch
 
-    on_device = ("data.device_pipeline=true", "data.augment_p=1.0")
+    # one epoch, averaged over itself: the BatchNorm refresh still reads the training batches
+    on_device = ("data.device_pipeline=true", "data.augment_p=1.0", "trainer.max_epochs=1")
     first = train(tiny_config(synthetic_release, tmp_path / "a", on_device))
     again = train(tiny_config(synthetic_release, tmp_path / "b", on_device))
-    assert first["avg_auc"] == again["avg_auc"] and first["epochs_trained"] == 2
+    assert first["avg_auc"] == again["avg_auc"] and first["epochs_trained"] == 1
     a, b = (
         read_checkpoint(tmp_path / n / "checkpoints" / "final.ckpt")["state_dict"] for n in "ab"
     )

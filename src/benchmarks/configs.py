@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from omegaconf import DictConfig, open_dict
 
@@ -34,12 +35,50 @@ BASE_OVERRIDES: tuple[str, ...] = (
 )
 
 
+@dataclass(frozen=True)
+class OptionRow:
+    """A paper row built with an option that changes the model, timed beside the paper's rows.
+
+    It is not the paper's model: it has no published parameter count or accuracy, and its
+    accuracy is measured on its own (experiments/bench/deployed/README.md)."""
+
+    id: str
+    base: str  # the paper row it modifies
+    options: tuple[str, ...]  # Hydra overrides applied after the base row's
+    description: str
+    params_m: None = None
+    avg_auc: None = None
+
+    @property
+    def overrides(self) -> tuple[str, ...]:
+        return (*paper_row(self.base).overrides, *self.options)
+
+
+# The AAB without its stride-4 block (N = 3136 positions, the largest part of its ONNX time).
+OPTION_ROWS: dict[str, OptionRow] = {
+    row.id: row
+    for row in (
+        OptionRow(
+            "t9-aff-aab-s123",
+            AMMFM_ROW,
+            ("block.stages=[1,2,3]",),
+            "AFF MN+ST, AAB at stages 1-3 only (option)",
+        ),
+    )
+}
+
+
 def paper_row(row_id: str) -> PaperModel:
     try:
         return load_paper_results().model(row_id)
     except KeyError:
-        known = ", ".join(INFERENCE_ROWS)
+        known = ", ".join([*INFERENCE_ROWS, *OPTION_ROWS])
         raise UserError(f"unknown configuration {row_id!r}; benchmarked rows: {known}") from None
+
+
+def bench_row(row_id: str) -> PaperModel | OptionRow:
+    """A paper row, or one of OPTION_ROWS."""
+    return OPTION_ROWS.get(row_id) or paper_row(row_id)
 
 
 def bench_config(
@@ -52,7 +91,7 @@ def bench_config(
     """
     from src.project import compose_config
 
-    row = paper_row(row_id)
+    row = bench_row(row_id)
     overrides = [
         *row.overrides,
         *BASE_OVERRIDES,

@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from src.benchmarks.configs import bench_config, paper_row
+from src.benchmarks.configs import bench_config, bench_row
 from src.benchmarks.inference import build_predictor
 from src.benchmarks.ort_memory import measure_in_subprocess as memory_in_subprocess
 from src.benchmarks.quantize import FP32, PRECISIONS, RECIPES, Feeds, quantize
@@ -35,7 +35,7 @@ from src.inference.predictor import FusedPredictor
 
 log = logging.getLogger("src.bench")
 
-DEPLOYED_ROWS: tuple[str, ...] = ("t9-sff-cat", "t9-aff-cat", "t9-aff-aab")
+DEPLOYED_ROWS: tuple[str, ...] = ("t9-sff-cat", "t9-aff-cat", "t9-aff-aab", "t9-aff-aab-s123")
 VIEWS = {"tta": None, "one": ("identity",)}  # None: the configuration's own TTA views
 EAGER = "eager"  # the reference rows' precision name
 
@@ -156,7 +156,7 @@ def measure(rows: Sequence[str], settings: DeployedSettings) -> dict[str, Any]:
             row, precision, views = key.split("|")
             record = {
                 "row": row,
-                "label": paper_row(row).description,
+                "label": bench_row(row).description,
                 "precision": precision,
                 "views": views,
                 "tta_views": fact["views"],

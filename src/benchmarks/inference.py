@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from src.benchmarks.configs import bench_config, paper_row
+from src.benchmarks.configs import bench_config, bench_row
 from src.benchmarks.timing import alternate_rounds, peak_rss_mib, ratio_of, time_calls
 from src.data.tasks import load_task_spec
 from src.inference.onnx import export_onnx, onnx_session, random_inputs, run_onnx
@@ -86,7 +86,7 @@ def build_predictor(
     branches = network.branches
     weights = {b: 1.0 / len(branches) for b in branches}  # any weights cost the same
     counts = network.parameter_counts()
-    row = paper_row(row_id)
+    row = bench_row(row_id)
     info = {
         "row": row_id,
         "label": row.description,

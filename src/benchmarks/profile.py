@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from src.benchmarks.configs import paper_row
+from src.benchmarks.configs import bench_row
 from src.benchmarks.deployed import SessionSettings, session_for
 from src.benchmarks.inference import build_predictor
 from src.inference.onnx import export_onnx, random_inputs, run_onnx
@@ -160,7 +160,7 @@ def run(row: str, image_size: int, threads: int, runs: int) -> dict[str, Any]:
         onnx = profile_onnx(path, settings, image_size, runs)
     return {
         "row": row,
-        "label": paper_row(row).description,
+        "label": bench_row(row).description,
         "image_size": image_size,
         "threads": threads,
         "onnxruntime": onnx,

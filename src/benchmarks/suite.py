@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from src.benchmarks import quiet
-from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS, ONNX_ROWS, REFERENCE_ROW, paper_row
+from src.benchmarks.configs import AMMFM_ROW, INFERENCE_ROWS, ONNX_ROWS, REFERENCE_ROW, bench_row
 from src.benchmarks.deployed import DEPLOYED_ROWS, DeployedSettings, SessionSettings
 from src.benchmarks.inference import InferenceSettings
 from src.benchmarks.report import evaluate_targets, render_markdown
@@ -229,7 +229,7 @@ def build_plan(args: argparse.Namespace) -> Plan:
     if len(deployed_rows) < 2:
         raise UserError("--deployed-rows: give a reference row and at least one more")
     for row in (*rows, *deployed_rows, args.train_row or plan.train_row):
-        paper_row(row)  # unknown ids fail here, before anything runs
+        bench_row(row)  # unknown ids fail here, before anything runs
     check_value("--image-size", settings.image_size, rule="data.image_size")
     if settings.batch < 1:
         raise UserError(f"--batch {settings.batch}: must be >= 1")
