@@ -37,7 +37,10 @@ def _section(ratio: float, auc_delta: float | None) -> dict:
     }
     if auc_delta is not None:
         section["int8_accuracy"] = [
-            {"delta_points": {"int8-static": {"avg_auc": auc_delta, "avg_acc": 0.0}}}
+            {
+                "checkpoint": "logs/sweep/aff-aab-swin/seed3/checkpoints/final.ckpt",
+                "delta_points": {"int8-static": {"avg_auc": auc_delta, "avg_acc": 0.0}},
+            }
         ]
     return section
 
@@ -46,6 +49,7 @@ def test_targets_judge_the_default_export_and_each_int8() -> None:
     latency, accuracy = deployed_targets(_section(0.55, -0.4))
     assert latency["measured"] == 0.55 and latency["met"] is True  # fp32 with TTA, not "one"
     assert accuracy["measured"] == -0.4 and accuracy["met"] is True
+    assert accuracy["name"].endswith(", aff-aab-swin/seed3")  # which run's int8 it is
     latency, accuracy = deployed_targets(_section(0.61, 0.6))
     assert latency["met"] is False and accuracy["met"] is False  # +0.6 is not within 0.5 either
     _, unmeasured = deployed_targets(_section(0.5, None))

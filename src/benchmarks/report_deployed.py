@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from src.benchmarks.configs import OPTION_ROWS
@@ -23,6 +24,15 @@ def _ratio(section: dict[str, Any], row: str) -> float | None:
         if (r["row"], r["precision"], r["views"]) == (row, DEPLOYED_PRECISION, DEPLOYED_VIEWS):
             return r["ratio"]
     return None
+
+
+def _run_name(checkpoint: str) -> str:
+    """<configuration>/<seed> of a run's checkpoints/<name>.ckpt (else the path as given)."""
+    path = Path(checkpoint)
+    if path.suffix == ".ckpt" and path.parent.name == "checkpoints":
+        run = path.parent.parent
+        return f"{run.parent.name}/{run.name}"
+    return checkpoint
 
 
 def _latency_target(name: str, measured: float | None) -> dict[str, Any]:
@@ -49,11 +59,12 @@ def deployed_targets(section: dict[str, Any] | None) -> list[dict[str, Any]]:
     checked = section.get("int8_accuracy") or [None]
     for record in checked:
         deltas = (record or {}).get("delta_points") or {"int8": None}
+        of_run = f", {_run_name(record['checkpoint'])}" if record else ""
         for precision, delta in deltas.items():
             value = None if delta is None else delta["avg_auc"]
             targets.append(
                 {
-                    "name": f"{precision} AVG AUC - fp32 AVG AUC (test split, points)",
+                    "name": f"{precision} AVG AUC - fp32 AVG AUC (test split, points){of_run}",
                     "target": f"within +-{TARGET_INT8_POINTS}",
                     "measured": value,
                     "met": None if value is None else abs(value) <= TARGET_INT8_POINTS,
