@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from itertools import islice
 from pathlib import Path
 
 import hydra
@@ -86,9 +87,11 @@ def test_final_weights_are_the_mean_of_end_of_epoch_weights(synthetic_release, t
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert not all(torch.equal(a, b) for a, b in zip(final, recorder.params[2]))
 
+    # the refresh passes over the batches one epoch trains on: debug=fast limits them to 2
+    assert trainer.num_training_batches == 2 < len(trainer.train_dataloader)
     reference = copy.deepcopy(module)
-    batches = (torch.stack((clin, derm)) for clin, derm, *_ in trainer.train_dataloader)
-    update_bn(batches, StackedPair(reference))
+    epoch = islice(trainer.train_dataloader, trainer.num_training_batches)
+    update_bn((torch.stack((clin, derm)) for clin, derm, *_ in epoch), StackedPair(reference))
     refreshed, fresh = _bn_buffers(module), _bn_buffers(reference)
     assert len(refreshed) > 0
     for got, want in zip(refreshed, fresh, strict=True):
@@ -97,11 +100,17 @@ def test_final_weights_are_the_mean_of_end_of_epoch_weights(synthetic_release, t
 
 
 def test_swa_keeps_the_cosine_schedule_unless_swa_lr_is_set(synthetic_release, tmp_path):
-    _, _, cosine = _fit(synthetic_release, tmp_path / "a", ["trainer.max_epochs=4"])
+    # the schedule is per epoch: one training batch and no validation are enough to read it
+    epochs = [
+        "trainer.max_epochs=4",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=0",
+    ]
+    _, _, cosine = _fit(synthetic_release, tmp_path / "a", epochs)
     want = [1e-3 * 0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
     assert cosine.lrs == pytest.approx(want)
 
-    swa_lr = ["trainer.max_epochs=4", "model.swa_epochs=2", "model.swa_lr=1e-4"]
+    swa_lr = [*epochs, "model.swa_epochs=2", "model.swa_lr=1e-4"]
     _, _, constant = _fit(synthetic_release, tmp_path / "b", [*swa_lr, "model.swa_anneal_epochs=1"])
     assert constant.lrs == pytest.approx([want[0], want[1], 1e-4, 1e-4])
 

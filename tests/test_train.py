@@ -290,15 +290,14 @@ def test_device_pipeline_trains_reproducibly_with_swa(synthetic_release: Path, t
     batches through the datamodule's hooks): same seed, same averaged weights and metrics."""
     import torch
 
-    # one epoch, averaged over itself: the BatchNorm refresh still reads the training batches
+    # one epoch, averaged over itself: the BatchNorm refresh still reads the training batches;
+    # the final weights are compared (the evaluation of equal weights is tested elsewhere)
     on_device = ("data.device_pipeline=true", "data.augment_p=1.0", "trainer.max_epochs=1")
-    first = train(tiny_config(synthetic_release, tmp_path / "a", on_device))
-    again = train(tiny_config(synthetic_release, tmp_path / "b", on_device))
-    assert first["avg_auc"] == again["avg_auc"] and first["epochs_trained"] == 1
-    a, b = (
-        read_checkpoint(tmp_path / n / "checkpoints" / "final.ckpt")["state_dict"] for n in "ab"
-    )
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    for name in "ab":
+        train(tiny_config(synthetic_release, tmp_path / name, [*on_device, "test=false"]))
+    a, b = (read_checkpoint(tmp_path / n / "checkpoints" / "final.ckpt") for n in "ab")
+    assert a["epoch"] == b["epoch"] == 1
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
 
 
 def test_a_training_loader_made_after_the_epoch_reseed_replays_the_same_epochs(

@@ -14,7 +14,9 @@ training weights), so a run resumed mid-averaging ends with exactly the same ave
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
+from itertools import islice
 from typing import Any
 
 import lightning.pytorch as pl
@@ -150,7 +152,9 @@ def swa_callback(model_cfg: Any, max_epochs: int, seed: int) -> EndOfEpochSWA | 
 
 
 def refresh_batchnorm(trainer: pl.Trainer, pl_module: pl.LightningModule, seed: int) -> None:
-    """Recompute every BatchNorm's running statistics over one pass of the training data.
+    """Recompute every BatchNorm's running statistics over one pass of the training data:
+    the batches one training epoch sees (`trainer.limit_train_batches` included, as in
+    Lightning's own SWA, whose refresh is an extra training epoch).
 
     The pass is seeded (dropout and drop-path run in training mode, as in `update_bn`) and uses
     the trainer's precision context, so it sees what training saw. Under DDP each process
@@ -160,8 +164,10 @@ def refresh_batchnorm(trainer: pl.Trainer, pl_module: pl.LightningModule, seed: 
     loader = trainer.train_dataloader
     if loader is None:
         raise UserError("SWA needs the training data to refresh BatchNorm statistics")
+    limit = trainer.num_training_batches
+    batches = loader if math.isinf(limit) else islice(loader, int(limit))
     torch.manual_seed(seed)
     with trainer.precision_plugin.forward_context():
         adapter = _PairInput(pl_module)
-        update_bn(_stacked_pairs(loader, pl_module, adapter), adapter, device=pl_module.device)
+        update_bn(_stacked_pairs(batches, pl_module, adapter), adapter, device=pl_module.device)
     average_batchnorm_statistics(pl_module)
