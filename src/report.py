@@ -39,6 +39,7 @@ import pandas as pd
 
 import src.project  # noqa: F401  (the set-up: root, environment, schema)
 from src.reference import load_paper_results
+from src.reporting.ablations import ablations, ablations_frame, ablations_section
 from src.reporting.aggregate import group_runs
 from src.reporting.cells import paper_recipe
 from src.reporting.comparisons import comparisons, comparisons_frame, comparisons_section
@@ -99,9 +100,14 @@ def write_report(
         write_table(table, out_dir)
     with atomic_path(out_dir / "runs.csv") as tmp:
         runs_frame(records).to_csv(tmp, index=False)
-    compared = comparisons(PaperMatches(results, paper))
+    matches = PaperMatches(results, paper)
+    compared = comparisons(matches)
     with atomic_path(out_dir / "comparisons.csv") as tmp:
         comparisons_frame(compared).to_csv(tmp, index=False)
+    alone = ablations(results, is_paper_row=lambda result: bool(matches.rows_of(result)))
+    if alone:
+        with atomic_path(out_dir / "ablations.csv") as tmp:
+            ablations_frame(alone).to_csv(tmp, index=False)
     effects = metadata_effects(results)
     if effects:
         with atomic_path(out_dir / "metadata_effects.csv") as tmp:
@@ -135,6 +141,8 @@ def write_report(
     body.insert(2, write_reliance(results, out_dir))
     if effects:
         body.insert(3, metadata_section(effects))
+    if alone:
+        body.insert(2, ablations_section(alone))
     if policies:
         body.append(policies)
     if figures:

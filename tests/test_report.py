@@ -564,6 +564,31 @@ def test_metadata_effects_are_paired_by_seed_and_leaky_columns_flagged(tmp_path:
     assert [len(matches.rows_of(r)) > 0 for r in results].count(True) == 1  # images only
 
 
+def test_settings_that_differ_alone_are_paired_by_seed_against_the_paper_row(
+    tmp_path: Path,
+) -> None:
+    """AMMFM without its stride-4 block against AMMFM: one setting apart, so paired by seed with
+    the paper's model as b; a pair apart in two settings, and the metadata pair (its own
+    section), are not listed."""
+    stages = (*AMMFM, "block.stages=[1,2,3]")
+    two_apart = (*AMMFM, "block.stages=[2,3]", "block.qk_reduction=4")
+    for seed in range(3):
+        complete_run(tmp_path / "paper" / f"seed{seed}", AMMFM, seed, 0.70 + 0.01 * seed)
+        drop = (0.01, 0.02, 0.03)[seed]
+        complete_run(tmp_path / "s123" / f"seed{seed}", stages, seed, 0.70 + 0.01 * seed - drop)
+        complete_run(tmp_path / "two" / f"seed{seed}", two_apart, seed, 0.5)
+        complete_run(tmp_path / "sex" / f"seed{seed}", (*AMMFM, "model.metadata=[sex]"), seed, 0.6)
+    out = tmp_path / "report"
+    write_report([str(tmp_path)], find_runs([tmp_path]), out, plots=False)
+    found = pd.read_csv(out / "ablations.csv")
+    auc = found[found.metric == "avg_auc"]
+    assert len(auc) == 1  # paper vs s123 only (s123 vs two differs in qk_reduction too)
+    (row,) = auc.itertuples()
+    assert (row.setting, row.a, row.b) == ("block_stages", "[1, 2, 3]", "[0, 1, 2, 3]")
+    assert row.mean_diff == pytest.approx(-2.0) and row.n_pairs == 3
+    assert "## Settings that differ alone, paired by seed" in (out / "report.md").read_text()
+
+
 def test_a_huge_metrics_json_is_one_failure_line_and_is_never_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -198,6 +198,20 @@ def paired_cells(result: object) -> str:
     return f"{_num(result.mean_diff)}{ci} | {p} | {result.n_pairs}"
 
 
+def paired_table_head(title: str, intro: str, columns: Sequence[str]) -> list[str]:
+    """The opening lines of a paired-by-seed section: its title, what it pairs and the test,
+    and the header of a table whose last three columns are `paired_cells`."""
+    header = [*columns, "Δ (95% CI)", "p", "pairs"]
+    return [
+        f"## {title}",
+        "",
+        f"{intro} {TEST_NOTE}",
+        "",
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join("---" for _ in header) + " |",
+    ]
+
+
 def comparisons_section(found: Sequence[Comparison]) -> str:
     """report.md's section: the test, a table, and which of the paper's claims the runs support."""
     lines = ["## The paper's comparisons, paired by seed", "", TEST_NOTE, ""]

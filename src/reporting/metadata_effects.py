@@ -12,12 +12,12 @@ import pandas as pd
 from src.reporting.aggregate import ConfigResult, config_key
 from src.reporting.comparisons import (
     METRICS,
-    TEST_NOTE,
     PairedStats,
     by_seed,
     paired_cells,
     paired_fields,
     paired_stats,
+    paired_table_head,
 )
 from src.reporting.naming import OFF_RECIPE_KEY, describe, setting
 
@@ -92,15 +92,11 @@ def metadata_section(found: Sequence[MetadataEffect]) -> str:
     """report.md's section; empty when no configuration used metadata."""
     if not found:
         return ""
-    lines = [
-        "## Patient metadata, paired by seed",
-        "",
-        "Each configuration with `model.metadata` against the same configuration without. "
-        + TEST_NOTE,
-        "",
-        "| metadata | base | metric | Δ (95% CI) | p | pairs |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
+    lines = paired_table_head(
+        "Patient metadata, paired by seed",
+        "Each configuration with `model.metadata` against the same configuration without.",
+        ("metadata", "base", "metric"),
+    )
     for e in found:
         name = ", ".join(e.columns) + (f" (**LEAKY**: {', '.join(e.leaky)})" if e.leaky else "")
         lines.append(f"| {name} | {describe(e.without.config)} | {e.metric} | {paired_cells(e)} |")
