@@ -38,7 +38,7 @@ def probe_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     from src.config_checks import check_config_values
     from src.data.conditions import KINDS
     from src.inference.predictor import resolve_fusion_weights
-    from src.models.module import AMMFMModule, stored_tasks
+    from src.models.module import IDENTITY_KEY, AMMFMModule, stored_tasks
     from src.runs.checkpoints import checkpoint_config
     from src.runs.probe import PROBE_SEED, run_probe
     from src.runs.setup import datamodule_for
@@ -68,7 +68,10 @@ def probe_checkpoint(run_cfg: DictConfig) -> dict[str, Any]:
     module = AMMFMModule.from_trained(cfg, tasks, ckpt["state_dict"], ckpt_path)
     given = run_cfg.get("fusion_weights")
     weights = resolve_fusion_weights(
-        OmegaConf.to_container(given) if given is not None else None, ckpt_path, module.branches
+        OmegaConf.to_container(given) if given is not None else None,
+        ckpt_path,
+        module.branches,
+        ckpt.get(IDENTITY_KEY),
     )
     datamodule = datamodule_for(cfg, module)
     return run_probe(cfg, module, datamodule, weights, out, str(ckpt_path), seed, kinds)

@@ -136,13 +136,14 @@ def write_report(
         "Tables as CSV (numbers) and LaTeX beside this file.",
         "",
     ]
-    body = [markdown_section(t) for t in tables]
-    body.insert(1, comparisons_section(compared))
-    body.insert(2, write_reliance(results, out_dir))
-    if effects:
-        body.insert(3, metadata_section(effects))
-    if alone:
-        body.insert(2, ablations_section(alone))
+    first, *rest = [markdown_section(t) for t in tables]
+    paired = [
+        comparisons_section(compared),
+        ablations_section(alone),  # "" when there is none, as metadata_section
+        write_reliance(results, out_dir),
+        metadata_section(effects),
+    ]
+    body = [first, *(section for section in paired if section), *rest]
     if policies:
         body.append(policies)
     if figures:

@@ -57,14 +57,16 @@ def module_from_checkpoint(ckpt_path: str | Path) -> AMMFMModule:
     Weights-only loading; the network is rebuilt from the configuration stored in the
     checkpoint, without downloading or loading any pretrained weights.
     """
-    from src.models.module import AMMFMModule, stored_tasks
+    from src.models.module import IDENTITY_KEY, AMMFMModule, stored_tasks
     from src.utils.checkpoints import read_checkpoint
 
     ckpt = read_checkpoint(ckpt_path)
     cfg = OmegaConf.create(ckpt["hyper_parameters"]["cfg"])
     cfg.model.compile = False  # inference and export trace the plain modules
     tasks = stored_tasks(ckpt["hyper_parameters"], ckpt_path)
-    return AMMFMModule.from_trained(cfg, tasks, ckpt["state_dict"], ckpt_path).eval()
+    module = AMMFMModule.from_trained(cfg, tasks, ckpt["state_dict"], ckpt_path).eval()
+    module.identity = ckpt.get(IDENTITY_KEY)
+    return module
 
 
 def run_metrics_file(ckpt_path: str | Path) -> Path | None:
@@ -95,14 +97,17 @@ def _checked_weights(weights: Any, branches: Sequence[str], source: str) -> dict
 
 
 def _records_this_checkpoint(
-    metrics: dict[str, Any], recorded: str, ckpt_path: str | Path, run_dir: Path
+    metrics: dict[str, Any],
+    recorded: str,
+    ckpt_path: str | Path,
+    run_dir: Path,
+    identity: dict[str, Any] | None,
 ) -> bool:
-    """Whether metrics.json (of `run_dir`) was written for `ckpt_path`: the path it records, or,
-    for a run folder copied or moved since (from a cluster, say), the same place inside the run
-    (`checkpoints/final.ckpt`) and the same result identity in both files. The place matters:
-    every epoch checkpoint of a run carries its identity, the fusion weights are final.ckpt's."""
-    from src.utils.checkpoints import read_checkpoint
-
+    """Whether metrics.json (of `run_dir`) was written for `ckpt_path`, whose stored result
+    identity is `identity`: the path it records, or, for a run folder copied or moved since
+    (from a cluster, say), the same place inside the run (`checkpoints/final.ckpt`) and the same
+    result identity in both files. The place matters: every epoch checkpoint of a run carries
+    its identity, the fusion weights are final.ckpt's."""
     ckpt = Path(ckpt_path).resolve()
     if Path(recorded).resolve() == ckpt:
         return True
@@ -113,14 +118,17 @@ def _records_this_checkpoint(
     if Path(recorded).parts[-len(inside) :] != inside:
         return False
     digest = (metrics.get("identity") or {}).get("digest")
-    stored = read_checkpoint(ckpt).get("identity") or {}
-    return bool(digest) and stored.get("digest") == digest
+    return bool(digest) and (identity or {}).get("digest") == digest
 
 
 def resolve_fusion_weights(
-    given: dict[str, Any] | None, ckpt_path: str | Path, branches: Sequence[str]
+    given: dict[str, Any] | None,
+    ckpt_path: str | Path,
+    branches: Sequence[str],
+    identity: dict[str, Any] | None,
 ) -> dict[str, float]:
-    """The weights of Eq. 4: `given`, else the run's metrics.json, else a UserError.
+    """The weights of Eq. 4: `given`, else the run's metrics.json (the checkpoint's stored
+    result `identity` recognises a moved run), else a UserError.
 
     A single-branch network needs no weights (its branch is the prediction).
     """
@@ -146,7 +154,7 @@ def resolve_fusion_weights(
             f"{metrics_file}: no readable 'fusion_weights'; pass fusion_weights=... instead"
         ) from None
     if not isinstance(recorded, str) or not _records_this_checkpoint(
-        metrics, recorded, ckpt_path, metrics_file.parent
+        metrics, recorded, ckpt_path, metrics_file.parent, identity
     ):
         raise UserError(
             f"{metrics_file} records checkpoint {recorded!r}, not ckpt_path={ckpt_path}: its "
@@ -315,7 +323,7 @@ def load_predictor(
     if tta_views is not None:
         check_value("tta_views", list(tta_views), rule="model.tta_views")
     views = list(tta_views) if tta_views is not None else list(cfg.model.tta_views)
-    weights = resolve_fusion_weights(fusion_weights, ckpt_path, module.branches)
+    weights = resolve_fusion_weights(fusion_weights, ckpt_path, module.branches, module.identity)
     model = FusedPredictor(module, module.tasks, weights, views).to(device).eval()
     return Predictor(
         model=model,

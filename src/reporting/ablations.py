@@ -19,22 +19,19 @@ import pandas as pd
 
 from src.reporting.aggregate import ConfigResult
 from src.reporting.comparisons import (
-    COLUMNS as COMPARISON_COLUMNS,
-)
-from src.reporting.comparisons import (
     METRICS,
+    PAIRED_COLUMNS,
     PairedStats,
-    by_seed,
+    paired_by_seed,
     paired_cells,
     paired_fields,
-    paired_stats,
     paired_table_head,
 )
 from src.reporting.metadata_effects import METADATA_KEYS
 from src.reporting.naming import OFF_RECIPE_KEY, describe
 
 COMPARED_ELSEWHERE = ("fusion", "block", *METADATA_KEYS)
-COLUMNS = ["setting", "a", "b", "configuration", *COMPARISON_COLUMNS[2:]]  # metric, test
+COLUMNS = ["setting", "a", "b", "configuration", *PAIRED_COLUMNS]
 ABSENT = "(recipe)"  # an off-recipe setting the other side leaves at the recipe's value
 
 
@@ -67,29 +64,22 @@ def _one_difference(a: dict[str, str], b: dict[str, str]) -> str | None:
     return differing[0] if len(differing) == 1 else None
 
 
-def _reference_last(
-    first: ConfigResult, second: ConfigResult, is_paper_row: Callable[[ConfigResult], bool]
-) -> tuple[ConfigResult, ConfigResult]:
-    """(a, b) with b the paper's row when exactly one side is one, else in the given order."""
-    return (second, first) if is_paper_row(first) and not is_paper_row(second) else (first, second)
-
-
 def ablations(
     results: Sequence[ConfigResult], is_paper_row: Callable[[ConfigResult], bool]
 ) -> list[Ablation]:
     """Each pair of configurations that differ in one setting, per headline metric."""
+    described = [(r, settings_of(r.config)) for r in results]
     found = []
-    for first, second in combinations(results, 2):
-        s1, s2 = settings_of(first.config), settings_of(second.config)
-        key = _one_difference(s1, s2)
+    for a, b in combinations(described, 2):
+        key = _one_difference(a[1], b[1])
         if key is None or key in COMPARED_ELSEWHERE:
             continue
-        a, b = _reference_last(first, second, is_paper_row)
-        va, vb = settings_of(a.config).get(key, ABSENT), settings_of(b.config).get(key, ABSENT)
+        if is_paper_row(a[0]) and not is_paper_row(b[0]):
+            a, b = b, a
+        values = a[1].get(key, ABSENT), b[1].get(key, ABSENT)
         for metric in METRICS:
-            sa, sb = by_seed(a, metric), by_seed(b, metric)
-            diffs = [sa[s] - sb[s] for s in sorted(set(sa) & set(sb))]
-            found.append(Ablation(key, va, vb, a, b, metric, **paired_stats(diffs)))
+            stats = paired_by_seed(a[0], b[0], metric)
+            found.append(Ablation(key, *values, a[0], b[0], metric, **stats))
     return found
 
 

@@ -23,7 +23,9 @@ from src.reporting.cells import PCT
 from src.reporting.matching import PaperMatches
 from src.reporting.naming import describe, setting
 
-COLUMNS = ["a", "b", "metric", "mean_diff", "ci_low", "ci_high", "p_value", "n_pairs"]
+# The columns every paired-by-seed table writes (`paired_fields`), after its own.
+PAIRED_COLUMNS = ["metric", "mean_diff", "ci_low", "ci_high", "p_value", "n_pairs"]
+COLUMNS = ["a", "b", *PAIRED_COLUMNS]
 METRICS = ("avg_auc", "avg_acc")
 CONFIDENCE = 0.95
 # (fusion, block) of the proposed side and of the side it is compared with, by comparison.
@@ -134,10 +136,14 @@ def by_seed(result: ConfigResult, metric: str) -> dict[int, float]:
     }
 
 
-def compare(pair: PaperPair, a: ConfigResult, b: ConfigResult, metric: str) -> Comparison:
+def paired_by_seed(a: ConfigResult, b: ConfigResult, metric: str) -> dict[str, float | int]:
+    """`PairedStats` fields of a − b over the seeds both configurations finished."""
     va, vb = by_seed(a, metric), by_seed(b, metric)
-    seeds = sorted(set(va) & set(vb))
-    return Comparison(pair, a, b, metric, **paired_stats([va[s] - vb[s] for s in seeds]))
+    return paired_stats([va[s] - vb[s] for s in sorted(set(va) & set(vb))])
+
+
+def compare(pair: PaperPair, a: ConfigResult, b: ConfigResult, metric: str) -> Comparison:
+    return Comparison(pair, a, b, metric, **paired_by_seed(a, b, metric))
 
 
 def comparisons(matches: PaperMatches) -> list[Comparison]:
@@ -181,7 +187,7 @@ def comparisons_frame(found: Sequence[Comparison]) -> pd.DataFrame:
 
 def paired_fields(result: object) -> dict[str, object]:
     """The paired test's columns of a result (a `Comparison` or anything with its fields)."""
-    return {key: getattr(result, key) for key in COLUMNS[2:]}
+    return {key: getattr(result, key) for key in PAIRED_COLUMNS}
 
 
 def _num(value: float, fmt: str = "+.2f") -> str:

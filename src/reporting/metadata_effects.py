@@ -12,27 +12,17 @@ import pandas as pd
 from src.reporting.aggregate import ConfigResult, config_key
 from src.reporting.comparisons import (
     METRICS,
+    PAIRED_COLUMNS,
     PairedStats,
-    by_seed,
+    paired_by_seed,
     paired_cells,
     paired_fields,
-    paired_stats,
     paired_table_head,
 )
 from src.reporting.naming import OFF_RECIPE_KEY, describe, setting
 
 METADATA_KEYS = ("metadata", "leaky_metadata")
-COLUMNS = [
-    "metadata",
-    "leaky",
-    "base",
-    "metric",
-    "mean_diff",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "n_pairs",
-]
+COLUMNS = ["metadata", "leaky", "base", *PAIRED_COLUMNS]
 
 
 @dataclass(frozen=True)
@@ -68,10 +58,9 @@ def metadata_effects(results: Sequence[ConfigResult]) -> list[MetadataEffect]:
         if not result.config.get("metadata") or base is None:
             continue
         for metric in METRICS:
-            a, b = by_seed(result, metric), by_seed(base, metric)
-            seeds = sorted(set(a) & set(b))
-            diffs = [a[s] - b[s] for s in seeds]
-            found.append(MetadataEffect(result, base, metric, **paired_stats(diffs)))
+            found.append(
+                MetadataEffect(result, base, metric, **paired_by_seed(result, base, metric))
+            )
     return found
 
 
